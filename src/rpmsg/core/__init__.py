@@ -1,0 +1,32 @@
+"""Sans-IO RPMsg protocol core: policies, address allocation, endpoint table, name service."""
+
+from rpmsg.core.core import (
+    Bound,
+    CoreStats,
+    EndpointRecord,
+    Event,
+    RpmsgCore,
+    Send,
+    ServiceAnnounced,
+    ServiceWithdrawn,
+    Unbound,
+)
+from rpmsg.core.policy import LINUX, NUTTX, OPENAMP, PRESETS, Policy, get_policy
+
+__all__ = [
+    "LINUX",
+    "NUTTX",
+    "OPENAMP",
+    "PRESETS",
+    "Bound",
+    "CoreStats",
+    "EndpointRecord",
+    "Event",
+    "Policy",
+    "RpmsgCore",
+    "Send",
+    "ServiceAnnounced",
+    "ServiceWithdrawn",
+    "Unbound",
+    "get_policy",
+]

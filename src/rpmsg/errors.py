@@ -1,0 +1,104 @@
+"""The library's error hierarchy: every failure a user can meet is one of these types.
+
+All errors derive from :class:`RpmsgError`. Where a built-in exception carries the same
+meaning, the error also derives from it (``RpmsgTimeoutError`` is a ``TimeoutError``,
+``RemoteDisconnectedError`` a ``ConnectionError``), so generic ``except`` clauses work.
+"""
+
+from __future__ import annotations
+
+
+class RpmsgError(Exception):
+    """Base class of every error raised by this library."""
+
+
+class MessageTooLargeError(RpmsgError, ValueError):
+    """The payload does not fit the transport's buffer (Linux: EMSGSIZE)."""
+
+    def __init__(self, size: int, mtu: int) -> None:
+        super().__init__(f"message of {size} bytes exceeds the maximum payload of {mtu} bytes")
+        self.size = size
+        self.mtu = mtu
+
+
+class WouldBlockError(RpmsgError, BlockingIOError):
+    """The operation cannot complete now and the timeout was 0 (Linux: EAGAIN)."""
+
+
+class NoBufferError(WouldBlockError):
+    """No free transmit buffer is available right now (OpenAMP: RPMSG_ERR_NO_BUFF)."""
+
+
+class RpmsgTimeoutError(RpmsgError, TimeoutError):
+    """The operation did not complete within the given timeout."""
+
+
+class RemoteDisconnectedError(RpmsgError, ConnectionError):
+    """The remote side went away: name-service DESTROY, link down, or reset (Linux: EPIPE)."""
+
+
+class NotBoundError(RpmsgError):
+    """The endpoint has no destination address yet, so it cannot send."""
+
+
+class EndpointClosedError(RpmsgError):
+    """The endpoint (or the device it belongs to) was closed locally."""
+
+
+class AddressInUseError(RpmsgError, ValueError):
+    """The requested local address is already taken or outside the allowed range."""
+
+
+class AlreadyOpenError(RpmsgError):
+    """The device allows a single opener and is already open (Linux: EBUSY)."""
+
+
+class NotAvailableError(RpmsgError):
+    """The requested transport or device does not exist on this system."""
+
+
+class InvalidURLError(RpmsgError, ValueError):
+    """A transport URL could not be understood."""
+
+
+class NameTooLongError(RpmsgError, ValueError):
+    """An endpoint or service name does not fit its 32-byte field (31 bytes plus the NUL)."""
+
+
+class ProtocolError(RpmsgError):
+    """The peer broke the protocol; a transport that raises this is marked broken."""
+
+
+class DecodeError(ProtocolError, ValueError):
+    """Bytes do not form a valid structure; names the structure, field and byte offset."""
+
+    def __init__(self, structure: str, field: str, offset: int, reason: str) -> None:
+        super().__init__(f"{structure}.{field} at byte offset {offset}: {reason}")
+        self.structure = structure
+        self.field = field
+        self.offset = offset
+        self.reason = reason
+
+
+class TransportBrokenError(ProtocolError):
+    """The transport was marked broken (corrupt ring, bad frame); it can no longer be used."""
+
+
+__all__ = [
+    "AddressInUseError",
+    "AlreadyOpenError",
+    "DecodeError",
+    "EndpointClosedError",
+    "InvalidURLError",
+    "MessageTooLargeError",
+    "NameTooLongError",
+    "NoBufferError",
+    "NotAvailableError",
+    "NotBoundError",
+    "ProtocolError",
+    "RemoteDisconnectedError",
+    "RpmsgError",
+    "RpmsgTimeoutError",
+    "TransportBrokenError",
+    "WouldBlockError",
+]

@@ -1,0 +1,1 @@
+"""Transports: one module per scheme, each registering a Link factory when imported."""

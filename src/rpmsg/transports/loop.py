@@ -1,0 +1,204 @@
+"""``loop:`` — two RPMsg cores back to back in one process, for tests and examples.
+
+``rpmsg.open("loop:NAME")`` twice gives the two ends of one loop (python-can's ``virtual``
+habit); ``loop:`` alone uses the name ``default``. Each direction has a fixed pool of
+``buffers`` buffers of ``buffer_size`` bytes, like a vring: a sender waits for a free buffer,
+and a buffer is free again once the other side's delivery thread has handed the message on.
+Closing one end takes the link down for the other for good; opening the name again
+starts a new loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+from rpmsg.core.policy import OPENAMP
+from rpmsg.errors import (
+    AlreadyOpenError,
+    MessageTooLargeError,
+    NoBufferError,
+    RemoteDisconnectedError,
+)
+from rpmsg.transport import Deadline, Link, LinkSink, TransportURL, register_transport
+from rpmsg.wire.layout import Buffer
+from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE
+
+
+class _Direction:
+    """Messages in flight one way, bounded by the number of buffers."""
+
+    def __init__(self, buffers: int) -> None:
+        self.capacity = buffers
+        self.queue: deque[tuple[int, int, bytes]] = deque()
+        self.in_flight = 0
+        self.cond = threading.Condition()
+        self.closed = False
+
+
+class _Loop:
+    """One named loop: two ends, one direction each way."""
+
+    def __init__(self, name: str, buffers: int, buffer_size: int) -> None:
+        self.name = name
+        self.buffers = buffers
+        self.buffer_size = buffer_size
+        self.ends: list[LoopLink | None] = [None, None]
+        self.dirs = (_Direction(buffers), _Direction(buffers))  # dirs[i]: into end i
+        self.lock = threading.Lock()
+
+
+_LOOPS: dict[str, _Loop] = {}
+_LOOPS_LOCK = threading.Lock()
+
+
+class LoopLink(Link):
+    """One end of an in-process loop."""
+
+    role = "loop"
+    default_policy = OPENAMP
+
+    def __init__(self, loop: _Loop, side: int) -> None:
+        self._loop = loop
+        self.side = side
+        self.mtu = loop.buffer_size - HEADER_SIZE
+        self._inbox = loop.dirs[side]
+        self._outbox = loop.dirs[1 - side]
+        self._sink: LinkSink | None = None
+        self._thread: threading.Thread | None = None
+        self._up = False
+        self._started = False
+        self._closed = False
+        self._stats = {"tx_messages": 0, "rx_messages": 0}
+
+    def describe(self) -> dict[str, Any]:
+        return {"role": self.role, "mtu": self.mtu, "loop": self._loop.name, "side": self.side,
+                "buffers": self._loop.buffers, "buffer_size": self._loop.buffer_size}
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._stats)
+
+    @property
+    def peer(self) -> LoopLink | None:
+        return self._loop.ends[1 - self.side]
+
+    def start(self, sink: LinkSink) -> None:
+        self._sink = sink
+        self._thread = threading.Thread(target=self._run, name=f"rpmsg-loop-{self._loop.name}"
+                                        f"-{self.side}", daemon=True)
+        self._thread.start()
+        with self._loop.lock:
+            self._started = True
+            peer = self.peer
+            both = peer is not None and peer._started and not peer._closed
+        if both and peer is not None:
+            self._set_up()
+            peer._set_up()
+
+    def _set_up(self) -> None:
+        with self._inbox.cond:
+            if self._up:
+                return
+            self._up = True
+        if self._sink is not None:
+            self._sink.link_up()
+
+    def _run(self) -> None:
+        inbox = self._inbox
+        while True:
+            with inbox.cond:
+                while not inbox.queue and not inbox.closed:
+                    inbox.cond.wait()
+                if inbox.closed:
+                    return
+                src, dst, data = inbox.queue.popleft()
+            sink = self._sink
+            try:
+                if sink is not None:
+                    sink.deliver(src, dst, data)
+                self._stats["rx_messages"] += 1
+            finally:
+                with inbox.cond:
+                    inbox.in_flight -= 1
+                    inbox.cond.notify_all()
+
+    def send(self, src: int, dst: int, payload: Buffer, timeout: float | None) -> None:
+        size = len(payload)
+        if size > self.mtu:
+            raise MessageTooLargeError(size, self.mtu)
+        out = self._outbox
+        data = bytes(payload)
+        deadline: Deadline | None = None
+        with out.cond:
+            while True:
+                if out.closed or not self._up:
+                    raise RemoteDisconnectedError("the other end of the loop is not open")
+                if out.in_flight < out.capacity:
+                    break
+                if timeout == 0:
+                    raise NoBufferError("all loop buffers are in flight")
+                if deadline is None:
+                    deadline = Deadline(timeout)
+                if not out.cond.wait(deadline.remaining()) and deadline.expired():
+                    raise deadline.timeout_error("waiting for a free loop buffer")
+            out.in_flight += 1
+            out.queue.append((src, dst, data))
+            out.cond.notify_all()
+        self._stats["tx_messages"] += 1
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for d in (self._inbox, self._outbox):
+            with d.cond:
+                d.closed = True
+                d.cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        peer = self.peer
+        with _LOOPS_LOCK, self._loop.lock:
+            self._loop.ends[self.side] = None
+            if _LOOPS.get(self._loop.name) is self._loop:  # a later open starts a new loop
+                del _LOOPS[self._loop.name]
+        if peer is not None and peer._sink is not None and not peer._closed:
+            peer._up = False
+            peer._sink.link_down("the other end of the loop was closed")
+
+
+def pair(name: str | None = None, *, buffers: int = 256,
+         buffer_size: int = DEFAULT_BUFFER_SIZE) -> tuple[LoopLink, LoopLink]:
+    """Both ends of a new loop as links (for tests that build Devices themselves)."""
+    loop = _Loop(name or f"anon-{id(object()):x}", buffers, buffer_size)
+    a, b = LoopLink(loop, 0), LoopLink(loop, 1)
+    loop.ends = [a, b]
+    return a, b
+
+
+def open_loop(url: TransportURL) -> LoopLink:
+    """Factory for ``loop:NAME?buffers=N&buffer_size=N``."""
+    name = url.path.strip("/") or "default"
+    buffers = url.get_int("buffers", 256, minimum=1, maximum=65536)
+    buffer_size = url.get_int("buffer_size", DEFAULT_BUFFER_SIZE, minimum=HEADER_SIZE + 1,
+                              maximum=65535 + HEADER_SIZE)
+    with _LOOPS_LOCK:
+        loop = _LOOPS.get(name)
+        if loop is None:
+            loop = _LOOPS[name] = _Loop(name, buffers, buffer_size)
+        with loop.lock:
+            if None not in loop.ends:
+                raise AlreadyOpenError(f"both ends of loop:{name} are already open")
+            side = loop.ends.index(None)
+            if loop.ends[1 - side] is not None and (
+                    url.has("buffers") and buffers != loop.buffers
+                    or url.has("buffer_size") and buffer_size != loop.buffer_size):
+                raise AlreadyOpenError(
+                    f"loop:{name} is open with buffers={loop.buffers} "
+                    f"buffer_size={loop.buffer_size}; the second end must match")
+            link = LoopLink(loop, side)
+            loop.ends[side] = link
+    return link
+
+
+register_transport("loop", open_loop)
