@@ -43,15 +43,18 @@ from rpmsg.wire.rpmsg import ADDR_ANY, NS_ADDR, RESERVED_ADDRESSES
 __version__ = "0.1.0"
 
 
-def open(url: str, *, policy: Policy | str | None = None, **options: Any) -> Device:  # noqa: A001
+def open(url: str, *, policy: Policy | str | None = None, side: str = "host",  # noqa: A001
+         **options: Any) -> Device:
     """Open a transport by URL and return the :class:`Device` on it.
 
     ``url`` is ``scheme:path?key=value&...`` (``loop:``, ``shm:``, ``vhost-user:``,
     ``linux:``, ``uart:``, ``spi:``, ``spisim:``); keyword ``options`` override the query.
     ``policy`` (``"linux"``, ``"openamp"``, ``"nuttx"`` or a :class:`Policy`) overrides the
     transport's default peer behaviour; it may also be given as ``?policy=`` in the URL.
+    ``side`` says which end to be where the transport has two kinds: ``"host"`` (virtio
+    driver, as Linux) or ``"remote"`` (virtio device, as co-processor firmware).
     """
-    parsed = TransportURL.parse(url, options)
+    parsed = TransportURL.parse(url, options, side=side)
     url_policy = parsed.take("policy")
     link = make_link(parsed)
     try:

@@ -189,10 +189,15 @@ class TransportURL:
     scheme: str
     path: str
     params: dict[str, Any] = field(default_factory=dict)
+    #: Which end the caller wants to be when the URL leaves it open: ``host`` (virtio
+    #: driver, the Linux side) or ``remote`` (virtio device, the co-processor side).
+    #: Symmetric transports ignore it; an explicit ``role=`` option wins.
+    side: str = "host"
     _used: set[str] = field(default_factory=set)
 
     @classmethod
-    def parse(cls, text: str, overrides: Mapping[str, Any] | None = None) -> TransportURL:
+    def parse(cls, text: str, overrides: Mapping[str, Any] | None = None,
+              side: str = "host") -> TransportURL:
         scheme, sep, rest = text.partition(":")
         if not sep or not scheme or not scheme.replace("-", "").replace("_", "").isalnum():
             raise InvalidURLError(
@@ -206,7 +211,9 @@ class TransportURL:
         for key, value in (overrides or {}).items():
             if value is not None:
                 params[key] = value
-        return cls(text=text, scheme=scheme.lower(), path=path, params=params)
+        if side not in ("host", "remote"):
+            raise ValueError(f"side must be 'host' or 'remote', not {side!r}")
+        return cls(text=text, scheme=scheme.lower(), path=path, params=params, side=side)
 
     def has(self, key: str) -> bool:
         return key in self.params
