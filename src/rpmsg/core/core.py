@@ -29,6 +29,9 @@ class EndpointRecord:
     announce: bool
     #: Whether an NS CREATE for it went out on the current link.
     announced: bool = False
+    #: Whether ``dst`` is a service the remote announced (NS CREATE), which outlives this
+    #: endpoint: on close it goes back to the list of available services.
+    dst_is_service: bool = False
     #: Opaque slot for the runtime (the user-facing Endpoint object).
     owner: object = None
 
@@ -144,6 +147,7 @@ class RpmsgCore:
         taken = self._take_service(name) if name and dst == ADDR_ANY else None
         if taken is not None:
             rec.dst = taken
+            rec.dst_is_service = True
             rec.announce = False
             self.events.append(Bound(rec, taken))
             self._ack(rec)
@@ -161,6 +165,8 @@ class RpmsgCore:
         self.addresses.release(rec.addr)
         if not (self.ns_enabled and self.link_up and rec.name):
             return
+        if rec.dst_is_service and rec.bound and (rec.name, rec.dst) not in self.services:
+            self.services.append((rec.name, rec.dst))  # the remote endpoint is still there
         if rec.announced or (self.policy.destroy == "named"
                              and rec.addr >= self.policy.addr_min):
             self.events.append(Send(rec.addr, NS_ADDR,
@@ -189,6 +195,7 @@ class RpmsgCore:
             rec.announced = False
             if rec.bound:
                 rec.dst = ADDR_ANY
+                rec.dst_is_service = False
                 self.events.append(Unbound(rec, reason))
 
     # Received messages ------------------------------------------------------------------
@@ -229,6 +236,7 @@ class RpmsgCore:
             self._forget_service(msg.name, msg.addr)
             if rec is not None and rec.dst == msg.addr:
                 rec.dst = ADDR_ANY
+                rec.dst_is_service = False
                 self.events.append(Unbound(rec, f"remote destroyed {msg.name!r}"))
             elif rec is None:
                 self.stats.ns_unmatched_destroy += 1
@@ -236,6 +244,7 @@ class RpmsgCore:
         if rec is not None:
             if not rec.bound:
                 rec.dst = msg.addr
+                rec.dst_is_service = msg.flags == NsFlags.CREATE
                 self.events.append(Bound(rec, msg.addr))
                 if msg.flags == NsFlags.CREATE:
                     self._ack(rec)

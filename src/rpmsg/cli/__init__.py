@@ -1,0 +1,1 @@
+"""The ``rpmsg`` command-line tool: thin wrappers over the library."""

@@ -1,0 +1,50 @@
+"""``rpmsg ping URL``: round trips against an rpmsg-ping or echo service, NuttX-style output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import rpmsg
+from rpmsg.services.ping import ping
+from rpmsg.wire.ping import PING_NAME
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "ping", help="measure round trips to an rpmsg-ping or echo service",
+        description="Send COUNT pings of SIZE bytes to SERVICE on URL and print count, sizes, "
+        "min/avg/max latency and rate (like NuttX's 'rpmsg ping'). Exits 1 if any reply is "
+        "missing or differs.")
+    p.add_argument("url", help="transport URL, e.g. shm:demo")
+    p.add_argument("--count", "-c", type=int, default=10, help="round trips (default 10)")
+    p.add_argument("--size", "-s", type=int, default=64,
+                   help="payload bytes per message, at most the MTU (default 64)")
+    p.add_argument("--service", default=PING_NAME,
+                   help=f"service name (default {PING_NAME}; any other name is treated as echo)")
+    p.add_argument("--protocol", choices=["auto", "ping", "echo"], default="auto",
+                   help="rpmsg-ping payloads or plain echo (default: by service name)")
+    p.add_argument("--random-size", action="store_true",
+                   help="random sizes up to --size")
+    p.add_argument("--interval", type=float, default=0.0, help="seconds between pings")
+    p.add_argument("--timeout", type=float, default=5.0,
+                   help="seconds to wait for the binding and for each reply (default 5)")
+    p.add_argument("--policy", choices=["linux", "openamp", "nuttx"],
+                   help="peer behaviour preset (default: the transport's)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.count < 1:
+        raise SystemExit("rpmsg ping: --count must be at least 1")
+    with rpmsg.open(args.url, policy=args.policy) as device:
+        result = ping(device, service=args.service, count=args.count, size=args.size,
+                      timeout=args.timeout, protocol=args.protocol,
+                      random_size=args.random_size, interval=args.interval)
+    if args.json:
+        print(json.dumps(result.summary(), indent=2))
+    else:
+        print(result.report())
+    return 0 if result.ok else 1
