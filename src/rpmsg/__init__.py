@@ -43,7 +43,7 @@ from rpmsg.wire.rpmsg import ADDR_ANY, NS_ADDR, RESERVED_ADDRESSES
 __version__ = "0.1.0"
 
 
-def open(url: str, *, policy: Policy | str | None = None, side: str = "host",  # noqa: A001
+def open(url: str, *, policy: Policy | str | None = None, side: str = "host",
          **options: Any) -> Device:
     """Open a transport by URL and return the :class:`Device` on it.
 

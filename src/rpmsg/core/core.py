@@ -249,10 +249,9 @@ class RpmsgCore:
                 if msg.flags == NsFlags.CREATE:
                     self._ack(rec)
             return
-        if msg.flags == NsFlags.CREATE:
-            if (msg.name, msg.addr) not in self.services:
-                self.services.append((msg.name, msg.addr))
-                self.events.append(ServiceAnnounced(msg.name, msg.addr))
+        if msg.flags == NsFlags.CREATE and (msg.name, msg.addr) not in self.services:
+            self.services.append((msg.name, msg.addr))
+            self.events.append(ServiceAnnounced(msg.name, msg.addr))
 
     # Helpers ----------------------------------------------------------------------------
 

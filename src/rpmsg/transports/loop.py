@@ -191,8 +191,8 @@ def open_loop(url: TransportURL) -> LoopLink:
                 raise AlreadyOpenError(f"both ends of loop:{name} are already open")
             side = loop.ends.index(None)
             if loop.ends[1 - side] is not None and (
-                    url.has("buffers") and buffers != loop.buffers
-                    or url.has("buffer_size") and buffer_size != loop.buffer_size):
+                    (url.has("buffers") and buffers != loop.buffers)
+                    or (url.has("buffer_size") and buffer_size != loop.buffer_size)):
                 raise AlreadyOpenError(
                     f"loop:{name} is open with buffers={loop.buffers} "
                     f"buffer_size={loop.buffer_size}; the second end must match")

@@ -260,8 +260,9 @@ def _decode_vdev(data: Buffer, off: int, end: int) -> VdevEntry:
             data, vrings_at + i * FW_RSC_VDEV_VRING.size)
         vrings.append(VringEntry(da, align, num, vnotify, vres))
     cfg_at = vrings_at + FW_RSC_VDEV_VRING.size * nvrings
+    config = bytes(data[cfg_at : cfg_at + config_len])
     return VdevEntry(vrings=vrings, id=vid, notifyid=notifyid, dfeatures=dfeat,
-                     gfeatures=gfeat, status=status, config=bytes(data[cfg_at : cfg_at + config_len]))
+                     gfeatures=gfeat, status=status, config=config)
 
 
 def vdev_field_offset(vdev_offset: int, name: str) -> int:
