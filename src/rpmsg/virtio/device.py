@@ -1,0 +1,230 @@
+"""RPMsg over virtio in the device role (the remote/firmware side), independent of transport.
+
+:class:`DeviceEngine` is what both the ``shm:`` transport and the vhost-user backend drive.
+Its whole interface:
+
+* ``DeviceEngine(memory, notify, *, sink=None, on_error=None, buffer_size=512)``
+
+  - ``memory``: any object with ``view(addr, length) -> memoryview`` (writable) that raises a
+    :class:`~rpmsg.errors.ProtocolError` subclass (e.g.
+    :class:`rpmsg.virtio.memory.MemoryRangeError`) when ``[addr, addr+length)`` is not shared
+    memory. Descriptor addresses from the driver go through it on every message.
+  - ``notify(queue_index)``: interrupt the driver for queue 0 or 1 (vhost-user: write the
+    queue's call eventfd; shm: send one kick byte). Called without engine locks held.
+  - ``sink``: the :class:`~rpmsg.transport.LinkSink` (a :class:`rpmsg.Device`) that gets
+    ``link_up``, ``link_down``, ``deliver`` and ``broken``; settable later with ``attach``.
+  - ``on_error(TransportBrokenError)``: if given, called instead of ``sink.broken`` when the
+    driver corrupts a ring (a vhost-user backend may prefer to drop the front-end).
+  - ``buffer_size``: the buffer size the link advertises (``mtu = buffer_size - 16``); each
+    message is still checked against the actual descriptor length.
+
+* ``start(queues, *, features=1, bases=(0, 0))``: ``queues`` is two
+  :class:`~rpmsg.virtio.vring.QueueAddrs` (num, desc, avail, used guest addresses, given
+  separately; ``QueueAddrs.from_layout(da, num, align)`` builds them for remoteproc layouts).
+  Queue 0 carries device->driver messages (we pop empty buffers from its avail ring), queue 1
+  carries driver->device messages. ``features`` is the negotiated feature set (bit 0 = NS).
+  ``bases`` are the first avail indices to consume (vhost-user ``SET_VRING_BASE``; 0 for a
+  fresh ring); the used index continues from what the ring memory holds. Reports
+  ``sink.link_up()``, then processes anything already queued. Raises ``ProtocolError`` if a
+  ring does not fit the memory. Calling ``start`` again after ``stop`` restarts cleanly.
+* ``stop(reason) -> (base0, base1)``: stop using the rings, report ``sink.link_down(reason)``
+  and return the next avail index of each queue (vhost-user ``GET_VRING_BASE``). Buffers held
+  by zero-copy receivers or unsent zero-copy transmit buffers from before are forgotten.
+* ``kick()``: call when the driver kicked any queue (vhost-user kick eventfd readable; shm
+  kick byte). Delivers every received message to ``sink.deliver`` on the calling thread and
+  wakes blocked senders. Call it from ONE thread. ``rx_pending()`` is a cheap "is there
+  work" check for spinning before blocking.
+* ``send``, ``send_many``, ``alloc_tx``: the :class:`~rpmsg.transport.Link` send methods, from
+  any thread; they raise ``RemoteDisconnectedError`` while stopped and ``TransportBrokenError``
+  once broken. ``running``, ``error``, ``ns_enabled``, ``mtu`` and ``stats()`` tell the state.
+
+Ring behaviour follows OpenAMP's device role (spec §3.5): ``VRING_USED_F_NO_NOTIFY`` is set on
+queue 0 (re-enabled only while a sender waits for a buffer), every buffer taken is returned
+with exactly the head id it had, received buffers are returned with their descriptor length,
+and the driver is interrupted only when its ``VRING_AVAIL_F_NO_INTERRUPT`` flag allows.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from rpmsg.errors import ProtocolError
+from rpmsg.transport import LinkSink
+from rpmsg.virtio.engine import HDR, ErrorHandler, Notify, RingEngine
+from rpmsg.virtio.memory import Memory
+from rpmsg.virtio.vring import DeviceRing, QueueAddrs, device_ring, full_barrier
+from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE
+from rpmsg.wire.virtio import VIRTIO_RPMSG_F_NS
+
+__all__ = ["DeviceEngine", "QueueAddrs"]
+
+
+class DeviceEngine(RingEngine):
+    """RPMsg-over-virtio device: sends on queue 0, receives on queue 1 (see module doc)."""
+
+    role = "device"
+    tx_queue = 0
+
+    def __init__(self, memory: Memory, notify: Notify, *, sink: LinkSink | None = None,
+                 on_error: ErrorHandler | None = None,
+                 buffer_size: int = DEFAULT_BUFFER_SIZE) -> None:
+        super().__init__(memory, notify, sink=sink, on_error=on_error, buffer_size=buffer_size)
+        self.txq: DeviceRing | None = None
+        self.rxq: DeviceRing | None = None
+        self._spare: list[tuple[int, memoryview]] = []
+
+    # Lifecycle ------------------------------------------------------------------------
+
+    def start(self, queues: Sequence[QueueAddrs], *, features: int = 1 << VIRTIO_RPMSG_F_NS,
+              bases: Sequence[int] = (0, 0)) -> None:
+        """Begin serving the two queues (see the module docstring)."""
+        if len(queues) != 2 or len(bases) != 2:
+            raise ValueError("virtio-rpmsg has exactly two queues")
+        txq = device_ring("vq0 (device->driver)", self.memory, queues[0], bases[0])
+        rxq = device_ring("vq1 (driver->device)", self.memory, queues[1], bases[1])
+        with self.lock, self.rx_lock:
+            if self.running:
+                raise RuntimeError("the device engine is already running; stop() it first")
+            self.txq, self.rxq = txq, rxq
+            self._spare = []
+            self.features = features
+            self.generation += 1
+            self.error = None
+            txq.set_notifications(False)
+            rxq.set_notifications(True)
+            self.running = True
+        if self.sink is not None:
+            self.sink.link_up()
+        self.kick()
+
+    def stop(self, reason: str = "virtio device stopped") -> tuple[int, int]:
+        """Stop using the rings; returns each queue's next avail index (see module doc)."""
+        with self.lock, self.rx_lock:
+            was_running = self.running
+            self.running = False
+            self.generation += 1
+            self._spare = []
+            bases = (self.txq.last_avail if self.txq else 0,
+                     self.rxq.last_avail if self.rxq else 0)
+            self.tx_cond.notify_all()
+        if was_running and self.sink is not None:
+            self.sink.link_down(reason)
+        return bases
+
+    # Transmit hooks (lock held) ---------------------------------------------------------
+
+    def _take_tx(self) -> tuple[Any, memoryview] | None:
+        if self._spare:
+            return self._spare.pop()
+        ring = self.txq
+        assert ring is not None
+        if not ring.avail_pending():
+            return None
+        head, addr, length, _flags = ring.pop()
+        if length < HEADER_SIZE:
+            raise ring.error(f"desc[{head}].len = {length} is shorter than the "
+                             f"{HEADER_SIZE}-byte rpmsg header")
+        try:
+            view = self.memory.view(addr, length)
+        except ProtocolError as exc:
+            raise ring.error(f"desc[{head}].addr = {addr:#x} len {length}: {exc}") from None
+        return head, view
+
+    def _give_back_tx(self, token: Any, view: memoryview) -> None:
+        self._spare.append((token, view))
+
+    def _commit_tx(self, token: Any, length: int) -> None:
+        assert self.txq is not None
+        # Linux checks used.len <= 512 and hdr.len <= used.len - 16 (spec §1.1).
+        self.txq.push(token, length)
+
+    def _flush_tx(self) -> bool:
+        ring = self.txq
+        assert ring is not None
+        ring.publish()
+        return ring.peer_wants_interrupt()
+
+    def _tx_wakeups(self, enabled: bool) -> None:
+        if self.txq is not None:
+            self.txq.set_notifications(enabled)
+
+    # Receive ----------------------------------------------------------------------------
+
+    def rx_pending(self) -> bool:
+        ring = self.rxq
+        return ring is not None and self.running and ring.avail_pending() > 0
+
+    def _scan_rx(self) -> int:
+        ring = self.rxq
+        sink = self.sink
+        assert ring is not None
+        memory = self.memory
+        lock = self.rx_lock
+        release_fn = self._release_rx
+        generation = self.generation
+        delivered = 0
+        nbytes = 0
+        self._batching = True
+        try:
+            while True:
+                pending = ring.avail_pending()
+                if not pending:
+                    # Nothing left: make sure the driver's next buffer kicks us, then re-check.
+                    ring.set_notifications(True)
+                    full_barrier()
+                    if not ring.avail_pending():
+                        break
+                    continue
+                ring.set_notifications(False)
+                for _ in range(pending):
+                    with lock:
+                        head, addr, length, _flags = ring.pop()
+                    if length < HEADER_SIZE:
+                        raise ring.error(f"desc[{head}].len = {length} is shorter than the "
+                                         f"{HEADER_SIZE}-byte rpmsg header")
+                    try:
+                        buf = memory.view(addr, length)
+                    except ProtocolError as exc:
+                        raise ring.error(f"desc[{head}].addr = {addr:#x} len {length}: "
+                                         f"{exc}") from None
+                    src, dst, _res, size, _flags2 = HDR.unpack_from(buf, 0)
+                    if size > length - HEADER_SIZE:
+                        raise ring.error(f"desc[{head}]: header len {size} exceeds the "
+                                         f"{length - HEADER_SIZE} bytes after the header")
+                    delivered += 1
+                    nbytes += size
+                    release = functools.partial(release_fn, generation, head, length)
+                    if sink is not None:
+                        sink.deliver(src, dst, buf[HEADER_SIZE : HEADER_SIZE + size], release)
+                    else:
+                        release()
+        finally:
+            self._batching = False
+            self.counters["rx_messages"] += delivered
+            self.counters["rx_bytes"] += nbytes
+            self._flush_rx()
+        return delivered
+
+    def _release_rx(self, generation: int, head: int, length: int) -> None:
+        """Return a received buffer to the driver (published at once outside a batch)."""
+        with self.rx_lock:
+            ring = self.rxq
+            if generation != self.generation or ring is None or not ring.held[head]:
+                return
+            ring.push(head, length)
+            if self._batching:
+                return
+            ring.publish()
+            wanted = ring.peer_wants_interrupt()
+        self._notify(1, wanted)
+
+    def _flush_rx(self) -> None:
+        with self.rx_lock:
+            ring = self.rxq
+            if ring is None or ring.used_idx == ring.read_used_idx():
+                return
+            ring.publish()
+            wanted = ring.peer_wants_interrupt()
+        self._notify(1, wanted)

@@ -1,0 +1,213 @@
+"""RPMsg over virtio in the driver role (the Linux/OpenAMP host side), independent of transport.
+
+:class:`DriverEngine` owns the buffers: all receive buffers are queued on vq0 (device-writable)
+at start; transmit buffers are taken lazily in address order, then only reclaimed from vq1's
+used ring, as Linux and OpenAMP do (spec §3.4, §4.4). ``VRING_AVAIL_F_NO_INTERRUPT`` is set on
+vq1 except while a sender waits for a buffer. Received messages are checked with Linux's rule
+(``used.len`` within the buffer, ``hdr.len <= used.len - 16``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from rpmsg.transport import LinkSink
+from rpmsg.virtio.engine import HDR, ErrorHandler, Notify, RingEngine
+from rpmsg.virtio.memory import Memory
+from rpmsg.virtio.vring import DriverRing, QueueAddrs, driver_ring, full_barrier
+from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE
+from rpmsg.wire.virtio import VIRTIO_RPMSG_F_NS, VRING_DESC_F_WRITE
+
+
+class DriverEngine(RingEngine):
+    """RPMsg-over-virtio driver: receives on queue 0, sends on queue 1."""
+
+    role = "driver"
+    tx_queue = 1
+
+    def __init__(self, memory: Memory, notify: Notify, *, sink: LinkSink | None = None,
+                 on_error: ErrorHandler | None = None,
+                 buffer_size: int = DEFAULT_BUFFER_SIZE) -> None:
+        super().__init__(memory, notify, sink=sink, on_error=on_error, buffer_size=buffer_size)
+        self.rxq: DriverRing | None = None
+        self.txq: DriverRing | None = None
+        self._rx_views: dict[int, memoryview] = {}
+        self._tx_views: dict[int, memoryview] = {}
+        self._rx_by_head: list[int] = []
+        self._tx_by_head: list[int] = []
+        self._tx_fresh: list[int] = []
+        self._tx_free: list[int] = []
+        self._spare: list[tuple[int, memoryview]] = []
+
+    def start(self, queues: Sequence[QueueAddrs], rx_buffers: Sequence[int],
+              tx_buffers: Sequence[int], *, features: int = 1 << VIRTIO_RPMSG_F_NS,
+              report_up: bool = True) -> None:
+        """Zero both rings, queue every receive buffer on vq0 and begin.
+
+        ``rx_buffers``/``tx_buffers`` are guest addresses of ``buffer_size``-byte buffers
+        (at most ``num`` of each are used). Write DRIVER_OK and kick the device afterwards.
+        With ``report_up`` the sink is told ``link_up`` now; else call :meth:`report_up`.
+        """
+        if len(queues) != 2:
+            raise ValueError("virtio-rpmsg has exactly two queues")
+        size = self.buffer_size
+        rxq = driver_ring("vq0 (device->driver)", self.memory, queues[0])
+        txq = driver_ring("vq1 (driver->device)", self.memory, queues[1])
+        rx = list(rx_buffers)[: rxq.num]
+        tx = list(tx_buffers)[: txq.num]
+        if not rx or not tx:
+            raise ValueError("the driver needs at least one receive and one transmit buffer")
+        with self.lock, self.rx_lock:
+            if self.running:
+                raise RuntimeError("the driver engine is already running; stop() it first")
+            self.generation += 1
+            self.error = None
+            self.features = features
+            self.rxq, self.txq = rxq, txq
+            self._rx_views = {a: self.memory.view(a, size) for a in rx}
+            self._tx_views = {a: self.memory.view(a, size) for a in tx}
+            self._rx_by_head = [0] * rxq.num
+            self._tx_by_head = [0] * txq.num
+            self._tx_fresh = tx[::-1]
+            self._tx_free = []
+            self._spare = []
+            for addr in rx:
+                self._rx_views[addr][:] = bytes(size)
+                self._rx_by_head[rxq.add(addr, size, VRING_DESC_F_WRITE)] = addr
+            rxq.publish()
+            txq.set_interrupts(False)
+            self.running = True
+        if report_up:
+            self.report_up()
+
+    def report_up(self) -> None:
+        """Tell the sink the link is up (after DRIVER_OK is written and the peer is there)."""
+        if self.sink is not None:
+            self.sink.link_up()
+
+    def stop(self, reason: str = "virtio driver stopped") -> None:
+        """Stop using the rings and report ``link_down``."""
+        with self.lock, self.rx_lock:
+            was_running = self.running
+            self.running = False
+            self.generation += 1
+            self._spare = []
+            self.tx_cond.notify_all()
+        if was_running and self.sink is not None:
+            self.sink.link_down(reason)
+
+    # Transmit hooks (lock held) ---------------------------------------------------------
+
+    def _take_tx(self) -> tuple[Any, memoryview] | None:
+        if self._spare:
+            return self._spare.pop()
+        free = self._tx_free
+        ring = self.txq
+        assert ring is not None
+        if not free:
+            for head, _len, _offered in ring.reap():
+                free.append(self._tx_by_head[head])
+        if free:
+            addr = free.pop()
+        elif self._tx_fresh:
+            addr = self._tx_fresh.pop()
+        else:
+            return None
+        return addr, self._tx_views[addr]
+
+    def _give_back_tx(self, token: Any, view: memoryview) -> None:
+        self._spare.append((token, view))
+
+    def _commit_tx(self, token: Any, length: int) -> None:
+        assert self.txq is not None
+        self._tx_by_head[self.txq.add(token, length, 0)] = token
+
+    def _flush_tx(self) -> bool:
+        ring = self.txq
+        assert ring is not None
+        ring.publish()
+        return ring.peer_wants_notify()
+
+    def _tx_wakeups(self, enabled: bool) -> None:
+        if self.txq is not None:
+            self.txq.set_interrupts(enabled)
+
+    # Receive ----------------------------------------------------------------------------
+
+    def rx_pending(self) -> bool:
+        ring = self.rxq
+        return ring is not None and self.running and ring.used_pending()
+
+    def _scan_rx(self) -> int:
+        ring = self.rxq
+        assert ring is not None
+        sink = self.sink
+        lock = self.rx_lock
+        views = self._rx_views
+        by_head = self._rx_by_head
+        release_fn = self._release_rx
+        generation = self.generation
+        delivered = 0
+        nbytes = 0
+        self._batching = True
+        try:
+            while True:
+                with lock:
+                    items = ring.reap()
+                if not items:
+                    ring.set_interrupts(True)
+                    full_barrier()
+                    if not ring.used_pending():
+                        break
+                    continue
+                ring.set_interrupts(False)
+                for head, used_len, offered in items:
+                    addr = by_head[head]
+                    if used_len > offered or used_len < HEADER_SIZE:
+                        raise ring.error(f"used len {used_len} for buffer {head} is outside "
+                                         f"{HEADER_SIZE}..{offered} (inbound msg too big)")
+                    buf = views[addr]
+                    src, dst, _res, size, _flags = HDR.unpack_from(buf, 0)
+                    if size > used_len - HEADER_SIZE:
+                        raise ring.error(f"buffer {head}: header len {size} exceeds used len "
+                                         f"{used_len} - {HEADER_SIZE}")
+                    delivered += 1
+                    nbytes += size
+                    release = functools.partial(release_fn, generation, addr)
+                    if sink is not None:
+                        sink.deliver(src, dst, buf[HEADER_SIZE : HEADER_SIZE + size], release)
+                    else:
+                        release()
+        finally:
+            self._batching = False
+            self.counters["rx_messages"] += delivered
+            self.counters["rx_bytes"] += nbytes
+            self._flush_rx()
+        return delivered
+
+    def _release_rx(self, generation: int, addr: int) -> None:
+        """Queue a receive buffer on vq0 again (published at once outside a batch)."""
+        with self.rx_lock:
+            ring = self.rxq
+            if generation != self.generation or ring is None:
+                return
+            self._rx_by_head[ring.add(addr, self.buffer_size, VRING_DESC_F_WRITE)] = addr
+            if self._batching:
+                return
+            ring.publish()
+            wanted = ring.peer_wants_notify()
+        self._notify(0, wanted)
+
+    def _flush_rx(self) -> None:
+        with self.rx_lock:
+            ring = self.rxq
+            if ring is None or ring.avail_idx == ring.read_avail_idx():
+                return
+            ring.publish()
+            wanted = ring.peer_wants_notify()
+        self._notify(0, wanted)
+
+
+__all__ = ["DriverEngine"]

@@ -1,0 +1,292 @@
+"""The split virtqueue in both roles, as plain classes over three memoryviews (no I/O).
+
+:class:`DriverRing` fills the avail ring and reaps the used ring; :class:`DeviceRing` pops the
+avail ring and pushes the used ring. Indices are free-running u16; notification suppression is
+flag-based (``VRING_AVAIL_F_NO_INTERRUPT``, ``VRING_USED_F_NO_NOTIFY``), no event-idx. Every
+value read from the peer's half of the ring is checked and a bad one raises :class:`RingError`
+naming the ring, the index and the value. Layout facts: ``shared/spec/rpmsg-virtio.md`` §3.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from rpmsg.errors import ProtocolError
+from rpmsg.virtio.memory import Memory
+from rpmsg.wire.virtio import (
+    VRING_AVAIL,
+    VRING_AVAIL_ELEM,
+    VRING_AVAIL_F_NO_INTERRUPT,
+    VRING_DESC,
+    VRING_DESC_F_INDIRECT,
+    VRING_DESC_F_NEXT,
+    VRING_USED_ELEM,
+    VRING_USED_F_NO_NOTIFY,
+    VringGeometry,
+)
+
+_DESC = VRING_DESC.struct
+_U16 = VRING_AVAIL_ELEM.struct  # one u16 ring slot; also used for the flags and idx fields
+_USED_ELEM = VRING_USED_ELEM.struct
+_DESC_SIZE = VRING_DESC.size
+_USED_ELEM_SIZE = VRING_USED_ELEM.size
+_FLAGS_AT = VRING_AVAIL.offset("flags")  # same offsets in the used ring header
+_IDX_AT = VRING_AVAIL.offset("idx")
+_RING_AT = VRING_AVAIL.size
+_BAD_DESC_FLAGS = VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT
+
+_fence_lock = threading.Lock()
+
+
+def full_barrier() -> None:
+    """A full memory barrier between a flag store and the index load that follows it.
+
+    Python has no fence primitive; acquiring a lock is an atomic read-modify-write, which is a
+    full barrier on x86 and arm64. It keeps "re-enable notifications, then re-check the ring"
+    from missing the peer's last update (the classic lost-wakeup race).
+    """
+    _fence_lock.acquire()
+    _fence_lock.release()
+
+
+class RingError(ProtocolError):
+    """The peer wrote something impossible into a ring (index, id, length, flags)."""
+
+
+@dataclass(frozen=True)
+class QueueAddrs:
+    """Where one virtqueue lives in guest memory: size and the three part addresses.
+
+    vhost-user gives the three addresses separately (``SET_VRING_ADDR``); remoteproc gives one
+    ``da`` plus an alignment (:meth:`from_layout`).
+    """
+
+    num: int
+    desc: int
+    avail: int
+    used: int
+
+    @classmethod
+    def from_layout(cls, da: int, num: int, align: int) -> QueueAddrs:
+        """The legacy contiguous layout at ``da`` for ``num`` entries and alignment ``align``."""
+        geo = VringGeometry(num, align)
+        return cls(num, da + geo.desc_offset, da + geo.avail_offset, da + geo.used_offset)
+
+    def views(self, memory: Memory) -> tuple[memoryview, memoryview, memoryview]:
+        """Bounds-checked views of the descriptor table, avail ring and used ring."""
+        VringGeometry(self.num, 1)  # validates num (power of two, 1..32768)
+        return (memory.view(self.desc, _DESC_SIZE * self.num),
+                memory.view(self.avail, _RING_AT + 2 * self.num + 2),
+                memory.view(self.used, _RING_AT + _USED_ELEM_SIZE * self.num + 2))
+
+
+class _Ring:
+    """State common to both roles: the three views, size and a name for error messages."""
+
+    def __init__(self, name: str, num: int, desc: memoryview, avail: memoryview,
+                 used: memoryview) -> None:
+        VringGeometry(num, 1)
+        if (len(desc) < _DESC_SIZE * num or len(avail) < _RING_AT + 2 * num + 2
+                or len(used) < _RING_AT + _USED_ELEM_SIZE * num + 2):
+            raise ValueError(f"{name}: ring views too small for {num} entries")
+        self.name = name
+        self.num = num
+        self.mask = num - 1
+        self.desc = desc
+        self.avail = avail
+        self.used = used
+
+    def read_desc(self, index: int) -> tuple[int, int, int, int]:
+        """(addr, len, flags, next) of descriptor ``index``."""
+        result: tuple[int, int, int, int] = _DESC.unpack_from(self.desc, index * _DESC_SIZE)
+        return result
+
+    def error(self, what: str) -> RingError:
+        return RingError(f"{self.name}: {what}")
+
+
+class DriverRing(_Ring):
+    """Driver side of a split ring: adds buffers to avail, reaps returned ones from used.
+
+    The driver owns the descriptor table; a free list keeps the descriptors not in flight.
+    ``inflight[i]`` holds the length we offered for head ``i``, or -1 when ``i`` is free.
+    """
+
+    def __init__(self, name: str, num: int, desc: memoryview, avail: memoryview,
+                 used: memoryview) -> None:
+        super().__init__(name, num, desc, avail, used)
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the ring memory and start over (remoteproc and OpenAMP zero rings at init)."""
+        self.desc[: _DESC_SIZE * self.num] = bytes(_DESC_SIZE * self.num)
+        self.avail[: len(self.avail)] = bytes(len(self.avail))
+        self.used[: len(self.used)] = bytes(len(self.used))
+        self.free = list(range(self.num - 1, -1, -1))  # pop() gives 0, 1, 2, ...
+        self.inflight = [-1] * self.num
+        self.avail_idx = 0
+        self.last_used = 0
+
+    @property
+    def num_free(self) -> int:
+        return len(self.free)
+
+    def add(self, addr: int, length: int, flags: int) -> int:
+        """Write one descriptor and its avail slot (not yet visible); return the head.
+
+        The caller checks :attr:`num_free` first; publishing is :meth:`publish`.
+        """
+        head = self.free.pop()
+        _DESC.pack_into(self.desc, head * _DESC_SIZE, addr, length, flags, 0)
+        _U16.pack_into(self.avail, _RING_AT + 2 * (self.avail_idx & self.mask), head)
+        self.avail_idx = (self.avail_idx + 1) & 0xFFFF
+        self.inflight[head] = length
+        return head
+
+    def publish(self) -> None:
+        """Make every added buffer visible to the device (one 2-byte store of avail.idx)."""
+        _U16.pack_into(self.avail, _IDX_AT, self.avail_idx)
+
+    def read_avail_idx(self) -> int:
+        """The avail index as published in ring memory."""
+        return int(_U16.unpack_from(self.avail, _IDX_AT)[0])
+
+    def used_pending(self) -> bool:
+        """Whether the device returned buffers not reaped yet."""
+        return bool(_U16.unpack_from(self.used, _IDX_AT)[0] != self.last_used)
+
+    def reap(self, limit: int = 0) -> list[tuple[int, int, int]]:
+        """Take returned buffers from the used ring: (head, used len, offered len) each.
+
+        Checks that the used index did not jump past what is in flight and that every id is
+        a head we offered and have not got back yet.
+        """
+        (used_idx,) = _U16.unpack_from(self.used, _IDX_AT)
+        pending = (used_idx - self.last_used) & 0xFFFF
+        if not pending:
+            return []
+        in_flight = self.num - len(self.free)
+        if pending > in_flight:
+            raise self.error(f"used.idx jumped to {used_idx} from {self.last_used}: "
+                             f"{pending} entries but only {in_flight} buffers in flight")
+        if limit and pending > limit:
+            pending = limit
+        out = []
+        last = self.last_used
+        mask = self.mask
+        used = self.used
+        inflight = self.inflight
+        for _ in range(pending):
+            slot = last & mask
+            head, length = _USED_ELEM.unpack_from(used, _RING_AT + _USED_ELEM_SIZE * slot)
+            if head >= self.num:
+                raise self.error(f"used.ring[{slot}].id = {head} is not a descriptor index "
+                                 f"(ring has {self.num})")
+            offered = inflight[head]
+            if offered < 0:
+                raise self.error(f"used.ring[{slot}].id = {head} is not a buffer in flight")
+            inflight[head] = -1
+            self.free.append(head)
+            out.append((head, length, offered))
+            last = (last + 1) & 0xFFFF
+        self.last_used = last
+        return out
+
+    def peer_wants_notify(self) -> bool:
+        """False when the device set ``VRING_USED_F_NO_NOTIFY`` (no kick needed)."""
+        return not _U16.unpack_from(self.used, _FLAGS_AT)[0] & VRING_USED_F_NO_NOTIFY
+
+    def set_interrupts(self, enabled: bool) -> None:
+        """Ask the device to interrupt us on returned buffers (or not: NO_INTERRUPT)."""
+        _U16.pack_into(self.avail, _FLAGS_AT, 0 if enabled else VRING_AVAIL_F_NO_INTERRUPT)
+
+
+class DeviceRing(_Ring):
+    """Device side of a split ring: pops offered buffers from avail, returns them on used.
+
+    ``last_avail`` starts at ``base`` (vhost-user ``SET_VRING_BASE``); the used index
+    continues from what the ring memory holds. ``held[i]`` marks heads taken and not yet
+    returned, so a driver offering the same head twice is caught.
+    """
+
+    def __init__(self, name: str, num: int, desc: memoryview, avail: memoryview,
+                 used: memoryview, base: int = 0) -> None:
+        super().__init__(name, num, desc, avail, used)
+        self.last_avail = base & 0xFFFF
+        self.used_idx = _U16.unpack_from(used, _IDX_AT)[0]
+        self.held = bytearray(num)
+        self.num_held = 0
+
+    def avail_pending(self) -> int:
+        """How many buffers the driver offered that we have not popped; checked against num."""
+        (idx,) = _U16.unpack_from(self.avail, _IDX_AT)
+        pending: int = (idx - self.last_avail) & 0xFFFF
+        if pending > self.num - self.num_held:
+            raise self.error(f"avail.idx jumped to {idx} from {self.last_avail}: "
+                             f"{pending} new entries, but a ring of {self.num} with "
+                             f"{self.num_held} buffers held by the device has room for "
+                             f"{self.num - self.num_held}")
+        return pending
+
+    def pop(self) -> tuple[int, int, int, int]:
+        """Take the next offered buffer: (head, addr, len, flags). Call after avail_pending().
+
+        Chained and indirect descriptors are refused: rpmsg uses one descriptor per message.
+        """
+        slot = self.last_avail & self.mask
+        (head,) = _U16.unpack_from(self.avail, _RING_AT + 2 * slot)
+        if head >= self.num:
+            raise self.error(f"avail.ring[{slot}] = {head} is not a descriptor index "
+                             f"(ring has {self.num})")
+        if self.held[head]:
+            raise self.error(f"avail.ring[{slot}] = {head} offers a buffer the device still "
+                             "holds")
+        addr, length, flags, _next = _DESC.unpack_from(self.desc, head * _DESC_SIZE)
+        if flags & _BAD_DESC_FLAGS:
+            raise self.error(f"desc[{head}].flags = {flags:#x}: chained or indirect "
+                             "descriptors are not used by rpmsg")
+        self.last_avail = (self.last_avail + 1) & 0xFFFF
+        self.held[head] = 1
+        self.num_held += 1
+        return head, addr, length, flags
+
+    def unpop(self, head: int) -> None:
+        """Put back the buffer just popped (nothing was written; used ring untouched)."""
+        self.held[head] = 0
+        self.num_held -= 1
+        self.last_avail = (self.last_avail - 1) & 0xFFFF
+
+    def push(self, head: int, length: int) -> None:
+        """Return buffer ``head`` with ``length`` bytes written (not visible until publish)."""
+        _USED_ELEM.pack_into(self.used, _RING_AT + _USED_ELEM_SIZE * (self.used_idx & self.mask),
+                             head, length)
+        self.used_idx = (self.used_idx + 1) & 0xFFFF
+        self.held[head] = 0
+        self.num_held -= 1
+
+    def read_used_idx(self) -> int:
+        """The used index as published in ring memory."""
+        return int(_U16.unpack_from(self.used, _IDX_AT)[0])
+
+    def publish(self) -> None:
+        """Make every pushed entry visible to the driver (one 2-byte store of used.idx)."""
+        _U16.pack_into(self.used, _IDX_AT, self.used_idx)
+
+    def peer_wants_interrupt(self) -> bool:
+        """False when the driver set ``VRING_AVAIL_F_NO_INTERRUPT``."""
+        return not _U16.unpack_from(self.avail, _FLAGS_AT)[0] & VRING_AVAIL_F_NO_INTERRUPT
+
+    def set_notifications(self, enabled: bool) -> None:
+        """Ask the driver to kick us when it adds buffers (or not: NO_NOTIFY)."""
+        _U16.pack_into(self.used, _FLAGS_AT, 0 if enabled else VRING_USED_F_NO_NOTIFY)
+
+
+def driver_ring(name: str, memory: Memory, addrs: QueueAddrs) -> DriverRing:
+    """A :class:`DriverRing` over the queue at ``addrs`` (zeroed)."""
+    return DriverRing(name, addrs.num, *addrs.views(memory))
+
+
+def device_ring(name: str, memory: Memory, addrs: QueueAddrs, base: int = 0) -> DeviceRing:
+    """A :class:`DeviceRing` over the queue at ``addrs``, continuing from avail index ``base``."""
+    return DeviceRing(name, addrs.num, *addrs.views(memory), base=base)
