@@ -25,7 +25,9 @@ class AddressSpace:
         lo, hi = self.policy.addr_min, self.policy.addr_max
         span = hi - lo + 1
         start = self._next if self.policy.allocation == "next-fit" else lo
-        if len(self._used) < span:
+        # Count only the dynamic range: the NS address and static addresses below it
+        # must not make the range look full.
+        if sum(1 for a in self._used if lo <= a <= hi) < span:
             for i in range(span):
                 addr = lo + (start - lo + i) % span
                 if addr not in self._used:

@@ -151,8 +151,13 @@ class RpmsgCore:
             rec.announce = False
             self.events.append(Bound(rec, taken))
             self._ack(rec)
-        elif rec.bound and self.link_up:
-            self.events.append(Bound(rec, rec.dst))
+        elif rec.bound:
+            if name and (name, dst) in self.services:  # created for an announced service
+                self.services.remove((name, dst))
+                rec.dst_is_service = True
+            if self.link_up:
+                self.events.append(Bound(rec, rec.dst))
+                self._ack(rec)  # NuttX: a named endpoint with dest != ANY sends CREATE_ACK
         if rec.announce and self.link_up:
             self._announce(rec, NsFlags.CREATE)
         return rec
@@ -182,6 +187,7 @@ class RpmsgCore:
             if rec.fixed_dst != ADDR_ANY:
                 rec.dst = rec.fixed_dst
                 self.events.append(Bound(rec, rec.dst))
+                self._ack(rec)
             if rec.announce:
                 self._announce(rec, NsFlags.CREATE)
 
