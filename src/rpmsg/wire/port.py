@@ -12,8 +12,10 @@ from rpmsg.wire.layout import Buffer, Layout
 PORT_HEADER = Layout("rpmsg_port_header", [("crc", "H"), ("cmd", "H"), ("avail", "H"),
                                            ("len", "H")])
 PORT_HEADER_SIZE = PORT_HEADER.size  # 8
+#: The tx/rx CLOCK_MONOTONIC ns at the end of each buffer (current protocol only, §2.5).
+TIMESTAMP_TRAILER = Layout("rpmsg_port_timestamp", [("tx_nsec", "Q"), ("rx_nsec", "Q")])
 #: Bytes reserved at the end of each buffer for the tx/rx timestamps (current protocol only).
-TIMESTAMP_TRAILER_SIZE = 16
+TIMESTAMP_TRAILER_SIZE = TIMESTAMP_TRAILER.size  # 16
 
 
 @dataclass(frozen=True, slots=True)
