@@ -147,13 +147,14 @@ class Endpoint:
 
         Raises :class:`MessageTooLargeError` above :attr:`mtu`, :class:`NotBoundError` while
         unbound (or waits for the binding within ``timeout`` if the policy says so),
+        :class:`RemoteDisconnectedError` when unbound because the remote went away,
         :class:`NoBufferError` when ``timeout`` is 0 and no buffer is free.
         """
         self._check_sendable(len(data))
         dst = self._rec.dst
         if dst == ADDR_ANY:
             if not self.device.policy.wait_bound_on_send or timeout == 0:
-                raise NotBoundError(f"endpoint {self.name!r} at {self.addr:#x} is not bound")
+                raise self._unbound_error()
             deadline = Deadline(timeout)
             dst = self.wait_bound(timeout)
             timeout = deadline.remaining()
@@ -171,7 +172,7 @@ class Endpoint:
         transport allows; returns the number sent."""
         dst = self._rec.dst
         if dst == ADDR_ANY:
-            raise NotBoundError(f"endpoint {self.name!r} at {self.addr:#x} is not bound")
+            raise self._unbound_error()
         src = self._rec.addr
         mtu = self.mtu
         self._check_sendable(0)
@@ -194,11 +195,17 @@ class Endpoint:
         target = self._rec.dst if dst is None else dst
         if target == ADDR_ANY:
             buf.release()
-            raise NotBoundError(f"endpoint {self.name!r} at {self.addr:#x} is not bound")
+            raise self._unbound_error()
         if length > buf.capacity:
             buf.release()
             raise MessageTooLargeError(length, buf.capacity)
         buf.commit(self._rec.addr, target, length)
+
+    def _unbound_error(self) -> NotBoundError | RemoteDisconnectedError:
+        """The error for sending while unbound: the remote went away, or never bound."""
+        if self._disconnected is not None:
+            return RemoteDisconnectedError(self._disconnected)
+        return NotBoundError(f"endpoint {self.name!r} at {self.addr:#x} is not bound")
 
     def _check_sendable(self, size: int) -> None:
         if self._closed:
