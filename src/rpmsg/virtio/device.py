@@ -156,7 +156,20 @@ class DeviceEngine(RingEngine):
         ring = self.rxq
         return ring is not None and self.running and ring.avail_pending() > 0
 
-    def _scan_rx(self) -> int:
+    def arm(self) -> bool:
+        """Ask the driver to kick us for new buffers, then re-check; True if the ring is idle.
+
+        :meth:`kick` does this itself unless called with ``rearm=False`` (a worker that spins
+        on :meth:`rx_pending` first keeps kicks suppressed meanwhile, then arms).
+        """
+        ring = self.rxq
+        if ring is None or not self.running:
+            return True
+        ring.set_notifications(True)
+        full_barrier()
+        return ring.avail_pending() == 0
+
+    def _scan_rx(self, rearm: bool = True) -> int:
         ring = self.rxq
         sink = self.sink
         assert ring is not None
@@ -171,10 +184,7 @@ class DeviceEngine(RingEngine):
             while True:
                 pending = ring.avail_pending()
                 if not pending:
-                    # Nothing left: make sure the driver's next buffer kicks us, then re-check.
-                    ring.set_notifications(True)
-                    full_barrier()
-                    if not ring.avail_pending():
+                    if not rearm or self.arm():
                         break
                     continue
                 ring.set_notifications(False)

@@ -140,7 +140,16 @@ class DriverEngine(RingEngine):
         ring = self.rxq
         return ring is not None and self.running and ring.used_pending()
 
-    def _scan_rx(self) -> int:
+    def arm(self) -> bool:
+        """Ask the device to interrupt us for new messages, then re-check; True if idle."""
+        ring = self.rxq
+        if ring is None or not self.running:
+            return True
+        ring.set_interrupts(True)
+        full_barrier()
+        return not ring.used_pending()
+
+    def _scan_rx(self, rearm: bool = True) -> int:
         ring = self.rxq
         assert ring is not None
         sink = self.sink
@@ -157,9 +166,7 @@ class DriverEngine(RingEngine):
                 with lock:
                     items = ring.reap()
                 if not items:
-                    ring.set_interrupts(True)
-                    full_barrier()
-                    if not ring.used_pending():
+                    if not rearm or self.arm():
                         break
                     continue
                 ring.set_interrupts(False)

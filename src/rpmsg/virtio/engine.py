@@ -122,6 +122,10 @@ class RingEngine:
         else:
             self.counters["notifies_suppressed"] += 1
 
+    def stop(self, reason: str) -> object:
+        """Stop using the rings and report ``link_down(reason)`` if the link was up."""
+        raise NotImplementedError
+
     # Role hooks (called with self.lock held) -------------------------------------------
 
     def _take_tx(self) -> tuple[Any, memoryview] | None:
@@ -144,8 +148,12 @@ class RingEngine:
         """Ask the peer to notify us when transmit buffers come back (or stop asking)."""
         raise NotImplementedError
 
-    def _scan_rx(self) -> int:
+    def _scan_rx(self, rearm: bool = True) -> int:
         """Deliver everything received; called by :meth:`kick`. Returns messages delivered."""
+        raise NotImplementedError
+
+    def arm(self) -> bool:
+        """Re-enable the peer's notifications and re-check; True if nothing is pending."""
         raise NotImplementedError
 
     def rx_pending(self) -> bool:
@@ -292,11 +300,14 @@ class RingEngine:
 
     # Receiving ------------------------------------------------------------------------
 
-    def kick(self) -> int:
+    def kick(self, rearm: bool = True) -> int:
         """The peer kicked (any queue): deliver what arrived and wake blocked senders.
 
-        Returns the number of messages delivered. A protocol violation found in the rings
-        marks the engine broken (reported through ``on_error`` or ``sink.broken``).
+        Returns the number of messages delivered. With ``rearm`` (the default) the peer's
+        notifications are re-enabled once the ring is empty, so the caller may block on its
+        kick source; with ``rearm=False`` they stay suppressed until :meth:`arm`. A protocol
+        violation found in the rings marks the engine broken (reported through ``on_error`` or
+        ``sink.broken``).
         """
         self.counters["kicks"] += 1
         if self.tx_waiters:
@@ -305,7 +316,7 @@ class RingEngine:
         if not self.running:
             return 0
         try:
-            return self._scan_rx()
+            return self._scan_rx(rearm)
         except ProtocolError as exc:
             self.fail(str(exc))
             return 0
