@@ -1,0 +1,424 @@
+"""The RPMsg Port SPI backend: glue between the SPI state machine, a physical bus and the port.
+
+:class:`SpiBackend` is a :class:`~rpmsg.port.core.PortBackend`. Its bus thread runs the
+exchanges (NuttX's interrupt and completion context): the master clocks once per SREQ edge
+and raises MREQ when it has something to say; the slave queues its buffer, raises SREQ and
+waits for the master to clock. Its RX thread processes received frames in order (NuttX's
+``rpmsg-spi`` thread): connect, shutdown, and DATA dispatch into the port core.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from rpmsg.errors import EndpointClosedError, NoBufferError
+from rpmsg.port.core import DROP_TX, PortConfig, PortLink, RxCallback
+from rpmsg.port.crc import CrcFunction
+from rpmsg.port.queues import BufferQueue, PortBuffer
+from rpmsg.port.spi_phys import SpiPhys
+from rpmsg.port.spi_proto import Cmd, SpiFrame, SpiProtocol, State
+
+log = logging.getLogger("rpmsg.port.spi")
+
+#: How long close() lets queued frames and then SHUTDOWN go out (NuttX waits about 1 s).
+SHUTDOWN_WAIT = 1.0
+
+
+class SpiBackend:
+    """One side (master or slave) of an RPMsg Port SPI link over a :class:`SpiPhys`.
+
+    ``connect_retry`` (seconds) re-attempts the connect while unconnected and idle, so two
+    sides that missed each other's CONNECT (e.g. one restarted mid-handshake) still meet;
+    NuttX itself never retries. 0 disables it.
+    """
+
+    def __init__(self, phys: SpiPhys, *, rxnum: int, remotecpu: str = "",
+                 legacy: bool = False, crc: CrcFunction | None = None,
+                 rx_threshold: int = 50, connect_retry: float = 1.0) -> None:
+        self.phys = phys
+        self.role = phys.role
+        self.proto = SpiProtocol(phys.role, buflen=phys.buflen, rxnum=rxnum, name=remotecpu,
+                                 legacy=legacy, crc=crc, rx_threshold=rx_threshold)
+        self.connect_retry = connect_retry
+        self.port: PortLink | None = None
+        self._rxcb: RxCallback | None = None
+        self._cv = threading.Condition()
+        self._edges = 0
+        self._kick = False
+        self._quiesce = False
+        self._slave_rx: bytes | None = None
+        self._closing = False
+        self._stopped = False
+        self._posted: PortBuffer | None = None
+        self._ready: deque[tuple[SpiFrame, PortBuffer | None]] = deque()
+        self._cmdbuf = bytearray(phys.buflen)
+        self._request_level = False
+        self._threads: list[threading.Thread] = []
+        self._last_activity = time.monotonic()
+        self.local_cpuname = ""
+        self._counters = {"rx_ready_dropped": 0, "link_ups": 0, "link_downs": 0,
+                          "connect_retries": 0}
+
+    def attach(self, port: PortLink) -> None:
+        """Bind to the port core that owns this backend (before it starts)."""
+        self.port = port
+
+    # PortBackend -----------------------------------------------------------------------------
+
+    def register_callback(self, callback: RxCallback) -> None:
+        self._rxcb = callback
+
+    def start(self) -> None:
+        self._posted = self._take_posted()
+        self.phys.start(self)
+        name = "rpmsg-spi" if self.role == "master" else "rpmsg-spi-slv"
+        for target, suffix in ((self._bus_loop, ""), (self._rx_loop, "-rx")):
+            t = threading.Thread(target=self._guard(target), name=name + suffix, daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def notify_tx_ready(self) -> None:
+        with self._cv:
+            connected = self.proto.state is State.CONNECTED
+            if connected:
+                self._kick = True
+                self._cv.notify_all()
+        if not connected:
+            self._port().drop_packets(DROP_TX)
+
+    def notify_rx_free(self) -> None:
+        port = self._port()
+        with self._cv:
+            if self.proto.wants_credit_refresh(port.rxq.navail()):
+                self._kick = True
+                self._cv.notify_all()
+
+    def notify_queue_noavail(self, queue: BufferQueue) -> bool:
+        return False
+
+    def close(self) -> None:
+        with self._cv:
+            if self._stopped:
+                return
+        port = self.port
+        if port is not None and not self._closing:
+            self._orderly_shutdown(port)
+        with self._cv:
+            self._stopped = self._closing = True
+            self._cv.notify_all()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=2)
+        try:
+            self.phys.set_request(False)
+        except Exception:
+            pass
+        self.phys.close()
+
+    def stats(self) -> dict[str, int]:
+        with self._cv:
+            s = self.proto.stats
+            out = {k: v for k, v in vars(s).items() if isinstance(v, int)}
+            for cmd, n in s.counts_by_cmd.items():
+                out[f"tx_{cmd.lower()}"] = n
+            out.update(self._counters)
+            out["txavail"] = self.proto.txavail
+        for key, value in self.phys.stats().items():
+            out[f"bus_{key}"] = value
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"spi_role": self.role, "buflen": self.phys.buflen,
+                               "state": self.proto.state.name,
+                               "legacy": self.proto.legacy, "crc": self.proto.crc is not None,
+                               "local_cpuname": self.local_cpuname}
+        out.update(self.phys.describe())
+        return out
+
+    # PhysEvents ------------------------------------------------------------------------------
+
+    def peer_edge(self) -> None:
+        with self._cv:
+            self._edges += 1
+            self._cv.notify_all()
+
+    def transfer_done(self, rx: bytes) -> None:
+        with self._cv:
+            self._slave_rx = rx
+            self._cv.notify_all()
+
+    def phys_error(self, error: Exception) -> None:
+        self._fail(error)
+
+    # Internals -------------------------------------------------------------------------------
+
+    def _port(self) -> PortLink:
+        if self.port is None:
+            raise RuntimeError("SpiBackend used before attach(port)")
+        return self.port
+
+    def _guard(self, fn: Any) -> Any:
+        def run() -> None:
+            try:
+                fn()
+            except Exception as exc:  # a dying thread is reported, never silent
+                if not self._closing:
+                    log.exception("SPI %s thread failed", self.role)
+                    self._fail(exc)
+        return run
+
+    def _fail(self, error: Exception) -> None:
+        with self._cv:
+            if self._closing:
+                return
+            self._closing = True
+            self._cv.notify_all()
+        if self.port is not None:
+            self.port.mark_broken(error)
+
+    def _orderly_shutdown(self, port: PortLink) -> None:
+        """Let queued frames go out, then send SHUTDOWN (current protocol) before closing."""
+        deadline = time.monotonic() + SHUTDOWN_WAIT
+        while port.txq.nused() and time.monotonic() < deadline and not self._closing:
+            time.sleep(0.005)
+        with self._cv:
+            if not self.proto.request_shutdown():
+                return
+            self._kick = True
+            self._cv.notify_all()
+            while self.proto.shutdown_pending and not self._closing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cv.wait(left)
+
+    def _set_request(self, active: bool) -> None:
+        if active != self._request_level:
+            self._request_level = active
+            self.phys.set_request(active)
+
+    # Bus thread ------------------------------------------------------------------------------
+
+    def _bus_loop(self) -> None:
+        if self.role == "master":
+            self._master_loop()
+        else:
+            self._slave_loop()
+
+    def _retry_due(self) -> bool:
+        return (self.connect_retry > 0 and self.proto.state is State.UNCONNECTED
+                and time.monotonic() - self._last_activity >= self.connect_retry)
+
+    def _master_loop(self) -> None:
+        phys = self.phys
+        with self._cv:
+            if phys.peer_active():
+                self._edges = max(self._edges, 1)
+            else:
+                self._kick = True
+        while True:
+            with self._cv:
+                while True:
+                    if self._closing:
+                        return
+                    if self._edges and phys.peer_active():
+                        self._edges = 0
+                        action = "exchange"
+                        break
+                    self._edges = 0
+                    if self._quiesce:
+                        self._quiesce = self._kick = False
+                        action = "lower"
+                        break
+                    if self._kick:
+                        self._kick = False
+                        action = "raise"
+                        break
+                    if self._retry_due():
+                        action = "retry"
+                        break
+                    self._cv.wait(self.connect_retry or None)
+            if action == "exchange":
+                self._set_request(False)
+                self._exchange()
+            elif action == "lower":
+                self._set_request(False)
+            elif action == "raise":
+                self._set_request(True)
+            else:  # retry: make a fresh MREQ edge
+                self._counters["connect_retries"] += 1
+                self._last_activity = time.monotonic()
+                self._set_request(False)
+                self._set_request(True)
+
+    def _slave_loop(self) -> None:
+        phys = self.phys
+        with self._cv:
+            self._kick = True  # boot: queue CONNECT and raise SREQ
+        while True:
+            with self._cv:
+                while True:
+                    if self._closing:
+                        return
+                    mreq = bool(self._edges) and phys.peer_active()
+                    self._edges = 0
+                    self._quiesce = False
+                    if self._kick or mreq:
+                        self._kick = False
+                        break
+                    if self._retry_due():
+                        self._counters["connect_retries"] += 1
+                        break
+                    self._cv.wait(self.connect_retry or None)
+            self._exchange()
+
+    def _exchange(self) -> None:
+        """One full-duplex exchange and its completion (NuttX ``exchange`` + ``complete``)."""
+        port = self._port()
+        phys = self.phys
+        proto = self.proto
+        txbuf: PortBuffer | None = None
+        with self._cv:
+            if self._posted is None:
+                self._posted = self._take_posted()
+            cmd = proto.choose(port.txq.nused() > 0)
+            if cmd is Cmd.DATA:
+                txbuf = port.txq.get_buffer(0)
+                if txbuf is None:  # dropped meanwhile
+                    cmd = proto.choose(False)
+            if txbuf is not None:
+                port.update_timestamp(txbuf, rx=False)
+                frame = txbuf.view
+            else:
+                frame = memoryview(self._cmdbuf)
+            proto.seal(frame, cmd, port.rxq.navail())
+            data = bytes(frame)
+        self._last_activity = time.monotonic()
+        if self.role == "master":
+            rx = phys.transfer(data)
+        else:
+            rx_or_none = self._slave_transfer(data)
+            if rx_or_none is None:
+                if txbuf is not None:
+                    port.txq.return_buffer(txbuf)
+                return
+            rx = rx_or_none
+        if txbuf is not None:
+            port.txq.return_buffer(txbuf)
+        self._complete(rx)
+
+    def _slave_transfer(self, data: bytes) -> bytes | None:
+        """Queue ``data``, raise SREQ, wait for the master to clock; None when closing."""
+        phys = self.phys
+        with self._cv:
+            self._slave_rx = None
+        phys.queue_tx(data)
+        self._set_request(True)
+        with self._cv:
+            while self._slave_rx is None and not self._closing:
+                self._cv.wait()
+            rx, self._slave_rx = self._slave_rx, None
+        if rx is None:
+            phys.cancel_tx()
+        self._set_request(False)
+        return rx
+
+    def _complete(self, rx: bytes) -> None:
+        port = self._port()
+        proto = self.proto
+        with self._cv:
+            if self._posted is None:
+                self._posted = self._take_posted()
+            out = proto.complete(rx, port.rxq.navail() if self._posted is not None else 0)
+            if out.drop_tx:
+                port.drop_packets(DROP_TX)
+            if out.drop_rx:
+                self._drop_ready()
+            frame: SpiFrame | None = out.queued
+            if frame is not None:
+                item: PortBuffer | None = None
+                posted = self._posted
+                if frame.cmd is Cmd.DATA and posted is None:  # the port is closing
+                    proto.stats.rx_no_buffer += 1
+                    frame = None
+                elif frame.cmd is Cmd.DATA and posted is not None:
+                    posted.view[:] = rx
+                    port.update_timestamp(posted, rx=True)
+                    item = posted
+                    frame = SpiFrame(frame.cmd, frame.avail, frame.length, frame.crc,
+                                     posted.view[:frame.length])
+                    self._posted = self._take_posted()
+                else:
+                    frame = SpiFrame(frame.cmd, frame.avail, frame.length, frame.crc,
+                                     memoryview(bytes(frame.data)), frame.name)
+                if frame is not None:
+                    self._ready.append((frame, item))
+            if out.ignored is not None:
+                log.debug("SPI %s ignored a frame: %s", self.role, out.ignored)
+            if proto.should_continue(port.txq.nused() > 0):
+                self._kick = True
+            self._cv.notify_all()
+
+    def _take_posted(self) -> PortBuffer | None:
+        """A free RX buffer to receive the next DATA frame into (None if none or closed)."""
+        try:
+            return self._port().rxq.get_available_buffer(0)
+        except (NoBufferError, EndpointClosedError):
+            return None
+
+    def _drop_ready(self) -> None:
+        """Return every unprocessed received frame (lock held); NuttX ``drop_packets``."""
+        port = self._port()
+        while self._ready:
+            _frame, buf = self._ready.popleft()
+            if buf is not None:
+                port.rxq.return_buffer(buf)
+                self._counters["rx_ready_dropped"] += 1
+
+    # RX thread -------------------------------------------------------------------------------
+
+    def _rx_loop(self) -> None:
+        port = self._port()
+        while True:
+            with self._cv:
+                while not self._ready and not self._closing:
+                    self._cv.wait()
+                if self._closing:
+                    return
+                frame, buf = self._ready.popleft()
+                result = self.proto.process(frame)
+                if result.request:
+                    self._kick = True
+                if result.quiesce:
+                    self._quiesce = True
+                self._cv.notify_all()
+            if result.link_down is not None and port.is_up:
+                self._counters["link_downs"] += 1
+                port.unregister(result.link_down)
+            if result.link_up is not None:
+                self.local_cpuname = result.link_up
+                self._counters["link_ups"] += 1
+                port.register()
+            if result.deliver is not None and buf is not None:
+                cb = self._rxcb
+                if cb is not None:
+                    cb(buf)
+                else:
+                    port.rxq.return_buffer(buf)
+
+
+def open_spi_link(phys: SpiPhys, *, txnum: int = 8, rxnum: int = 8, remotecpu: str = "",
+                  legacy: bool = False, crc: CrcFunction | None = None,
+                  rx_threshold: int = 50, connect_retry: float = 1.0) -> PortLink:
+    """A :class:`PortLink` over SPI: port core + :class:`SpiBackend` on ``phys``."""
+    backend = SpiBackend(phys, rxnum=rxnum, remotecpu=remotecpu, legacy=legacy, crc=crc,
+                         rx_threshold=rx_threshold, connect_retry=connect_retry)
+    config = PortConfig(txnum=txnum, rxnum=rxnum, txlen=phys.buflen, rxlen=phys.buflen,
+                        protocol="legacy" if legacy else "current", remotecpu=remotecpu)
+    port = PortLink(backend, config, role=f"spi-{phys.role}")
+    backend.attach(port)
+    return port

@@ -1,0 +1,345 @@
+"""A simulated SPI bus with its MREQ/SREQ lines between two processes, over a UNIX socket.
+
+The simulation keeps the hardware's rules so the protocol is exercised as on a board: only the
+master clocks, and only once per SREQ rising edge (or when SREQ is already high at boot); the
+slave must have queued its TX buffer before raising SREQ; if the master clocks a slave that
+queued nothing, the slave loses the master's data and the master reads zeros (an underrun), as
+with a real SPI slave controller. Edges may arrive during a transfer. A transfer takes
+``buflen * 8 / hz`` seconds of simulated clock at least.
+
+The first end to arrive owns the bus: it holds ``PATH.lock`` (``flock``) and listens on
+``PATH``; the other connects. When the peer goes away its line reads low and the bus waits
+for it to come back; if the owner went away, the survivor takes the bus over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from rpmsg.errors import TransportBrokenError
+from rpmsg.port.spi_phys import BusViolationError, PhysEvents, SpiPhys
+from rpmsg.port.spi_proto import Role
+from rpmsg.wire.layout import Buffer
+
+# Bus messages: one type byte, then a fixed-size body.
+_HELLO = b"H"  # role byte (M/S) + buflen (2 bytes LE)
+_LINE = b"L"  # level byte 0/1 of the sender's request line
+_XFER = b"X"  # master → slave: buflen bytes clocked out on MOSI
+_REPLY = b"R"  # slave → master: buflen bytes shifted out on MISO in the same transfer
+_RETRY = 0.02
+
+
+class _PeerGone(Exception):
+    """The other end of the bus closed its connection."""
+
+
+class SimBus(SpiPhys):
+    """One end (``master`` or ``slave``) of a simulated SPI bus at ``path``.
+
+    With ``sock`` (one end of :func:`socket.socketpair`) the bus is that connection only and
+    ``path`` is just a label: for in-process tests, no restart possible.
+    """
+
+    def __init__(self, path: str, role: Role, buflen: int, *, hz: int = 10_000_000,
+                 sock: socket.socket | None = None) -> None:
+        if role not in ("master", "slave"):
+            raise ValueError(f"role must be master or slave, not {role!r}")
+        self.path = path
+        self.role = role
+        self.buflen = buflen
+        self.hz = hz
+        self._fixed = sock
+        self._lock = threading.Condition()
+        self._send_lock = threading.Lock()
+        self._conn: socket.socket | None = None
+        self._listener: socket.socket | None = None
+        self._lockfd: int | None = None
+        self._events: PhysEvents | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._my_level = False
+        self._peer_level = False
+        self._permit = False  # master: an SREQ edge allows one transfer
+        self._queued: bytes | None = None  # slave: the buffer armed in the controller
+        self._reply: bytes | None = None  # master: the slave's answer to the transfer
+        self._waiting_reply = False
+        self._generation = 0
+        self._stats = {"transfers": 0, "edges": 0, "underruns": 0, "no_peer_transfers": 0,
+                       "peer_connects": 0, "peer_losses": 0, "bus_ns": 0}
+
+    @classmethod
+    def pair(cls, buflen: int, *, hz: int = 10_000_000) -> tuple[SimBus, SimBus]:
+        """A master end and a slave end connected by a socket pair (in-process tests)."""
+        a, b = socket.socketpair()
+        return (cls("socketpair", "master", buflen, hz=hz, sock=a),
+                cls("socketpair", "slave", buflen, hz=hz, sock=b))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def transfer_seconds(self) -> float:
+        """Simulated clock time of one transfer (0 if the clock is unlimited)."""
+        return self.buflen * 8 / self.hz if self.hz else 0.0
+
+    def describe(self) -> dict[str, Any]:
+        return {"phys": "spisim", "path": self.path, "hz": self.hz,
+                "bus_owner": self._listener is not None}
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._stats)
+
+    # Lifecycle -----------------------------------------------------------------------------
+
+    def start(self, events: PhysEvents) -> None:
+        self._events = events
+        self._thread = threading.Thread(target=self._run, name=f"rpmsg-spisim-{self.role}",
+                                        daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            conn = self._conn
+            self._lock.notify_all()
+        for s in (conn, self._listener, self._fixed):
+            if s is not None:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
+                    s.close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+        if self._lockfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lockfd)
+            self._lockfd = None
+
+    # Connection management (bus thread) -----------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._closed:
+                conn = self._establish()
+                if conn is None:
+                    return
+                try:
+                    self._serve(conn)
+                except (_PeerGone, OSError):
+                    pass
+                finally:
+                    self._peer_lost(conn)
+                if self._fixed is not None:
+                    return
+        except Exception as exc:  # reported, never silent
+            if not self._closed and self._events is not None:
+                self._events.phys_error(exc)
+
+    def _establish(self) -> socket.socket | None:
+        if self._fixed is not None:
+            return self._fixed
+        while not self._closed:
+            if self._listener is None and self._try_own():
+                continue
+            if self._listener is not None:
+                try:
+                    conn, _ = self._listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    if self.closed:
+                        return None
+                    raise
+                conn.settimeout(None)
+                return conn
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.path)
+                return s
+            except (FileNotFoundError, ConnectionRefusedError):
+                s.close()
+                time.sleep(_RETRY)
+        return None
+
+    def _try_own(self) -> bool:
+        """Take the bus over if nobody holds ``PATH.lock``; True if this end now listens."""
+        if self._lockfd is None:
+            self._lockfd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.path)
+        listener.listen(1)
+        listener.settimeout(0.2)
+        self._listener = listener
+        return True
+
+    def _serve(self, conn: socket.socket) -> None:
+        rfile = conn.makefile("rb", buffering=1 << 16)
+        try:
+            me = b"M" if self.role == "master" else b"S"
+            with self._lock:
+                self._conn = conn
+                self._generation += 1
+                self._stats["peer_connects"] += 1
+                level = self._my_level
+            self._send(conn, _HELLO + me + self.buflen.to_bytes(2, "little"))
+            hello = self._read(rfile, 4)
+            if hello[:1] != _HELLO:
+                raise TransportBrokenError(f"spisim:{self.path}: peer is not a simulated bus")
+            peer_buflen = int.from_bytes(hello[2:4], "little")
+            if hello[1:2] == me:
+                raise TransportBrokenError(
+                    f"spisim:{self.path}: both ends are {self.role}s; one must be role=slave")
+            if peer_buflen != self.buflen:
+                raise TransportBrokenError(
+                    f"spisim:{self.path}: buflen {self.buflen} here, {peer_buflen} at the peer; "
+                    "both chips must use the same buffer length")
+            self._send(conn, _LINE + (b"\x01" if level else b"\x00"))
+            while True:
+                kind = self._read(rfile, 1)
+                if kind == _LINE:
+                    self._on_line(self._read(rfile, 1) != b"\x00")
+                elif kind == _XFER and self.role == "slave":
+                    self._on_xfer(conn, self._read(rfile, self.buflen))
+                elif kind == _REPLY and self.role == "master":
+                    data = self._read(rfile, self.buflen)
+                    with self._lock:
+                        self._reply = data
+                        self._lock.notify_all()
+                else:
+                    raise TransportBrokenError(
+                        f"spisim:{self.path}: unexpected bus message {kind!r} at the {self.role}")
+        finally:
+            rfile.close()
+
+    @staticmethod
+    def _read(rfile: Any, n: int) -> bytes:
+        data: bytes = rfile.read(n)
+        if len(data) != n:
+            raise _PeerGone()
+        return data
+
+    def _send(self, conn: socket.socket, data: bytes) -> None:
+        with self._send_lock:
+            conn.sendall(data)
+
+    def _peer_lost(self, conn: socket.socket) -> None:
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+            self._peer_level = False
+            self._permit = False
+            self._stats["peer_losses"] += 1
+            self._lock.notify_all()
+        with contextlib.suppress(OSError):
+            conn.close()
+
+    # Line and transfer events (bus thread) ----------------------------------------------------
+
+    def _on_line(self, level: bool) -> None:
+        with self._lock:
+            rising = level and not self._peer_level
+            self._peer_level = level
+            if rising:
+                self._stats["edges"] += 1
+                if self.role == "master":
+                    self._permit = True
+        if rising and self._events is not None:
+            self._events.peer_edge()
+
+    def _on_xfer(self, conn: socket.socket, mosi: bytes) -> None:
+        with self._lock:
+            queued, self._queued = self._queued, None
+            if queued is None:
+                self._stats["underruns"] += 1
+            else:
+                self._stats["transfers"] += 1
+        self._send(conn, _REPLY + (queued if queued is not None else bytes(self.buflen)))
+        if queued is not None and self._events is not None:
+            self._events.transfer_done(mosi)
+
+    # SpiPhys -------------------------------------------------------------------------------
+
+    def set_request(self, active: bool) -> None:
+        with self._lock:
+            if active and self.role == "slave" and self._queued is None:
+                raise BusViolationError("slave raised SREQ without a queued TX buffer")
+            changed = active != self._my_level
+            self._my_level = active
+            conn = self._conn
+        if changed and conn is not None:
+            with contextlib.suppress(OSError):
+                self._send(conn, _LINE + (b"\x01" if active else b"\x00"))
+
+    def peer_active(self) -> bool:
+        with self._lock:
+            return self._peer_level
+
+    def transfer(self, tx: Buffer) -> bytes:
+        if self.role != "master":
+            raise BusViolationError("only the master clocks the bus")
+        data = bytes(tx)
+        if len(data) != self.buflen:
+            raise ValueError(f"transfer of {len(data)} bytes on a {self.buflen}-byte bus")
+        start = time.monotonic()
+        with self._lock:
+            if not self._permit:
+                raise BusViolationError("master clocked without an SREQ edge")
+            self._permit = False
+            conn = self._conn
+            generation = self._generation
+            self._reply = None
+        rx: bytes | None = None
+        if conn is not None:
+            try:
+                self._send(conn, _XFER + data)
+            except OSError:
+                conn = None
+        with self._lock:
+            if conn is not None:
+                while (self._reply is None and not self._closed and self._conn is conn
+                       and self._generation == generation):
+                    self._lock.wait(0.5)
+                rx, self._reply = self._reply, None
+            if rx is None:  # nobody there: MISO pulled down
+                rx = bytes(self.buflen)
+                self._stats["no_peer_transfers"] += 1
+            else:
+                self._stats["transfers"] += 1
+            bus = self.transfer_seconds
+            self._stats["bus_ns"] += int(bus * 1e9)
+        rest = bus - (time.monotonic() - start)
+        if rest > 0:
+            time.sleep(rest)
+        return rx
+
+    def queue_tx(self, tx: Buffer) -> None:
+        if self.role != "slave":
+            raise BusViolationError("only the slave queues a buffer")
+        data = bytes(tx)
+        if len(data) != self.buflen:
+            raise ValueError(f"queued {len(data)} bytes on a {self.buflen}-byte bus")
+        with self._lock:
+            self._queued = data
+
+    def cancel_tx(self) -> None:
+        with self._lock:
+            self._queued = None

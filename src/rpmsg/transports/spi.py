@@ -1,0 +1,96 @@
+"""``spi:`` and ``spisim:`` — NuttX RPMsg Port over SPI with MREQ/SREQ lines, real or simulated.
+
+``spi:/dev/spidev0.0?mreq=gpiochip0:17&sreq=gpiochip0:27&role=master&buflen=512`` drives real
+hardware (spidev + libgpiod, the ``spi`` extra); a GPIO is ``CHIP:OFFSET`` or
+``CHIP:OFFSET:low`` for an active-low line. ``spisim:/tmp/bus.sock?role=slave`` joins a
+simulated bus shared by two processes; the first to arrive creates it. Without ``role=`` the
+side decides: ``host`` (``rpmsg.open`` default, ``rpmsg ping``) is the master and ``remote``
+(``rpmsg remote``) the slave.
+
+Common options: ``buflen`` (512, same on both chips), ``txnum``/``rxnum`` (8), ``crc``
+(none/arc/xmodem), ``protocol`` (current/legacy), ``remotecpu`` (the name sent in CONNECT),
+``rx_threshold`` (50 %), ``connect_retry`` (1.0 s, 0 = never). ``spi:`` also takes ``mode``
+(0), ``bits`` (8), ``hz`` (1000000) and ``arm_delay`` (0.001 s, slave); ``spisim:`` takes
+``hz`` (10000000, the simulated clock; 0 = unlimited).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rpmsg.errors import InvalidURLError
+from rpmsg.port.core import PortLink
+from rpmsg.port.crc import get_crc
+from rpmsg.port.spi import open_spi_link
+from rpmsg.port.spi_phys import GpioSpec, HardwarePhys, SpiPhys
+from rpmsg.port.spi_proto import Role
+from rpmsg.transport import TransportURL, register_transport
+
+_ROLES: dict[str, Role] = {"master": "master", "slave": "slave"}
+PhysMaker = Callable[[TransportURL, Role, int], SpiPhys]
+
+
+def _role(url: TransportURL) -> Role:
+    default: Role = "master" if url.side == "host" else "slave"
+    return url.get_choice("role", default, _ROLES)
+
+
+def _link(url: TransportURL, make_phys: PhysMaker) -> PortLink:
+    role = _role(url)
+    buflen = url.get_int("buflen", 512, minimum=64, maximum=0xFFFF)
+    txnum = url.get_int("txnum", 8, minimum=1, maximum=4096)
+    rxnum = url.get_int("rxnum", 8, minimum=3, maximum=4096)
+    crc_name = url.get_choice("crc", "none", {"none": "none", "arc": "arc",
+                                              "xmodem": "xmodem"})
+    legacy = url.get_choice("protocol", False, {"current": False, "legacy": True})
+    remotecpu = url.get_str("remotecpu", "")
+    if len(remotecpu.encode()) > 31:
+        raise InvalidURLError(f"{url.scheme}: remotecpu {remotecpu!r} longer than 31 bytes")
+    threshold = url.get_int("rx_threshold", 50, minimum=0, maximum=100)
+    retry = url.get_float("connect_retry", 1.0)
+    phys = make_phys(url, role, buflen)
+    try:
+        return open_spi_link(phys, txnum=txnum, rxnum=rxnum, remotecpu=remotecpu,
+                             legacy=legacy, crc=get_crc(crc_name), rx_threshold=threshold,
+                             connect_retry=retry)
+    except BaseException:
+        phys.close()
+        raise
+
+
+def _hardware(url: TransportURL, role: Role, buflen: int) -> SpiPhys:
+    if not url.path:
+        raise InvalidURLError("spi: needs a device path, e.g. spi:/dev/spidev0.0?mreq=...")
+    mreq_text, sreq_text = url.take("mreq"), url.take("sreq")
+    if not mreq_text or not sreq_text:
+        raise InvalidURLError("spi: needs both GPIO lines: mreq=CHIP:OFFSET&sreq=CHIP:OFFSET")
+    mode = url.get_int("mode", 0, minimum=0, maximum=3)
+    bits = url.get_int("bits", 8, minimum=8, maximum=32)
+    hz = url.get_int("hz", 1_000_000, minimum=1)
+    arm_delay = url.get_float("arm_delay", 0.001)
+    return HardwarePhys(url.path, role, buflen, mreq=GpioSpec.parse(str(mreq_text), "mreq"),
+                        sreq=GpioSpec.parse(str(sreq_text), "sreq"), mode=mode, bits=bits,
+                        hz=hz, arm_delay=arm_delay)
+
+
+def _simulated(url: TransportURL, role: Role, buflen: int) -> SpiPhys:
+    from rpmsg.port.spisim import SimBus
+
+    if not url.path:
+        raise InvalidURLError("spisim: needs a socket path, e.g. spisim:/tmp/bus.sock")
+    hz = url.get_int("hz", 10_000_000, minimum=0)
+    return SimBus(url.path, role, buflen, hz=hz)
+
+
+def open_spi(url: TransportURL) -> PortLink:
+    """Factory for ``spi:`` URLs (real spidev + GPIO)."""
+    return _link(url, _hardware)
+
+
+def open_spisim(url: TransportURL) -> PortLink:
+    """Factory for ``spisim:`` URLs (simulated bus between two processes)."""
+    return _link(url, _simulated)
+
+
+register_transport("spi", open_spi)
+register_transport("spisim", open_spisim)
