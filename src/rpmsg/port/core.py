@@ -252,9 +252,10 @@ class PortLink(Link):
         if self._closed:
             return
         self._closed = True
-        self.txq.close()
+        # RX waiters first; the backend may still flush ready TX frames (NS DESTROY) on close.
         self.rxq.close()
         self.backend.close()
+        self.txq.close()
 
     def stats(self) -> dict[str, int]:
         out = self._stats.as_dict()

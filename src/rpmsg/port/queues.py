@@ -157,6 +157,13 @@ class BufferQueue:
     def closed(self) -> bool:
         return self._closed
 
+    def wait_available(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a free buffer (or close); True if one is free now."""
+        with self._cond:
+            if not self._free and not self._closed:
+                self._cond.wait(timeout)
+            return bool(self._free)
+
     def wake(self) -> None:
         """Wake waiters so that they re-check (after a hook's state changed)."""
         with self._cond:

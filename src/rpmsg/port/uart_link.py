@@ -1,0 +1,227 @@
+"""Sans-IO connection and wake state machine of the NuttX RPMsg Port UART link.
+
+:class:`UartLinkMachine` takes control bytes received, the clock, and the TX side's wish to
+send a burst; it answers with actions: bytes to write, link up/down, running state. It follows
+spec ``rpmsg-port.md`` §3.4-3.9: CONNREQ once at start and again only after about 1 s without
+CONNACK; a CONNREQ while connected means the peer restarted (link down, then up, CONNACK);
+STAYWAKE 0x79/0x75 always answered with 0x78/0x74; before each TX burst the STAYWAKE ping-pong
+(resent every 100 ms until acknowledged), RELAXWAKE after it; SUSPEND/RESUME toggle the
+remote's running state; POWEROFF takes the link down until the next CONNREQ/CONNACK.
+
+The machine does no I/O and holds no lock; the driver serialises calls to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rpmsg.port.uart_framer import CURRENT, UartProtocol
+
+#: Seconds without CONNACK before CONNREQ is sent again (each CONNREQ makes a connected NuttX
+#: re-register, so not more often).
+RECONNECT_INTERVAL = 1.0
+#: Seconds between STAYWAKE repeats while waiting for the acknowledgement (NuttX: 100 ms).
+STAYWAKE_INTERVAL = 0.1
+
+
+# Actions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """Write these bytes to the line (control bytes; frames go through the TX queue)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUp:
+    """The link is connected: register the port (endpoints announce)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDown:
+    """The link was lost or the peer restarted: unregister, drop queued TX frames."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """The peer sent SUSPEND (False) or RESUME (True)."""
+
+    running: bool
+
+
+Action = Write | LinkUp | LinkDown | Running
+
+
+class UartLinkMachine:
+    """Link state of one UART RPMsg Port end."""
+
+    def __init__(self, protocol: UartProtocol = CURRENT, *, staywake: bool = True,
+                 reconnect_interval: float = RECONNECT_INTERVAL,
+                 staywake_interval: float = STAYWAKE_INTERVAL) -> None:
+        if staywake and not protocol.has_staywake:
+            raise ValueError(f"the {protocol.name} UART protocol has no STAYWAKE handshake")
+        self.protocol = protocol
+        self.staywake = staywake
+        self.reconnect_interval = reconnect_interval
+        self.staywake_interval = staywake_interval
+        self.connected = False
+        #: Whether the remote reported itself running (SUSPEND clears, RESUME sets).
+        self.remote_running = True
+        self.waking = False
+        self.waked = False
+        self.tx_staywake = protocol.staywake1 if protocol.has_staywake else None
+        self._connreq_at: float | None = None
+        self._staywake_at: float | None = None
+        self._started = False
+        self.counts = {"connreq_sent": 0, "connreq_received": 0, "connack_received": 0,
+                       "peer_restarts": 0, "staywake_sent": 0, "staywake_answered": 0,
+                       "staywakeack_ignored": 0, "poweroff_received": 0}
+        p = protocol
+        self._acks: dict[int, int] = {}
+        if p.staywake1 is not None and p.staywakeack1 is not None:
+            self._acks[p.staywake1] = p.staywakeack1
+        if p.staywake2 is not None and p.staywakeack2 is not None:
+            self._acks[p.staywake2] = p.staywakeack2
+
+    # Connection ---------------------------------------------------------------------------
+
+    def start(self, now: float) -> list[Action]:
+        """Begin connecting: send CONNREQ once."""
+        self._started = True
+        return self._connreq(now)
+
+    def _connreq(self, now: float) -> list[Action]:
+        self._connreq_at = now
+        self.counts["connreq_sent"] += 1
+        return [Write(bytes([self.protocol.connreq]))]
+
+    def poll(self, now: float) -> list[Action]:
+        """Timers: resend CONNREQ after :attr:`reconnect_interval` without CONNACK."""
+        if (self._started and not self.connected and self._connreq_at is not None
+                and now - self._connreq_at >= self.reconnect_interval):
+            return self._connreq(now)
+        return []
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`poll` or :meth:`wake` next has something to do (monotonic seconds)."""
+        deadlines = []
+        if self._started and not self.connected and self._connreq_at is not None:
+            deadlines.append(self._connreq_at + self.reconnect_interval)
+        if self.waking and self._staywake_at is not None:
+            deadlines.append(self._staywake_at + self.staywake_interval)
+        return min(deadlines) if deadlines else None
+
+    def on_control(self, byte: int, now: float) -> list[Action]:
+        """A control byte arrived (in or out of a frame; the framer already aborted it)."""
+        p = self.protocol
+        if byte in self._acks:
+            self.counts["staywake_answered"] += 1
+            return [Write(bytes([self._acks[byte]]))]
+        if byte == p.connreq:
+            self.counts["connreq_received"] += 1
+            out: list[Action] = []
+            if self.connected:
+                self.counts["peer_restarts"] += 1
+                out.append(LinkDown("the peer restarted (CONNREQ while connected)"))
+            self.connected = True
+            self._connreq_at = None
+            out.append(Write(bytes([p.connack])))
+            out.append(LinkUp())
+            return out
+        if byte == p.connack:
+            self.counts["connack_received"] += 1
+            if self.connected:
+                return []
+            self.connected = True
+            self._connreq_at = None
+            return [LinkUp()]
+        if byte in (p.staywakeack1, p.staywakeack2):
+            if self.waking and self.tx_staywake is not None and byte == self.tx_staywake - 1:
+                self.waking = False
+                self.waked = True
+                self._staywake_at = None
+            else:
+                self.counts["staywakeack_ignored"] += 1
+            return []
+        if byte == p.poweroff:
+            self.counts["poweroff_received"] += 1
+            if self.waking:
+                self.waking = False
+                self.waked = True
+            if self.connected:
+                self.connected = False
+                # Wait for the peer's CONNREQ, but also ask again now and then: harmless to
+                # a peer that is not connected.
+                self._connreq_at = now
+                return [LinkDown("the peer powered off")]
+            return []
+        if byte == p.suspend:
+            self.remote_running = False
+            return [Running(False)]
+        if byte == p.resume:
+            self.remote_running = True
+            return [Running(True)]
+        # RELAXWAKE and anything else: nothing to do (no wakelock here).
+        return []
+
+    def accept_frame(self) -> bool:
+        """Whether a received frame is taken; frames are discarded while not connected."""
+        return self.connected
+
+    # TX bursts -----------------------------------------------------------------------------
+
+    def wake(self, now: float) -> list[Action]:
+        """Before a TX burst: the STAYWAKE to send now, if any. Ready when :attr:`ready`."""
+        if not self.staywake or self.waked:
+            return []
+        if self.waking and self._staywake_at is not None \
+                and now - self._staywake_at < self.staywake_interval:
+            return []
+        self.waking = True
+        self._staywake_at = now
+        self.counts["staywake_sent"] += 1
+        assert self.tx_staywake is not None
+        return [Write(bytes([self.tx_staywake]))]
+
+    @property
+    def ready(self) -> bool:
+        """Frames may be written: the peer acknowledged STAYWAKE, or no handshake is used."""
+        return not self.staywake or self.waked
+
+    def relax(self) -> list[Action]:
+        """After a TX burst: RELAXWAKE if awake, and toggle STAYWAKE1/STAYWAKE2."""
+        if not self.staywake:
+            return []
+        p = self.protocol
+        out: list[Action] = []
+        if self.waked and p.relaxwake is not None:
+            out.append(Write(bytes([p.relaxwake])))
+        self.waked = False
+        self.waking = False
+        self._staywake_at = None
+        self.tx_staywake = p.staywake2 if self.tx_staywake == p.staywake1 else p.staywake1
+        return out
+
+    def poweroff(self) -> list[Action]:
+        """Closing while connected: tell the peer (current protocol only)."""
+        if self.connected and self.protocol.poweroff is not None:
+            self.connected = False
+            return [Write(bytes([self.protocol.poweroff]))]
+        self.connected = False
+        return []
+
+
+__all__ = [
+    "RECONNECT_INTERVAL",
+    "STAYWAKE_INTERVAL",
+    "Action",
+    "LinkDown",
+    "LinkUp",
+    "Running",
+    "UartLinkMachine",
+    "Write",
+]

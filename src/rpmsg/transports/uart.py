@@ -1,0 +1,55 @@
+"""``uart:`` — NuttX RPMsg Port over a serial line (pyserial device path or URL, or a new pty).
+
+``uart:/dev/ttyUSB0?baudrate=921600&protocol=current&crc=arc``. The path is any pyserial
+port or URL (``socket://host:port``, ``loop://``), or ``pty`` to create a pseudo-terminal
+whose other end (``describe()["pty"]``) another program opens. Options: ``baudrate``
+(115200), ``rtscts`` (off), ``protocol`` (``current`` for NuttX >= 12.13, ``legacy`` for
+12.7-12.12), ``crc`` (``none``, ``arc``, ``xmodem``; must match the peer's
+``CONFIG_RPMSG_PORT_UART_CRC`` and version), ``staywake`` (on for current; the wake
+handshake before each burst), ``txnum``/``rxnum`` (10) and ``txlen``/``rxlen`` (2048: NuttX sim
+values). The link is symmetric, so the open side does not matter.
+"""
+
+from __future__ import annotations
+
+from rpmsg.errors import InvalidURLError
+from rpmsg.port.core import PortConfig, PortLink
+from rpmsg.port.uart import PtyStream, Stream, make_uart_port, open_serial
+from rpmsg.transport import TransportURL, register_transport
+
+_PROTOCOLS = {"current": "current", "legacy": "legacy"}
+_CRCS = {"none": "none", "off": "none", "arc": "arc", "xmodem": "xmodem"}
+
+
+def open_uart(url: TransportURL) -> PortLink:
+    """Factory for ``uart:PATH?options``."""
+    path = url.path
+    if not path:
+        raise InvalidURLError("uart: needs a serial port, e.g. uart:/dev/ttyUSB0 or uart:pty")
+    baudrate = url.get_int("baudrate", 115200, minimum=50, maximum=100_000_000)
+    rtscts = url.get_bool("rtscts", False)
+    protocol = url.get_choice("protocol", "current", _PROTOCOLS)
+    crc = url.get_choice("crc", "none", _CRCS)
+    staywake = url.get_bool("staywake", protocol == "current")
+    if staywake and protocol == "legacy":
+        raise InvalidURLError("uart: the legacy protocol has no STAYWAKE handshake")
+    try:
+        config = PortConfig(
+            txnum=url.get_int("txnum", 10, minimum=1, maximum=4096),
+            rxnum=url.get_int("rxnum", 10, minimum=1, maximum=4096),
+            txlen=url.get_int("txlen", 2048, minimum=64, maximum=65535),
+            rxlen=url.get_int("rxlen", 2048, minimum=64, maximum=65535),
+            protocol=protocol)
+    except ValueError as exc:
+        raise InvalidURLError(f"uart: {exc}") from None
+    stream: Stream
+    if path in ("pty", "pty:"):
+        stream = PtyStream()
+        name = stream.path
+    else:
+        stream = open_serial(path, baudrate=baudrate, rtscts=rtscts)
+        name = path
+    return make_uart_port(stream, config, crc=crc, staywake=staywake, name=name)
+
+
+register_transport("uart", open_uart)
