@@ -120,12 +120,18 @@ class Device:
         messages stay in the transport's buffer until released (see :meth:`Endpoint.recv_buffer`).
         """
         self._check_open()
-        with self.lock:
-            rec = self.core.create(name, src, dst, announce)
-            ept = Endpoint(self, rec, callback=callback, on_bound=on_bound,
-                           on_unbound=on_unbound, zero_copy=zero_copy)
-            rec.owner = ept
-            events = self.core.take_events()
+        src, dst = self.link.open_endpoint(name, src, dst)
+        try:
+            with self.lock:
+                rec = self.core.create(name, src, dst, announce)
+                ept = Endpoint(self, rec, callback=callback, on_bound=on_bound,
+                               on_unbound=on_unbound, zero_copy=zero_copy)
+                rec.owner = ept
+                events = self.core.take_events()
+        except BaseException:
+            self.link.close_endpoint(src)
+            raise
+        self.link.start_endpoint(rec.addr)
         self._run(events)
         return ept
 
@@ -135,6 +141,10 @@ class Device:
             events = self.core.take_events()
         if not self._closed and self._broken is None:
             self._run(events)
+        try:
+            self.link.close_endpoint(rec.addr)
+        except Exception:
+            log.exception("transport failed to release endpoint %#x", rec.addr)
 
     def on_service(self, name: str | None, handler: ServiceCallback) -> None:
         """Call ``handler(device, name, addr)`` when the remote announces a service.

@@ -131,6 +131,25 @@ class Link(abc.ABC):
 
         return TxBuffer(memoryview(buf), commit, lambda: None)
 
+    # Endpoint hooks: for transports whose peer owns the endpoints (linux: creates each one
+    # in the kernel). The defaults do nothing, so other transports ignore them.
+
+    def open_endpoint(self, name: str, src: int, dst: int) -> tuple[int, int]:
+        """Called by ``Device.create_endpoint`` before the core creates the endpoint.
+
+        Returns the (src, dst) the core should record; the default returns them unchanged.
+        Messages for the endpoint must not be delivered before :meth:`start_endpoint`.
+        """
+        return src, dst
+
+    def start_endpoint(self, addr: int) -> None:
+        """Called once the endpoint at ``addr`` exists in the core: deliveries may begin."""
+        return None
+
+    def close_endpoint(self, addr: int) -> None:
+        """Called after the endpoint at ``addr`` was destroyed, or its creation failed."""
+        return None
+
     @abc.abstractmethod
     def close(self) -> None:
         """Stop threads and release resources; idempotent."""

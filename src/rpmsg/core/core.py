@@ -217,7 +217,7 @@ class RpmsgCore:
         stats.rx_messages += 1
         stats.rx_bytes += len(payload)
         if rec is not None:
-            if rec.dst == ADDR_ANY:
+            if rec.dst == ADDR_ANY and src != ADDR_ANY:  # a sender of unknown address binds nothing
                 rec.dst = src
                 self.events.append(Bound(rec, src))
             return rec
