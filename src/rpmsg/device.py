@@ -66,8 +66,8 @@ class Device:
 
     @property
     def is_up(self) -> bool:
-        """Whether the link to the remote is currently up."""
-        return self.core.link_up
+        """Whether the link to the remote is currently up (never once the device is closed)."""
+        return self.core.link_up and not self._closed
 
     @property
     def closed(self) -> bool:
@@ -175,10 +175,11 @@ class Device:
         """Wait until the link to the remote is up."""
         deadline = Deadline(timeout)
         with self.lock:
+            self._check_open()
             while not self.core.link_up:
-                self._check_open()
                 if not self._state.wait(deadline.remaining()) and deadline.expired():
                     raise deadline.timeout_error("waiting for the link")
+                self._check_open()
 
     # Lifecycle --------------------------------------------------------------------------
 

@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from foundation_helpers import wait_until
 
 import rpmsg
-from foundation_helpers import wait_until
 
 
 @pytest.fixture

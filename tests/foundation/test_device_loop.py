@@ -6,9 +6,9 @@ import threading
 from typing import Any
 
 import pytest
+from foundation_helpers import wait_until
 
 import rpmsg
-from foundation_helpers import wait_until
 from rpmsg import (
     EndpointClosedError,
     MessageTooLargeError,
@@ -42,7 +42,7 @@ def run_thread(target: Any, *args: Any) -> tuple[threading.Thread, list[Any]]:
     def body() -> None:
         try:
             out.append(target(*args))
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:
             out.append(exc)
 
     t = threading.Thread(target=body, daemon=True)
@@ -277,7 +277,7 @@ def test_iteration_ends_on_close(devices: Pair) -> None:
     a, b = devices
     client, server = connect(a, b)
     got: list[bytes] = []
-    t, out = run_thread(lambda: [got.append(m) for m in server])
+    t, _out = run_thread(lambda: [got.append(m) for m in server])
     for m in (b"a", b"b", b"c"):
         client.send(m)
     wait_until(lambda: len(got) == 3)
@@ -315,7 +315,7 @@ def test_close_wakes_local_blocked_recv(devices: Pair) -> None:
 
 def test_device_close_wakes_blocked_recv_on_other_side(devices: Pair) -> None:
     a, b = devices
-    client, server = connect(a, b)
+    _client, server = connect(a, b)
     t, out = run_thread(server.recv)
     a.close()
     t.join(5)
@@ -397,7 +397,7 @@ def test_on_bound_on_unbound(devices: Pair) -> None:
 def test_callback_receives_instead_of_queue(devices: Pair) -> None:
     a, b = devices
     got: list[tuple[bytes, int]] = []
-    client, server = connect(a, b)
+    client, _server = connect(a, b)
     cb = b.create_endpoint(src=0x90, callback=lambda e, data, src: got.append((data, src)))
     client.send_to(0x90, b"to callback")
     wait_until(lambda: len(got) == 1)
@@ -555,3 +555,81 @@ def test_policy_in_query(loop_name: str) -> None:
 def test_default_loop_name() -> None:
     with rpmsg.open("loop:") as a, rpmsg.open("loop:default") as b:
         connect(a, b)
+
+
+# Robustness -------------------------------------------------------------------------------
+
+
+def test_garbage_to_name_service_is_counted(devices: Pair) -> None:
+    a, b = devices
+    client, server = connect(a, b)
+    client.send_to(rpmsg.NS_ADDR, b"not a name-service message")
+    client.send_to(rpmsg.NS_ADDR, b"x" * 32 + bytes.fromhex("00050000 07000000"))  # bad flags
+    wait_until(lambda: b.stats()["ns_invalid"] == 2)
+    client.send(b"still fine")
+    assert server.recv(timeout=5) == b"still fine"
+    assert b.services == []
+
+
+def test_callback_may_close_its_own_device(devices: Pair, no_thread_leak: None) -> None:
+    a, b = devices
+    closed = threading.Event()
+
+    def stop(ept: rpmsg.Endpoint, data: bytes, src: int) -> None:
+        ept.device.close()
+        closed.set()
+
+    b.create_endpoint("svc", callback=stop)
+    a.wait_service("svc", timeout=5)
+    client = a.create_endpoint("svc")
+    client.wait_bound(timeout=5)
+    client.send(b"stop")
+    assert closed.wait(5)
+    assert b.closed
+    with pytest.raises(RemoteDisconnectedError):
+        client.recv(timeout=5)
+
+
+def test_echo_from_callback(devices: Pair) -> None:
+    a, b = devices
+    b.create_endpoint("echo", callback=lambda e, data, src: e.send_to(src, data[::-1]))
+    a.wait_service("echo", timeout=5)
+    client = a.create_endpoint("echo")
+    client.wait_bound(timeout=5)
+    for i in range(50):
+        client.send(b"abc%d" % i)
+        assert client.recv(timeout=5) == (b"abc%d" % i)[::-1]
+
+
+def test_device_waits(devices: Pair) -> None:
+    a, b = devices
+    with pytest.raises(RpmsgTimeoutError):
+        a.wait_service("never", timeout=0.02)
+    a.close()
+    with pytest.raises(EndpointClosedError):
+        a.wait_service("never", timeout=1)
+    with pytest.raises(EndpointClosedError):
+        a.wait_up(timeout=1)
+    with pytest.raises(RpmsgTimeoutError):
+        b.wait_up(timeout=0.02)  # the other end stays down
+
+
+def test_stats_include_link_counters(devices: Pair) -> None:
+    a, b = devices
+    _client, _server = connect(a, b)
+    stats = a.stats()
+    assert stats["link_tx_messages"] >= 1
+    assert stats["ns_send_failures"] == 0
+    assert {"rx_messages", "rx_bytes", "dropped_unknown_dst", "ns_invalid"} <= set(stats)
+
+
+def test_close_wakes_wait_up_and_wait_service(loop_name: str) -> None:
+    dev = rpmsg.open(f"loop:{loop_name}")
+    up, up_out = run_thread(dev.wait_up)
+    svc, svc_out = run_thread(dev.wait_service, "never")
+    dev.close()
+    up.join(5)
+    svc.join(5)
+    assert len(up_out) == 1 and isinstance(up_out[0], EndpointClosedError)
+    assert len(svc_out) == 1 and isinstance(svc_out[0], EndpointClosedError)
+    assert not dev.is_up
