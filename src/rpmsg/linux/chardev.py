@@ -243,6 +243,16 @@ class Endpoint:
                 return
             yield data
 
+    def recv_nowait(self, max_size: int = DEFAULT_MTU) -> bytes | None:
+        """One message if one is queued, else None; never blocks (for your own poll loop on
+        :meth:`fileno`). The end of a stream raises
+        :class:`~rpmsg.errors.RemoteDisconnectedError` here, since None means "nothing yet"."""
+        with self._rlock:
+            data = self._read_nowait(max_size)
+        if data is _EOF:
+            raise RemoteDisconnectedError(f"{self.path}: end of stream")
+        return data if isinstance(data, bytes) else None
+
     def _read_nowait(self, max_size: int) -> bytes | _Eof | None:
         """One message, :data:`_EOF`, or None if none is queued; never blocks."""
         self._check_open()
@@ -332,6 +342,12 @@ class Endpoint:
         destroy a channel's default endpoint.
         """
         self._require_device("destroy")
+        if self.index is not None and self._sysfs is not None \
+                and self._sysfs.endpoint_attrs(self.index) is None:
+            # The kernel removed it already (remote gone); destroying again would delete the
+            # kernel's device object twice.
+            self.close()
+            return
         try:
             self._ioctl(self._rfd, RPMSG_DESTROY_EPT_IOCTL, 0)
         except OSError as exc:

@@ -1,0 +1,223 @@
+"""``rpmsg list|create|destroy|send|listen``: the Linux char device subcommands.
+
+Thin wrappers over :mod:`rpmsg.linux`. Each handler returns the exit code and lets library
+errors (:class:`~rpmsg.errors.RpmsgError`) propagate to the main entry point, which prints
+them as one ``rpmsg: error: ...`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from rpmsg.errors import RpmsgTimeoutError
+from rpmsg.linux.chardev import Endpoint
+from rpmsg.linux.ctrl import Ctrl, destroy_endpoint_device
+from rpmsg.linux.sysfs import default_sysfs, format_addr
+from rpmsg.wire.rpmsg import ADDR_ANY, DEFAULT_MTU
+
+
+def parse_addr_arg(text: str) -> int:
+    """An address from the command line: ``any``, ``-1``, decimal or ``0x`` hex."""
+    if text.lower() in ("any", "-1"):
+        return ADDR_ANY
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address (e.g. 1024, 0x400, any)")\
+            from None
+    if not 0 <= value <= ADDR_ANY:
+        raise argparse.ArgumentTypeError(f"address {text} is not a 32-bit value")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add the Linux char device subcommands to an argparse ``add_subparsers()`` object."""
+    p = subparsers.add_parser("list", help="list rpmsg channels, endpoint and control devices",
+                              description="List rpmsg channels (/sys/bus/rpmsg/devices), "
+                              "endpoint devices (/dev/rpmsgN) and control devices "
+                              "(/dev/rpmsg_ctrlN) with their names and addresses.")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_list)
+
+    p = subparsers.add_parser("create", help="create an endpoint device through /dev/rpmsg_ctrlN",
+                              description="Create /dev/rpmsgN for NAME (RPMSG_CREATE_EPT_IOCTL) "
+                              "and print its path.")
+    p.add_argument("--ctrl", default="0", metavar="N",
+                   help="control device index or path (default 0)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--src", type=parse_addr_arg, default=ADDR_ANY,
+                   help="local address (default any: the kernel picks)")
+    p.add_argument("--dst", type=parse_addr_arg, default=ADDR_ANY,
+                   help="remote address (default any: receive-only)")
+    p.set_defaults(func=cmd_create)
+
+    p = subparsers.add_parser("destroy", help="destroy an endpoint device",
+                              description="Destroy an endpoint device given as /dev/rpmsgN "
+                              "(or rpmsgN), or by NAME on a control device.")
+    p.add_argument("target", metavar="DEVICE|NAME")
+    p.add_argument("--ctrl", default="0", metavar="N",
+                   help="control device to search by name (default 0)")
+    p.add_argument("--src", type=parse_addr_arg, default=None)
+    p.add_argument("--dst", type=parse_addr_arg, default=None)
+    p.set_defaults(func=cmd_destroy)
+
+    p = subparsers.add_parser("send", help="send one message on /dev/rpmsgN",
+                              description="Send DATA as one message on an endpoint device.")
+    p.add_argument("device", metavar="DEVICE", help="/dev/rpmsgN, rpmsgN or N")
+    p.add_argument("data", metavar="DATA", help="text, hex bytes with --hex, or - for stdin")
+    p.add_argument("--hex", action="store_true", help="DATA is hexadecimal (spaces allowed)")
+    p.add_argument("--timeout", type=_positive_float, default=None, metavar="S",
+                   help="wait at most S seconds for a transmit buffer")
+    p.set_defaults(func=cmd_send)
+
+    p = subparsers.add_parser("listen", help="print messages received on /dev/rpmsgN",
+                              description="Print each message received on an endpoint device.")
+    p.add_argument("device", metavar="DEVICE", help="/dev/rpmsgN, rpmsgN or N")
+    p.add_argument("--count", type=int, default=None, metavar="N",
+                   help="stop after N messages (error if the timeout ends it first)")
+    p.add_argument("--timeout", type=_positive_float, default=None, metavar="S",
+                   help="stop after S seconds")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.add_argument("--hex", action="store_true", help="print payloads in hex")
+    p.add_argument("--max-size", type=int, default=DEFAULT_MTU, metavar="B",
+                   help=f"largest message accepted (default {DEFAULT_MTU})")
+    p.set_defaults(func=cmd_listen)
+
+
+# list ---------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    sysfs = default_sysfs()
+    channels, endpoints, controls = sysfs.channels(), sysfs.endpoints(), sysfs.controls()
+    if args.json:
+        json.dump({"channels": [c.to_dict() for c in channels],
+                   "endpoints": [e.to_dict() for e in endpoints],
+                   "controls": [c.to_dict() for c in controls]}, sys.stdout, indent=2)
+        print()
+        return 0
+    if not (channels or endpoints or controls):
+        print(f"no rpmsg devices ({sysfs.class_dir} and {sysfs.bus_dir} are empty or absent)")
+        return 0
+    print("channels:")
+    for c in channels:
+        driver = c.driver or "-"
+        announce = {True: "announced", False: "", None: ""}[c.announce]
+        devs = " ".join([f"rpmsg{i}" for i in c.endpoints] + [f"rpmsg_ctrl{i}" for i in c.ctrls])
+        print(f"  {c.device:<44} {c.name:<32} src={format_addr(c.src):<10} "
+              f"dst={format_addr(c.dst):<10} driver={driver:<13} {announce} {devs}".rstrip())
+    print("endpoints:")
+    for e in endpoints:
+        owner = f"ctrl=rpmsg_ctrl{e.ctrl}" if e.ctrl is not None else f"channel={e.channel}"
+        print(f"  {e.path:<16} {e.name:<32} src={format_addr(e.src):<10} "
+              f"dst={format_addr(e.dst):<10} {owner}")
+    print("controls:")
+    for ctl in controls:
+        print(f"  {ctl.path:<20} channel={ctl.channel or '-'} endpoints="
+              f"{','.join(f'rpmsg{i}' for i in ctl.endpoints) or '-'}")
+    return 0
+
+
+# create / destroy ---------------------------------------------------------------------
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    with Ctrl.open(args.ctrl) as ctrl:
+        index = ctrl.create_endpoint(args.name, args.src, args.dst)
+    print(ctrl.sysfs.endpoint_node(index))
+    return 0
+
+
+def _is_device_name(text: str) -> bool:
+    tail = text.rsplit("/", 1)[-1]
+    return text.startswith("/") or (tail.startswith("rpmsg") and tail[5:].isdigit())
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    if _is_device_name(args.target):
+        destroy_endpoint_device(args.target)
+        print(f"destroyed {args.target}")
+        return 0
+    with Ctrl.open(args.ctrl) as ctrl:
+        index = ctrl.destroy_endpoint(args.target, args.src, args.dst)
+    print(f"destroyed {ctrl.sysfs.endpoint_node(index)}")
+    return 0
+
+
+# send / listen ------------------------------------------------------------------------
+
+
+def _payload(args: argparse.Namespace) -> bytes:
+    if args.data == "-":
+        raw = sys.stdin.buffer.read()
+        if args.hex:
+            return bytes.fromhex(raw.decode("ascii", "replace"))
+        return raw
+    if args.hex:
+        try:
+            return bytes.fromhex(args.data)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"DATA {args.data!r} is not hexadecimal") from None
+    return str(args.data).encode("utf-8", "surrogateescape")
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    try:
+        data = _payload(args)
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        print(f"rpmsg send: error: {exc}", file=sys.stderr)
+        return 2
+    with Endpoint.open(args.device) as ep:
+        ep.send(data, timeout=args.timeout)
+    return 0
+
+
+def _show(data: bytes, as_hex: bool) -> str:
+    if as_hex:
+        return data.hex(" ")
+    text = data.decode("utf-8", "backslashreplace")
+    return text if text.isprintable() else repr(data)
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    received = 0
+    with Endpoint.open(args.device) as ep:
+        try:
+            while args.count is None or received < args.count:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    if remaining == 0.0:
+                        raise RpmsgTimeoutError("listen time is up")
+                    data = ep.recv(args.max_size, timeout=remaining)
+                except RpmsgTimeoutError:
+                    if args.count is not None:
+                        raise RpmsgTimeoutError(
+                            f"{ep.path}: received {received} of {args.count} messages "
+                            f"within {args.timeout} s") from None
+                    break
+                if data is None:
+                    break
+                received += 1
+                if args.json:
+                    print(json.dumps({"device": ep.path, "len": len(data), "hex": data.hex(),
+                                      "text": data.decode("utf-8", "replace")}), flush=True)
+                else:
+                    print(_show(data, args.hex), flush=True)
+        except KeyboardInterrupt:
+            return 130
+    return 0

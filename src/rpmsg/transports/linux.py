@@ -1,0 +1,392 @@
+"""``linux:`` — the library's Device/Endpoint API over Linux ``/dev/rpmsgN`` char devices.
+
+The kernel is the RPMsg core here (it allocates addresses, runs the name service and routes
+messages), so the link disables our name service and maps every ``create_endpoint`` onto a
+kernel endpoint device:
+
+* ``linux:`` or ``linux:rpmsg_ctrlN`` (``/dev/rpmsg_ctrlN``, ``?ctrl=N``): each
+  ``create_endpoint(name, src, dst)`` creates ``/dev/rpmsgM`` through the control device
+  (``RPMSG_CREATE_EPT_IOCTL``), and closing the endpoint destroys it again.
+* ``linux:/dev/rpmsgM`` (or ``linux:rpmsgM``): one existing endpoint device, e.g. a channel's
+  default endpoint (``rpmsg-raw``, or one bound with ``rpmsg.linux.bind_channel``). Its
+  destination comes from sysfs, so ``create_endpoint()`` needs no arguments.
+
+Addresses: the kernel does not tell userspace the source of a received message, so
+``Message.src`` is the endpoint's destination address (the only peer it talks to), or
+``ADDR_ANY`` for a receive-only endpoint (dst ANY). When the kernel picks the local address
+(src ANY) it does not reveal it either; the endpoint's ``addr`` is then a local handle
+(lowest free from 1024), not necessarily the kernel's address. ``send_to`` works only to the
+destination the endpoint was created with. Options ``sysfs=`` and ``dev=`` move the sysfs and
+/dev roots (containers, tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import select
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rpmsg.core.policy import LINUX
+from rpmsg.errors import (
+    AddressInUseError,
+    AlreadyOpenError,
+    EndpointClosedError,
+    InvalidURLError,
+    MessageTooLargeError,
+    NotAvailableError,
+    NotBoundError,
+    RemoteDisconnectedError,
+    RpmsgError,
+)
+from rpmsg.linux.chardev import Endpoint as ChardevEndpoint
+from rpmsg.linux.chardev import endpoint_node
+from rpmsg.linux.ctrl import Ctrl
+from rpmsg.linux.sysfs import Sysfs, default_sysfs, missing_node_error
+from rpmsg.transport import Link, LinkSink, TransportURL, register_transport
+from rpmsg.wire.layout import Buffer
+from rpmsg.wire.rpmsg import ADDR_ANY, DEFAULT_MTU, RESERVED_ADDRESSES
+
+log = logging.getLogger("rpmsg.linux")
+
+Opener = Callable[[int | str], ChardevEndpoint]
+_CTRL_RE = re.compile(r"(?:/dev/)?rpmsg_ctrl(\d+)")
+_EPT_RE = re.compile(r"(?:.*/)?rpmsg(\d+)|\d+")
+#: Messages read from one endpoint before the reader looks at the others (fairness).
+_BURST = 32
+
+
+@dataclass(eq=False)
+class _KernelEndpoint:
+    """One kernel endpoint device behind one core endpoint."""
+
+    addr: int
+    dst: int
+    chardev: ChardevEndpoint | None = None
+    index: int | None = None
+    #: Created through the ctrl device by this link, so destroyed on close.
+    created: bool = False
+    active: bool = False
+    dead: bool = False
+
+
+class LinuxLink(Link):
+    """A link whose endpoints are kernel endpoint devices (see the module docstring)."""
+
+    role = "linux"
+    default_policy = LINUX
+    ns_enabled = False
+    mtu = DEFAULT_MTU
+
+    def __init__(self, *, ctrl: Ctrl | None = None, device: int | str | None = None,
+                 sysfs: Sysfs | None = None, opener: Opener | None = None) -> None:
+        """Use exactly one of ``ctrl`` (owned: closed with the link) or ``device``."""
+        if (ctrl is None) == (device is None):
+            raise ValueError("give exactly one of ctrl= or device=")
+        self._ctrl = ctrl
+        self._device = device
+        self._sysfs = sysfs or (ctrl.sysfs if ctrl is not None else default_sysfs())
+        self._opener: Opener = opener or self._open_chardev
+        self._lock = threading.Lock()
+        self._eps: dict[int, _KernelEndpoint] = {}
+        self._generation = 0
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._sink: LinkSink | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._down = False
+        self._stats = {"tx_messages": 0, "tx_bytes": 0, "rx_messages": 0, "rx_bytes": 0,
+                       "rx_too_large": 0, "endpoints_created": 0}
+
+    def _open_chardev(self, n: int | str) -> ChardevEndpoint:
+        return ChardevEndpoint.open(n, sysfs=self._sysfs)
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            eps = {f"{k.addr:#x}": (k.chardev.path if k.chardev else None)
+                   for k in self._eps.values()}
+        return {"role": self.role, "mtu": self.mtu,
+                "ctrl": self._ctrl.path if self._ctrl is not None else None,
+                "device": None if self._device is None else str(self._device),
+                "endpoints": eps}
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._stats)
+
+    # Lifecycle --------------------------------------------------------------------------
+
+    def start(self, sink: LinkSink) -> None:
+        self._sink = sink
+        self._thread = threading.Thread(target=self._run, name="rpmsg-linux-reader",
+                                        daemon=True)
+        self._thread.start()
+        sink.link_up()  # the kernel is the core: it is there as long as the device is
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            eps = list(self._eps.values())
+            self._eps.clear()
+        self._wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        for kep in eps:
+            self._release(kep)
+        if self._ctrl is not None:
+            self._ctrl.close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:  # full (a wake-up is pending anyway) or closed
+            pass
+
+    # Endpoint hooks ---------------------------------------------------------------------
+
+    def open_endpoint(self, name: str, src: int, dst: int) -> tuple[int, int]:
+        if self._ctrl is not None:
+            return self._open_via_ctrl(self._ctrl, name, src, dst)
+        return self._open_device(name, src, dst)
+
+    def _reserve(self, src: int, dst: int) -> _KernelEndpoint:
+        """Take a local address (``src``, or a free handle for ANY) for a new endpoint."""
+        with self._lock:
+            if self._closed:
+                raise EndpointClosedError("the linux: link is closed")
+            if src == ADDR_ANY:
+                addr = RESERVED_ADDRESSES
+                while addr in self._eps:
+                    addr += 1
+            elif src in self._eps:
+                raise AddressInUseError(f"address {src} (0x{src:x}) is already in use")
+            else:
+                addr = src
+            kep = _KernelEndpoint(addr=addr, dst=dst)
+            self._eps[addr] = kep
+            return kep
+
+    def _unreserve(self, kep: _KernelEndpoint) -> None:
+        with self._lock:
+            if self._eps.get(kep.addr) is kep:
+                del self._eps[kep.addr]
+                self._generation += 1
+
+    def _open_via_ctrl(self, ctrl: Ctrl, name: str, src: int, dst: int) -> tuple[int, int]:
+        kep = self._reserve(src, dst)
+        try:
+            kep.index = ctrl.create_endpoint(name, src, dst)
+            kep.created = True
+            self._stats["endpoints_created"] += 1
+            kep.chardev = self._opener(kep.index)
+        except BaseException:
+            self._unreserve(kep)
+            self._release(kep)
+            raise
+        return kep.addr, dst
+
+    def _open_device(self, name: str, src: int, dst: int) -> tuple[int, int]:
+        assert self._device is not None
+        with self._lock:
+            if self._eps:
+                raise AlreadyOpenError(
+                    f"linux:{self._device} carries one endpoint and it is already in use")
+        _path, index = endpoint_node(self._device, self._sysfs)
+        try:
+            info = self._sysfs.endpoint(index) if index is not None else None
+        except NotAvailableError:  # no sysfs: trust the caller's addresses
+            info = None
+        if info is not None:
+            if name and name != info.name:
+                raise NotAvailableError(
+                    f"{info.path} is endpoint {info.name!r}, not {name!r}")
+            if info.dst is not None and dst not in (ADDR_ANY, info.dst):
+                raise NotAvailableError(f"{info.path} sends to {info.dst:#x}, not {dst:#x}")
+            if info.src not in (None, ADDR_ANY) and src not in (ADDR_ANY, info.src):
+                raise NotAvailableError(f"{info.path} has address {info.src:#x}, not {src:#x}")
+            if info.dst is not None:
+                dst = info.dst
+            if info.src not in (None, ADDR_ANY) and src == ADDR_ANY:
+                src = info.src
+        kep = self._reserve(src, dst)
+        try:
+            kep.chardev = self._opener(self._device)
+            kep.index = index
+        except BaseException:
+            self._unreserve(kep)
+            raise
+        return kep.addr, dst
+
+    def start_endpoint(self, addr: int) -> None:
+        with self._lock:
+            kep = self._eps.get(addr)
+            if kep is None:
+                return
+            kep.active = True
+            self._generation += 1
+        self._wake()
+
+    def close_endpoint(self, addr: int) -> None:
+        with self._lock:
+            kep = self._eps.pop(addr, None)
+            self._generation += 1
+        if kep is not None:
+            self._wake()
+            self._release(kep)
+
+    def _release(self, kep: _KernelEndpoint) -> None:
+        """Close the endpoint's descriptor; destroy the device if this link created it."""
+        chardev, kep.chardev = kep.chardev, None
+        try:
+            # Never destroy a device the kernel already removed: a second DESTROY_EPT on the
+            # same file would delete the kernel's device object twice.
+            if kep.dead or not kep.created:
+                pass
+            elif chardev is not None and not chardev.closed:
+                chardev.destroy()
+            elif kep.index is not None and self._ctrl is not None:
+                self._ctrl.destroy_endpoint(index=kep.index)
+        except RpmsgError as exc:  # gone already (remote reset) or busy: nothing to free
+            log.info("endpoint device rpmsg%s not destroyed: %s", kep.index, exc)
+        finally:
+            if chardev is not None:
+                chardev.close()
+
+    # Data path --------------------------------------------------------------------------
+
+    def send(self, src: int, dst: int, payload: Buffer, timeout: float | None) -> None:
+        size = len(payload)
+        if size > self.mtu:
+            raise MessageTooLargeError(size, self.mtu)
+        with self._lock:
+            kep = self._eps.get(src)
+            closed = self._closed
+        if closed:
+            raise EndpointClosedError("the linux: link is closed")
+        if kep is None or kep.chardev is None:
+            raise EndpointClosedError(f"no kernel endpoint at address {src:#x}")
+        if kep.dst == ADDR_ANY:
+            raise NotBoundError(f"{kep.chardev.path} is receive-only (created with dst ANY)")
+        if dst != kep.dst:
+            raise NotAvailableError(f"{kep.chardev.path} can only send to {kep.dst:#x} (the "
+                                    f"kernel fixes the destination), not to {dst:#x}")
+        kep.chardev.send(payload, timeout)
+        self._stats["tx_messages"] += 1
+        self._stats["tx_bytes"] += size
+
+    def _run(self) -> None:
+        """The one delivering thread: poll every active endpoint device, deliver in order."""
+        try:
+            generation = -1
+            poller = select.poll()
+            by_fd: dict[int, _KernelEndpoint] = {}
+            while True:
+                with self._lock:
+                    if self._closed:
+                        return
+                    if generation != self._generation:
+                        generation = self._generation
+                        poller, by_fd = self._build_poller()
+                for fd, _events in poller.poll():
+                    if fd == self._wake_r:
+                        try:
+                            os.read(self._wake_r, 4096)
+                        except OSError:
+                            pass
+                        continue
+                    kep = by_fd.get(fd)
+                    if kep is not None:
+                        self._drain(kep)
+        except Exception as exc:  # never die silently: report and stop
+            log.exception("linux: reader thread failed")
+            if self._sink is not None:
+                self._sink.broken(exc)
+
+    def _build_poller(self) -> tuple[select.poll, dict[int, _KernelEndpoint]]:
+        """A poll set of the wake-up pipe and every live endpoint (lock held)."""
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        by_fd: dict[int, _KernelEndpoint] = {}
+        for kep in self._eps.values():
+            if kep.active and not kep.dead and kep.chardev is not None:
+                try:
+                    fd = kep.chardev.fileno()
+                except EndpointClosedError:
+                    continue
+                by_fd[fd] = kep
+                poller.register(fd, select.POLLIN)
+        return poller, by_fd
+
+    def _drain(self, kep: _KernelEndpoint) -> None:
+        sink = self._sink
+        for _ in range(_BURST):
+            chardev = kep.chardev
+            if chardev is None or sink is None:
+                return
+            try:
+                data = chardev.recv_nowait(self.mtu)
+            except MessageTooLargeError as exc:
+                self._stats["rx_too_large"] += 1
+                log.warning("%s: %s", chardev.path, exc)
+                continue
+            except RemoteDisconnectedError as exc:
+                self._endpoint_gone(kep, str(exc))
+                return
+            except EndpointClosedError:
+                return
+            if data is None:
+                return
+            self._stats["rx_messages"] += 1
+            self._stats["rx_bytes"] += len(data)
+            sink.deliver(kep.dst, kep.addr, data)
+
+    def _endpoint_gone(self, kep: _KernelEndpoint, reason: str) -> None:
+        """The kernel removed an endpoint device (remote gone): stop polling it, link down."""
+        with self._lock:
+            kep.dead = True
+            self._generation += 1
+            report = not self._down
+            self._down = True
+        if report and self._sink is not None:
+            self._sink.link_down(reason)
+
+
+def open_linux(url: TransportURL) -> LinuxLink:
+    """Factory for ``linux:``, ``linux:rpmsg_ctrlN`` and ``linux:/dev/rpmsgN``."""
+    sys_root = url.get_str("sysfs", "/sys")
+    dev_root = url.get_str("dev", "/dev")
+    ctrl_opt = url.take("ctrl")
+    sysfs = (default_sysfs() if (sys_root, dev_root) == ("/sys", "/dev")
+             else Sysfs(sys_root, dev_root))
+    path = url.path.strip()
+    if ctrl_opt is not None and path:
+        raise InvalidURLError(f"linux: give a path or ?ctrl=, not both, in {url.text!r}")
+    if ctrl_opt is not None:
+        path = f"rpmsg_ctrl{url.get_int('ctrl', 0, minimum=0)}"
+    if path in ("", "/dev/rpmsg_ctrl"):
+        path = "rpmsg_ctrl0"
+    ctrl_match = _CTRL_RE.fullmatch(path)
+    if ctrl_match is not None:
+        target = path if path.startswith("/") else int(ctrl_match.group(1))
+        return LinuxLink(ctrl=Ctrl.open(target, sysfs=sysfs), sysfs=sysfs)
+    if _EPT_RE.fullmatch(path):
+        node, _index = endpoint_node(path, sysfs)
+        if not os.path.exists(node):
+            raise missing_node_error(node, sysfs, "no such endpoint device (see `rpmsg list`)")
+        return LinuxLink(device=path, sysfs=sysfs)
+    raise InvalidURLError(
+        f"linux: {path!r} is neither a control device (rpmsg_ctrlN) nor an endpoint device "
+        "(/dev/rpmsgN)")
+
+
+register_transport("linux", open_linux)
