@@ -35,8 +35,6 @@ class DriverEngine(RingEngine):
         self.txq: DriverRing | None = None
         self._rx_views: dict[int, memoryview] = {}
         self._tx_views: dict[int, memoryview] = {}
-        self._rx_by_head: list[int] = []
-        self._tx_by_head: list[int] = []
         self._tx_fresh: list[int] = []
         self._tx_free: list[int] = []
         self._spare: list[tuple[int, memoryview]] = []
@@ -68,14 +66,12 @@ class DriverEngine(RingEngine):
             self.rxq, self.txq = rxq, txq
             self._rx_views = {a: self.memory.view(a, size) for a in rx}
             self._tx_views = {a: self.memory.view(a, size) for a in tx}
-            self._rx_by_head = [0] * rxq.num
-            self._tx_by_head = [0] * txq.num
             self._tx_fresh = tx[::-1]
             self._tx_free = []
             self._spare = []
             for addr in rx:
                 self._rx_views[addr][:] = bytes(size)
-                self._rx_by_head[rxq.add(addr, size, VRING_DESC_F_WRITE)] = addr
+                rxq.add(addr, size, VRING_DESC_F_WRITE)
             rxq.publish()
             txq.set_interrupts(False)
             self.running = True
@@ -107,8 +103,8 @@ class DriverEngine(RingEngine):
         ring = self.txq
         assert ring is not None
         if not free:
-            for head, _len, _offered in ring.reap():
-                free.append(self._tx_by_head[head])
+            for _head, _len, _offered, addr in ring.reap():
+                free.append(addr)
         if free:
             addr = free.pop()
         elif self._tx_fresh:
@@ -122,7 +118,7 @@ class DriverEngine(RingEngine):
 
     def _commit_tx(self, token: Any, length: int) -> None:
         assert self.txq is not None
-        self._tx_by_head[self.txq.add(token, length, 0)] = token
+        self.txq.add(token, length, 0)
 
     def _flush_tx(self) -> bool:
         ring = self.txq
@@ -155,7 +151,6 @@ class DriverEngine(RingEngine):
         sink = self.sink
         lock = self.rx_lock
         views = self._rx_views
-        by_head = self._rx_by_head
         release_fn = self._release_rx
         generation = self.generation
         delivered = 0
@@ -170,8 +165,7 @@ class DriverEngine(RingEngine):
                         break
                     continue
                 ring.set_interrupts(False)
-                for head, used_len, offered in items:
-                    addr = by_head[head]
+                for head, used_len, offered, addr in items:
                     if used_len > offered or used_len < HEADER_SIZE:
                         raise ring.error(f"used len {used_len} for buffer {head} is outside "
                                          f"{HEADER_SIZE}..{offered} (inbound msg too big)")
@@ -200,7 +194,7 @@ class DriverEngine(RingEngine):
             ring = self.rxq
             if generation != self.generation or ring is None:
                 return
-            self._rx_by_head[ring.add(addr, self.buffer_size, VRING_DESC_F_WRITE)] = addr
+            ring.add(addr, self.buffer_size, VRING_DESC_F_WRITE)
             if self._batching:
                 return
             ring.publish()

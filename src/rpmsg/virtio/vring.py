@@ -125,6 +125,7 @@ class DriverRing(_Ring):
         self.used[: len(self.used)] = bytes(len(self.used))
         self.free = list(range(self.num - 1, -1, -1))  # pop() gives 0, 1, 2, ...
         self.inflight = [-1] * self.num
+        self.addrs = [0] * self.num
         self.avail_idx = 0
         self.last_used = 0
 
@@ -142,6 +143,7 @@ class DriverRing(_Ring):
         _U16.pack_into(self.avail, _RING_AT + 2 * (self.avail_idx & self.mask), head)
         self.avail_idx = (self.avail_idx + 1) & 0xFFFF
         self.inflight[head] = length
+        self.addrs[head] = addr
         return head
 
     def publish(self) -> None:
@@ -156,8 +158,11 @@ class DriverRing(_Ring):
         """Whether the device returned buffers not reaped yet."""
         return bool(_U16.unpack_from(self.used, _IDX_AT)[0] != self.last_used)
 
-    def reap(self, limit: int = 0) -> list[tuple[int, int, int]]:
-        """Take returned buffers from the used ring: (head, used len, offered len) each.
+    def reap(self, limit: int = 0) -> list[tuple[int, int, int, int]]:
+        """Take returned buffers from the used ring: (head, used len, offered len, addr).
+
+        ``offered len`` and ``addr`` are what we wrote, remembered here (never read back from
+        the shared descriptor table, which the device could have changed).
 
         Checks that the used index did not jump past what is in flight and that every id is
         a head we offered and have not got back yet.
@@ -188,7 +193,7 @@ class DriverRing(_Ring):
                 raise self.error(f"used.ring[{slot}].id = {head} is not a buffer in flight")
             inflight[head] = -1
             self.free.append(head)
-            out.append((head, length, offered))
+            out.append((head, length, offered, self.addrs[head]))
             last = (last + 1) & 0xFFFF
         self.last_used = last
         return out
