@@ -1,0 +1,200 @@
+"""A fake Linux rpmsg kernel for the rpmsg.linux unit tests: sysfs tree, /dev nodes, ioctls.
+
+The tree copies the real layout (``shared/spec/linux-chardev.md`` §5.4): bus devices below
+their virtio device, class devices as children (``rpmsg/rpmsgM`` glue directory below a bus
+device, ``rpmsgM`` directly below ``rpmsg_ctrlN``), ``device`` links to parents, and
+``/sys/class/rpmsg`` and ``/sys/bus/rpmsg/devices`` as symlinks. Device nodes are regular
+files; endpoints the transport opens are socketpairs whose other end the test holds.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from rpmsg.linux import ioctl as ioc
+from rpmsg.linux.chardev import Endpoint
+from rpmsg.linux.ctrl import Ctrl
+from rpmsg.linux.sysfs import Sysfs
+from rpmsg.wire.linux import EndpointInfo
+
+
+def signed(addr: int) -> int:
+    return addr - (1 << 32) if addr >= 1 << 31 else addr
+
+
+class FakeKernel:
+    """Builds and mutates a fake rpmsg sysfs + /dev; its :meth:`ioctl` acts like the kernel."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.sys = root / "sys"
+        self.dev = root / "dev"
+        self.devices = self.sys / "devices" / "platform" / "uml-virtio.0"
+        self.class_dir = self.sys / "class" / "rpmsg"
+        self.bus_dir = self.sys / "bus" / "rpmsg" / "devices"
+        self.drivers_dir = self.sys / "bus" / "rpmsg" / "drivers"
+        for d in (self.dev, self.devices, self.class_dir, self.bus_dir, self.drivers_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        for drv in ("rpmsg_chrdev", "rpmsg_ctrl", "rpmsg_ns"):
+            self.add_driver(drv)
+        self.sysfs = Sysfs(self.sys, self.dev)
+        self.calls: list[tuple[str, object]] = []
+        #: Called inside CREATE_EPT before the new device appears (simulates other processes).
+        self.on_create: Callable[[FakeKernel], None] | None = None
+        self.fd_index: dict[int, int] = {}
+        self.remotes: dict[int, socket.socket] = {}
+        self.endpoints: list[Endpoint] = []
+
+    # Building ---------------------------------------------------------------------------
+
+    def add_driver(self, name: str) -> None:
+        d = self.drivers_dir / name
+        d.mkdir(exist_ok=True)
+        for f in ("bind", "unbind"):
+            (d / f).touch()
+
+    @staticmethod
+    def _attrs(path: Path, **attrs: str) -> None:
+        for key, value in attrs.items():
+            (path / key).write_text(f"{value}\n")
+
+    def add_channel(self, name: str, src: int, dst: int, *, virtio: str = "virtio0",
+                    driver: str | None = None, announce: bool = False) -> str:
+        devname = f"{virtio}.{name}.{signed(src)}.{signed(dst)}"
+        d = self.devices / virtio / devname
+        d.mkdir(parents=True)
+        self._attrs(d, name=name, src=f"0x{src:x}", dst=f"0x{dst:x}",
+                    announce="true" if announce else "false", driver_override="(null)",
+                    modalias=f"rpmsg:{name}")
+        (self.bus_dir / devname).symlink_to(d)
+        if driver is not None:
+            self.set_driver(devname, driver)
+        return devname
+
+    def set_driver(self, devname: str, driver: str) -> None:
+        link = self.devices_of(devname) / "driver"
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(self.drivers_dir / driver)
+
+    def devices_of(self, devname: str) -> Path:
+        return Path(os.path.realpath(self.bus_dir / devname))
+
+    def add_ctrl(self, index: int = 0, *, virtio: str = "virtio0") -> None:
+        devname = self.add_channel("rpmsg_ctrl", 0, 0, virtio=virtio, driver="rpmsg_ctrl")
+        bus_dev = self.devices_of(devname)
+        c = bus_dev / "rpmsg" / f"rpmsg_ctrl{index}"
+        c.mkdir(parents=True)
+        (c / "device").symlink_to(bus_dev)
+        (c / "dev").write_text(f"245:{index}\n")
+        (self.class_dir / f"rpmsg_ctrl{index}").symlink_to(c)
+        (self.dev / f"rpmsg_ctrl{index}").touch()
+
+    def add_ept(self, index: int, name: str, src: int, dst: int, *, ctrl: int | None = None,
+                channel: str | None = None) -> None:
+        if ctrl is not None:
+            parent = Path(os.path.realpath(self.class_dir / f"rpmsg_ctrl{ctrl}"))
+            e = parent / f"rpmsg{index}"
+        else:
+            assert channel is not None
+            parent = self.devices_of(channel)
+            e = parent / "rpmsg" / f"rpmsg{index}"
+        e.mkdir(parents=True)
+        self._attrs(e, name=name, src=str(signed(src)), dst=str(signed(dst)),
+                    dev=f"246:{index}")
+        (e / "device").symlink_to(parent)
+        (self.class_dir / f"rpmsg{index}").symlink_to(e)
+        (self.dev / f"rpmsg{index}").touch()
+
+    def remove_ept(self, index: int) -> None:
+        link = self.class_dir / f"rpmsg{index}"
+        shutil.rmtree(os.path.realpath(link))
+        link.unlink()
+        (self.dev / f"rpmsg{index}").unlink()
+
+    def next_index(self) -> int:
+        used = {int(p.name[5:]) for p in self.class_dir.iterdir() if p.name[5:].isdigit()}
+        n = 0
+        while n in used:
+            n += 1
+        return n
+
+    def ept_names(self) -> dict[int, str]:
+        return {int(p.name[5:]): (p / "name").read_text().strip()
+                for p in self.class_dir.iterdir() if p.name[5:].isdigit()}
+
+    # The kernel's side of the ioctls ----------------------------------------------------
+
+    def _index_of(self, fd: int) -> int:
+        name = Path(os.readlink(f"/proc/self/fd/{fd}")).name
+        if name.startswith("rpmsg") and name[5:].isdigit():
+            return int(name[5:])
+        return self.fd_index[fd]  # a socketpair standing in for an opened device
+
+    def ioctl(self, fd: int, request: int, arg: object = 0, mutate: bool = False) -> int:
+        self.calls.append((hex(request), arg))
+        if request == ioc.RPMSG_CREATE_EPT_IOCTL:
+            assert isinstance(arg, bytes)
+            info = EndpointInfo.decode(arg)
+            if self.on_create is not None:
+                self.on_create(self)
+            self.add_ept(self.next_index(), info.name, info.src, info.dst, ctrl=0)
+            return 0
+        if request == ioc.RPMSG_DESTROY_EPT_IOCTL:
+            index = self._index_of(fd)
+            if not (self.class_dir / f"rpmsg{index}" / "device").resolve().name.startswith(
+                    "rpmsg_ctrl"):
+                raise OSError(errno.EINVAL, "Invalid argument")
+            self.remove_ept(index)
+            return 0
+        if request == ioc.RPMSG_CREATE_DEV_IOCTL:
+            assert isinstance(arg, bytes)
+            info = EndpointInfo.decode(arg)
+            devname = f"virtio0.{info.name}.{signed(info.src)}.{signed(info.dst)}"
+            if (self.bus_dir / devname).exists():
+                raise OSError(errno.ENXIO, "No such device or address")
+            self.add_channel(info.name, info.src, info.dst)
+            if info.name == "rpmsg-raw":
+                self.set_driver(devname, "rpmsg_chrdev")
+                self.add_ept(self.next_index(), info.name, info.src, info.dst, channel=devname)
+            return 0
+        if request == ioc.RPMSG_RELEASE_DEV_IOCTL:
+            assert isinstance(arg, bytes)
+            info = EndpointInfo.decode(arg)
+            for dev in sorted(os.listdir(self.bus_dir)):
+                name = (self.bus_dir / dev / "name").read_text().strip()
+                if name == info.name:
+                    shutil.rmtree(self.devices_of(dev))
+                    (self.bus_dir / dev).unlink()
+                    return 0
+            raise OSError(errno.EINVAL, "Invalid argument")
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    def open_ctrl(self, index: int = 0) -> Ctrl:
+        path = str(self.dev / f"rpmsg_ctrl{index}")
+        return Ctrl(os.open(path, os.O_RDWR), index, path=path, sysfs=self.sysfs,
+                    ioctl=self.ioctl)
+
+    def opener(self, n: int | str) -> Endpoint:
+        """Open "endpoint device" n as a socketpair; the test holds the remote end."""
+        index = int(str(n).rsplit("rpmsg", 1)[-1])
+        assert (self.dev / f"rpmsg{index}").exists(), f"no fake /dev/rpmsg{index}"
+        local, remote = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        fd = local.detach()
+        self.fd_index[fd] = index
+        self.remotes[index] = remote
+        ep = Endpoint(fd, fd, path=str(self.dev / f"rpmsg{index}"), index=index, device=True,
+                      sysfs=self.sysfs, ioctl=self.ioctl)
+        self.endpoints.append(ep)
+        return ep
+
+    def close(self) -> None:
+        for ep in self.endpoints:
+            ep.close()
+        for sock in self.remotes.values():
+            sock.close()
