@@ -173,6 +173,12 @@ class FakeKernel:
                     (self.bus_dir / dev).unlink()
                     return 0
             raise OSError(errno.EINVAL, "Invalid argument")
+        if request == ioc.RPMSG_SET_INCOMING_FLOWCONTROL:  # virtio: no flow control
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        if request == ioc.RPMSG_GET_OUTGOING_FLOWCONTROL:
+            assert isinstance(arg, bytearray) and mutate
+            arg[:] = bytes(4)
+            return 0
         raise OSError(errno.EINVAL, "Invalid argument")
 
     def open_ctrl(self, index: int = 0) -> Ctrl:

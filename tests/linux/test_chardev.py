@@ -1,0 +1,278 @@
+"""The /dev/rpmsgN Endpoint over socketpairs: messages, end of stream, sizes, timeouts, asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+import socket
+import threading
+
+import pytest
+from linux_fakes import FakeKernel
+
+from rpmsg.errors import (
+    AlreadyOpenError,
+    EndpointClosedError,
+    MessageTooLargeError,
+    NoBufferError,
+    NotAvailableError,
+    RemoteDisconnectedError,
+    RpmsgTimeoutError,
+    WouldBlockError,
+)
+from rpmsg.linux import Endpoint
+
+Pair = tuple[socket.socket, socket.socket]
+
+
+def test_constants() -> None:
+    assert Endpoint.MAX_MESSAGE_SIZE == 496
+
+
+def test_round_trip_and_end_of_stream(seqpacket: Pair) -> None:
+    a, b = seqpacket
+    ep = Endpoint.from_streams(a, a)
+    b.send(b"hello")
+    b.send(b"x" * 496)
+    assert ep.recv() == b"hello"
+    assert ep.recv() == b"x" * 496
+    ep.send(b"ping")
+    ep.send(b"")
+    assert b.recv(1000) == b"ping"
+    b.shutdown(socket.SHUT_WR)
+    assert ep.recv(timeout=5) is None
+    assert ep.stats["rx_messages"] == 2 and ep.stats["tx_messages"] == 2
+    ep.close()
+
+
+def test_iteration_stops_at_end_of_stream(seqpacket: Pair) -> None:
+    a, b = seqpacket
+    for i in range(3):
+        b.send(bytes([i]))
+    b.close()
+    with Endpoint.from_streams(a, a) as ep:
+        assert list(ep) == [b"\x00", b"\x01", b"\x02"]
+
+
+def test_two_pipes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    ep = Endpoint.from_streams(r1, w2, close=True)
+    os.write(w1, b"in")
+    assert ep.recv(timeout=5) == b"in"
+    ep.send(b"out")
+    assert os.read(r2, 100) == b"out"
+    ep.close()
+    for fd in (w1, r2):
+        os.close(fd)
+    with pytest.raises(OSError):
+        os.fstat(r1)
+
+
+def test_oversized_message_is_an_error_not_a_truncation(seqpacket: Pair) -> None:
+    a, b = seqpacket
+    ep = Endpoint.from_streams(a, a)
+    b.send(b"y" * 11)
+    b.send(b"next")
+    with pytest.raises(MessageTooLargeError, match="max_size=10"):
+        ep.recv(max_size=10)
+    assert ep.stats["rx_too_large"] == 1
+    assert ep.recv(max_size=10) == b"next"  # the stream goes on
+    b.send(b"z" * 10)
+    assert ep.recv(max_size=10) == b"z" * 10  # exactly max_size is fine
+    with pytest.raises(MessageTooLargeError):
+        ep.send(b"q" * 497)
+    ep.close()
+
+
+def test_timeouts(seqpacket: Pair) -> None:
+    a, _b = seqpacket
+    ep = Endpoint.from_streams(a, a)
+    with pytest.raises(WouldBlockError):
+        ep.recv(timeout=0)
+    with pytest.raises(RpmsgTimeoutError):
+        ep.recv(timeout=0.05)
+    ep.close()
+
+
+def test_send_without_buffer(seqpacket: Pair) -> None:
+    a, _b = seqpacket
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ep = Endpoint.from_streams(a, a)
+    with pytest.raises(NoBufferError):
+        for _ in range(10000):
+            ep.send(b"f" * 400, timeout=0)
+    with pytest.raises(RpmsgTimeoutError):
+        ep.send(b"f", timeout=0.05)
+    ep.close()
+
+
+def test_close_wakes_a_blocked_receiver(seqpacket: Pair) -> None:
+    a, _b = seqpacket
+    ep = Endpoint.from_streams(a, a)
+    errors: list[BaseException] = []
+
+    def receiver() -> None:
+        try:
+            ep.recv()
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=receiver)
+    t.start()
+    while not ep._rlock.locked():
+        pass
+    ep.close()
+    t.join(10)
+    assert not t.is_alive()
+    assert isinstance(errors[0], EndpointClosedError)
+    with pytest.raises(EndpointClosedError):
+        ep.send(b"x")
+
+
+def _nonblocking(sock: socket.socket) -> bool:
+    return bool(fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
+
+
+def test_streams_flags_restored_and_not_closed(seqpacket: Pair) -> None:
+    a, _b = seqpacket
+    assert not _nonblocking(a)
+    ep = Endpoint.from_streams(a, a)
+    assert _nonblocking(a)
+    ep.close()
+    assert not _nonblocking(a)
+    a.fileno()  # still open
+
+
+def test_device_zero_length_message(fake: FakeKernel) -> None:
+    """On a device an empty read is a zero-length message, not the end."""
+    fake.add_ctrl(0)
+    fake.add_ept(0, "e", 0xFFFFFFFF, 0x400, ctrl=0)
+    ep = fake.opener(0)
+    fake.remotes[0].send(b"")
+    assert ep.recv(timeout=5) == b""
+    fake.remotes[0].close()
+    with pytest.raises(RemoteDisconnectedError):  # EPIPE from the (fake) device
+        ep.send(b"x")
+    ep.close()
+
+
+def test_device_pollhup_while_waiting_is_a_disconnect() -> None:
+    r, w = os.pipe()
+    os.set_blocking(r, False)  # as Endpoint.open opens devices
+    ep = Endpoint(r, w, path="/dev/rpmsg9", device=True)
+    errors: list[BaseException] = []
+
+    def receiver() -> None:
+        try:
+            ep.recv(timeout=10)
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=receiver)
+    t.start()
+    while not ep._rlock.locked():
+        pass
+    os.close(w)  # POLLHUP without POLLIN, as the kernel's EPOLLERR for a removed endpoint
+    t.join(10)
+    assert isinstance(errors[0], RemoteDisconnectedError)
+    ep._owns_fds = False
+    ep.close()
+    os.close(r)
+
+
+def test_device_read_epipe_is_a_disconnect(monkeypatch: pytest.MonkeyPatch,
+                                           fake: FakeKernel) -> None:
+    fake.add_ctrl(0)
+    fake.add_ept(0, "e", 0xFFFFFFFF, 0x400, ctrl=0)
+    ep = fake.opener(0)
+    real_read = os.read
+
+    def read(fd: int, n: int) -> bytes:
+        if fd == ep.fileno():
+            raise OSError(errno.EPIPE, "Broken pipe")
+        return real_read(fd, n)
+
+    monkeypatch.setattr(os, "read", read)
+    with pytest.raises(RemoteDisconnectedError):
+        ep.recv()
+
+
+def test_open_and_errors(fake: FakeKernel) -> None:
+    with pytest.raises(NotAvailableError, match="no such endpoint"):
+        Endpoint.open(0, sysfs=fake.sysfs)
+    with pytest.raises(NotAvailableError, match="does not name"):
+        Endpoint.open("tty0", sysfs=fake.sysfs)
+    fake.add_ctrl(0)
+    fake.add_ept(0, "e", 0xFFFFFFFF, 0x400, ctrl=0)
+    with Endpoint.open("rpmsg0", sysfs=fake.sysfs) as ep:
+        assert ep.path == str(fake.dev / "rpmsg0")
+        assert ep.info().name == "e"
+        assert ep.recv(timeout=0) == b""  # a regular file reads empty: a 0-byte "message"
+    fd = Endpoint.open_fd(f"{fake.dev}/rpmsg0")
+    os.close(fd)
+
+
+def test_destroy_and_flow_control_use_the_ioctls(fake: FakeKernel) -> None:
+    fake.add_ctrl(0)
+    fake.add_ept(0, "e", 0xFFFFFFFF, 0x400, ctrl=0)
+    ep = fake.opener(0)
+    ep.destroy()
+    assert ep.closed and fake.ept_names() == {}
+    assert fake.calls[-1][0] == "0xb502"
+    fake.add_ept(1, "raw", 0x400, 0x400, channel=fake.add_channel("rpmsg-raw", 0x400, 0x400))
+    raw = fake.opener(1)
+    with pytest.raises(NotAvailableError, match="default endpoint"):
+        raw.destroy()
+    other = fake.opener(1)
+    with pytest.raises(NotAvailableError, match="EOPNOTSUPP"):  # virtio has no flow control
+        other.set_incoming_flow_control(True)
+    assert other.get_outgoing_flow_control() is False
+
+
+def test_busy_open_is_already_open(monkeypatch: pytest.MonkeyPatch, fake: FakeKernel) -> None:
+    def busy(path: str, flags: int) -> int:
+        raise OSError(errno.EBUSY, "Device or resource busy")
+
+    monkeypatch.setattr(os, "open", busy)
+    with pytest.raises(AlreadyOpenError):
+        Endpoint.open_fd(0, sysfs=fake.sysfs)
+
+
+def test_asyncio(seqpacket: Pair) -> None:
+    a, b = seqpacket
+
+    async def main() -> None:
+        ep = Endpoint.from_streams(a, a).as_async()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.01, b.send, b"later")
+        assert await ep.recv(timeout=5) == b"later"
+        with pytest.raises(RpmsgTimeoutError):
+            await ep.recv(timeout=0.02)
+        with pytest.raises(WouldBlockError):
+            await ep.recv(timeout=0)
+        await ep.send(b"pong")
+        assert b.recv(100) == b"pong"
+        b.send(b"1")
+        b.send(b"2")
+        b.shutdown(socket.SHUT_WR)
+        assert [m async for m in ep] == [b"1", b"2"]
+        ep.close()
+
+    asyncio.run(main())
+
+
+def test_asyncio_close_wakes_receiver(seqpacket: Pair) -> None:
+    a, _b = seqpacket
+
+    async def main() -> None:
+        ep = Endpoint.from_streams(a, a)
+        task = asyncio.ensure_future(ep.recv_async())
+        await asyncio.sleep(0.01)
+        ep.close()
+        with pytest.raises(EndpointClosedError):
+            await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
