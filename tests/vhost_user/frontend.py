@@ -147,6 +147,7 @@ class FakeFrontend:
         self.request(Request.SET_PROTOCOL_FEATURES, VHOST_USER_U64.pack(wanted))
         if wanted >> ProtocolFeature.BACKEND_REQ & 1:
             self.request(Request.SET_BACKEND_REQ_FD, fds=[self.req_pair[1].fileno()])
+            self.req_pair[1].close()  # as UML: only the back-end holds the other end now
         self.request(Request.SET_FEATURES, VHOST_USER_U64.pack(features))
         table = VHOST_USER_MEMORY.pack(1, 0) + VHOST_USER_MEM_REGION.pack(
             GUEST_BASE, MEM_SIZE, GUEST_BASE, 0) + bytes(VHOST_USER_MEM_REGION.size)
@@ -157,6 +158,7 @@ class FakeFrontend:
         for i, q in enumerate(self.queues):
             self.request(Request.SET_VRING_CALL, VHOST_USER_U64.pack(i),
                          fds=[self.call_pairs[i][1].fileno()])
+            self.call_pairs[i][1].close()
             self.request(Request.SET_VRING_NUM, VHOST_USER_VRING_STATE.pack(i, self.num))
             self.request(Request.SET_VRING_BASE, VHOST_USER_VRING_STATE.pack(i, 0))
             self.request(Request.SET_VRING_ADDR, VHOST_USER_VRING_ADDR.pack(

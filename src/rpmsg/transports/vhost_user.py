@@ -193,7 +193,12 @@ class VhostUserLink(Link):
         if engine is None:
             return {}
         self._engine_stats = engine.stats()
+        failed = engine.error is not None
         base0, base1 = engine.stop(reason)
+        if failed and self._sink is not None:
+            # A failed engine is no longer running, so stop() does not report the link down
+            # itself; the Device must still forget bindings and re-announce next time.
+            self._sink.link_down(reason)
         return {0: base0, 1: base1}
 
     def session_closed(self, reason: str) -> None:
