@@ -52,7 +52,7 @@ def state(i: int, n: int) -> bytes:
 
 def reply_value(ev: Event) -> int:
     assert isinstance(ev, Reply)
-    request, flags, size = VHOST_USER_HEADER.unpack(ev.data)
+    _request, flags, size = VHOST_USER_HEADER.unpack(ev.data)
     assert flags == 0x5 and size == 8
     return int(VHOST_USER_U64.unpack(ev.data, VHOST_USER_HEADER.size)[0])
 
@@ -61,9 +61,7 @@ def release(events: list[Event]) -> None:
     for ev in events:
         if isinstance(ev, MemoryTable):
             close_fds(r.fd for r in ev.regions)
-        elif isinstance(ev, QueueFd) and ev.fd is not None:
-            os.close(ev.fd)
-        elif isinstance(ev, BackendReqFd):
+        elif (isinstance(ev, QueueFd) and ev.fd is not None) or isinstance(ev, BackendReqFd):
             os.close(ev.fd)
 
 

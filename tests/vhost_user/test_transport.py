@@ -20,8 +20,8 @@ from rpmsg.errors import (
     RemoteDisconnectedError,
 )
 from rpmsg.vhost_user.messages import encode_message
-from rpmsg.wire.virtio import VRING_DESC
 from rpmsg.wire.vhost_user import VHOST_USER_U64, Request
+from rpmsg.wire.virtio import VRING_DESC
 
 from .frontend import FakeFrontend
 
