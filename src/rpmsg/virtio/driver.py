@@ -181,6 +181,7 @@ class DriverEngine(RingEngine):
                         sink.deliver(src, dst, buf[HEADER_SIZE : HEADER_SIZE + size], release)
                     else:
                         release()
+                self._flush_rx()  # return this batch's buffers before looking for more
         finally:
             self._batching = False
             self.counters["rx_messages"] += delivered
