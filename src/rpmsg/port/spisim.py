@@ -195,12 +195,19 @@ class SimBus(SpiPhys):
         rfile = conn.makefile("rb", buffering=1 << 16)
         try:
             me = b"M" if self.role == "master" else b"S"
-            with self._lock:
-                self._conn = conn
-                self._generation += 1
-                self._stats["peer_connects"] += 1
-                level = self._my_level
-            self._send(conn, _HELLO + me + self.buflen.to_bytes(2, "little"))
+            # Hello and our current level go out first and in this order: a concurrent
+            # set_request() sees the connection only once both are sent.
+            with self._send_lock:
+                with self._lock:
+                    level = self._my_level
+                conn.sendall(_HELLO + me + self.buflen.to_bytes(2, "little")
+                             + _LINE + (b"\x01" if level else b"\x00"))
+                with self._lock:
+                    self._conn = conn
+                    self._generation += 1
+                    self._stats["peer_connects"] += 1
+                    if self._my_level != level:
+                        conn.sendall(_LINE + (b"\x01" if self._my_level else b"\x00"))
             hello = self._read(rfile, 4)
             if hello[:1] != _HELLO:
                 raise TransportBrokenError(f"spisim:{self.path}: peer is not a simulated bus")
@@ -212,7 +219,6 @@ class SimBus(SpiPhys):
                 raise TransportBrokenError(
                     f"spisim:{self.path}: buflen {self.buflen} here, {peer_buflen} at the peer; "
                     "both chips must use the same buffer length")
-            self._send(conn, _LINE + (b"\x01" if level else b"\x00"))
             while True:
                 kind = self._read(rfile, 1)
                 if kind == _LINE:
@@ -279,15 +285,16 @@ class SimBus(SpiPhys):
     # SpiPhys -------------------------------------------------------------------------------
 
     def set_request(self, active: bool) -> None:
-        with self._lock:
-            if active and self.role == "slave" and self._queued is None:
-                raise BusViolationError("slave raised SREQ without a queued TX buffer")
-            changed = active != self._my_level
-            self._my_level = active
-            conn = self._conn
-        if changed and conn is not None:
-            with contextlib.suppress(OSError):
-                self._send(conn, _LINE + (b"\x01" if active else b"\x00"))
+        with self._send_lock:  # level changes reach the wire in the order they happen
+            with self._lock:
+                if active and self.role == "slave" and self._queued is None:
+                    raise BusViolationError("slave raised SREQ without a queued TX buffer")
+                changed = active != self._my_level
+                self._my_level = active
+                conn = self._conn
+            if changed and conn is not None:
+                with contextlib.suppress(OSError):
+                    conn.sendall(_LINE + (b"\x01" if active else b"\x00"))
 
     def peer_active(self) -> bool:
         with self._lock:
