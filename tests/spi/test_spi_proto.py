@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from spi_harness import BUFLEN, Side, exchange, run
 
 from rpmsg.errors import DecodeError
 from rpmsg.port.crc import crc16_arc
 from rpmsg.port.spi_proto import Cmd, SpiFrame, SpiProtocol, State, parse_frame
 from rpmsg.wire.port import PORT_HEADER
-from spi_harness import BUFLEN, Side, exchange, run
 
 
 def _frame(cmd: int, avail: int = 0, length: int = 8, crc: int = 0, size: int = BUFLEN,
@@ -149,7 +149,7 @@ def test_garbage_unknown_commands_long_frames_and_bad_crc_are_ignored_and_counte
 
 
 def test_credits_are_replaced_by_the_latest_value_never_decremented() -> None:
-    m, s = _connected()
+    m, _s = _connected()
     m.frame()
     m.complete(_frame(Cmd.AVAIL, avail=5))
     assert m.proto.txavail == 5
@@ -245,7 +245,7 @@ def test_restart_at_any_point_reconnects_and_delivers_nothing_twice(restart_side
 
 
 def test_a_connect_while_connected_takes_the_link_down_then_up_again() -> None:
-    m, s = _connected()
+    m, _s = _connected()
     s2 = Side("slave", name="master-cpu")  # the slave rebooted
     run(m, s2, 6)
     assert m.downs == 1 and m.ups == 2
