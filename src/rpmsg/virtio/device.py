@@ -53,10 +53,13 @@ from typing import Any
 from rpmsg.errors import ProtocolError
 from rpmsg.transport import LinkSink
 from rpmsg.virtio.engine import HDR, ErrorHandler, Notify, RingEngine
-from rpmsg.virtio.memory import Memory
+from rpmsg.virtio.memory import FlatMemory, Memory
 from rpmsg.virtio.vring import DeviceRing, QueueAddrs, device_ring, full_barrier
 from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE
-from rpmsg.wire.virtio import VIRTIO_RPMSG_F_NS
+from rpmsg.wire.virtio import VIRTIO_RPMSG_F_NS, VRING_USED, VRING_USED_ELEM
+
+_USED_ELEM_PACK = VRING_USED_ELEM.struct.pack_into
+_USED_RING_AT = VRING_USED.size
 
 __all__ = ["DeviceEngine", "QueueAddrs"]
 
@@ -174,8 +177,13 @@ class DeviceEngine(RingEngine):
         sink = self.sink
         assert ring is not None
         memory = self.memory
+        # Fast path for one flat buffer: bounds-check and slice here instead of a call.
+        flat = memory if type(memory) is FlatMemory else None
+        mv, base, msize = (flat.mv, flat.base, flat.size) if flat else (None, 0, 0)
         lock = self.rx_lock
         release_fn = self._release_rx
+        partial = functools.partial
+        unpack_hdr = HDR.unpack_from
         generation = self.generation
         delivered = 0
         nbytes = 0
@@ -188,24 +196,28 @@ class DeviceEngine(RingEngine):
                         break
                     continue
                 ring.set_notifications(False)
-                for _ in range(pending):
-                    with lock:
-                        head, addr, length, _flags = ring.pop()
+                with lock:
+                    batch = ring.pop_many(pending)
+                for head, addr, length in batch:
                     if length < HEADER_SIZE:
                         raise ring.error(f"desc[{head}].len = {length} is shorter than the "
                                          f"{HEADER_SIZE}-byte rpmsg header")
-                    try:
-                        buf = memory.view(addr, length)
-                    except ProtocolError as exc:
-                        raise ring.error(f"desc[{head}].addr = {addr:#x} len {length}: "
-                                         f"{exc}") from None
-                    src, dst, _res, size, _flags2 = HDR.unpack_from(buf, 0)
+                    off = addr - base
+                    if mv is not None and off >= 0 and off + length <= msize:
+                        buf = mv[off : off + length]
+                    else:
+                        try:
+                            buf = memory.view(addr, length)
+                        except ProtocolError as exc:
+                            raise ring.error(f"desc[{head}].addr = {addr:#x} len {length}: "
+                                             f"{exc}") from None
+                    src, dst, _res, size, _flags = unpack_hdr(buf, 0)
                     if size > length - HEADER_SIZE:
                         raise ring.error(f"desc[{head}]: header len {size} exceeds the "
                                          f"{length - HEADER_SIZE} bytes after the header")
                     delivered += 1
                     nbytes += size
-                    release = functools.partial(release_fn, generation, head, length)
+                    release = partial(release_fn, generation, head, length)
                     if sink is not None:
                         sink.deliver(src, dst, buf[HEADER_SIZE : HEADER_SIZE + size], release)
                     else:
@@ -224,7 +236,11 @@ class DeviceEngine(RingEngine):
             ring = self.rxq
             if generation != self.generation or ring is None or not ring.held[head]:
                 return
-            ring.push(head, length)
+            idx = ring.used_idx
+            _USED_ELEM_PACK(ring.used, _USED_RING_AT + 8 * (idx & ring.mask), head, length)
+            ring.used_idx = (idx + 1) & 0xFFFF
+            ring.held[head] = 0
+            ring.num_held -= 1
             if self._batching:
                 return
             ring.publish()

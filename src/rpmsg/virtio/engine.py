@@ -238,20 +238,27 @@ class RingEngine:
         nbytes = 0
         pending = False
         mtu = self.mtu
+        take = self._take_tx
+        commit = self._commit_tx
+        pack_hdr = HDR.pack_into
         try:
             with self.lock:
+                self._check_locked()
                 try:
                     for src, dst, payload in messages:
                         size = len(payload)
                         if size > mtu:
                             raise MessageTooLargeError(size, mtu)
-                        token, view = self._wait_tx(deadline, timeout, pending)
-                        try:
-                            self._fill(view, src, dst, payload)
-                        except MessageTooLargeError:
+                        got = take()
+                        if got is None:
+                            got = self._wait_tx(deadline, timeout, pending)
+                        token, view = got
+                        if size > len(view) - HEADER_SIZE:
                             self._give_back_tx(token, view)
-                            raise
-                        self._commit_tx(token, HEADER_SIZE + size)
+                            raise MessageTooLargeError(size, len(view) - HEADER_SIZE)
+                        pack_hdr(view, 0, src, dst, 0, size, 0)
+                        view[HEADER_SIZE : HEADER_SIZE + size] = payload
+                        commit(token, HEADER_SIZE + size)
                         pending = True
                         count += 1
                         nbytes += size

@@ -256,6 +256,32 @@ class DeviceRing(_Ring):
         self.num_held += 1
         return head, addr, length, flags
 
+    def pop_many(self, count: int) -> list[tuple[int, int, int]]:
+        """Take ``count`` offered buffers at once (count from :meth:`avail_pending`):
+        (head, addr, len) each, with the same checks as :meth:`pop`."""
+        out = []
+        avail, desc, held, mask, num = self.avail, self.desc, self.held, self.mask, self.num
+        u16, unpack_desc = _U16.unpack_from, _DESC.unpack_from
+        last = self.last_avail
+        for _ in range(count):
+            slot = last & mask
+            (head,) = u16(avail, _RING_AT + 2 * slot)
+            if head >= num:
+                raise self.error(f"avail.ring[{slot}] = {head} is not a descriptor index "
+                                 f"(ring has {num})")
+            if held[head]:
+                raise self.error(f"avail.ring[{slot}] = {head} offers a buffer the device "
+                                 "still holds")
+            addr, length, flags, _next = unpack_desc(desc, head * _DESC_SIZE)
+            if flags & _BAD_DESC_FLAGS:
+                raise self.error(f"desc[{head}].flags = {flags:#x}: chained or indirect "
+                                 "descriptors are not used by rpmsg")
+            held[head] = 1
+            self.num_held += 1
+            last = self.last_avail = (last + 1) & 0xFFFF
+            out.append((head, addr, length))
+        return out
+
     def unpop(self, head: int) -> None:
         """Put back the buffer just popped (nothing was written; used ring untouched)."""
         self.held[head] = 0
