@@ -74,8 +74,10 @@ class Layout:
 
     def unpack(self, data: Buffer, offset: int = 0) -> tuple[Any, ...]:
         """Decode the raw field values at ``offset``; DecodeError if the input is short."""
-        if offset < 0 or len(data) - offset < self.size:
-            self.check_size(data, max(offset, 0))
+        if offset < 0:  # struct would count it from the end of the input
+            raise DecodeError(self.name, self.fields[0].name, offset, "negative offset")
+        if len(data) - offset < self.size:
+            self.check_size(data, offset)
         return self.struct.unpack_from(data, offset)
 
     def pack(self, *values: Any) -> bytes:
