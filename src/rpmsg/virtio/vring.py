@@ -9,6 +9,7 @@ naming the ring, the index and the value. Layout facts: ``shared/spec/rpmsg-virt
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -96,6 +97,13 @@ class _Ring:
         self.desc = desc
         self.avail = avail
         self.used = used
+        # u16 views: index, flag and ring-slot accesses become single aligned 2-byte loads and
+        # stores (struct's little-endian codes go byte by byte, so a peer could see a torn
+        # index). The rings are little-endian, so this needs a little-endian host.
+        if sys.byteorder != "little":
+            raise NotImplementedError("virtio rings need a little-endian host")
+        self.avail16 = avail[: _RING_AT + 2 * num + 2].cast("H")
+        self.used16 = used[:_RING_AT].cast("H")
 
     def read_desc(self, index: int) -> tuple[int, int, int, int]:
         """(addr, len, flags, next) of descriptor ``index``."""
@@ -140,7 +148,7 @@ class DriverRing(_Ring):
         """
         head = self.free.pop()
         _DESC.pack_into(self.desc, head * _DESC_SIZE, addr, length, flags, 0)
-        _U16.pack_into(self.avail, _RING_AT + 2 * (self.avail_idx & self.mask), head)
+        self.avail16[2 + (self.avail_idx & self.mask)] = head
         self.avail_idx = (self.avail_idx + 1) & 0xFFFF
         self.inflight[head] = length
         self.addrs[head] = addr
@@ -148,15 +156,15 @@ class DriverRing(_Ring):
 
     def publish(self) -> None:
         """Make every added buffer visible to the device (one 2-byte store of avail.idx)."""
-        _U16.pack_into(self.avail, _IDX_AT, self.avail_idx)
+        self.avail16[1] = self.avail_idx
 
     def read_avail_idx(self) -> int:
         """The avail index as published in ring memory."""
-        return int(_U16.unpack_from(self.avail, _IDX_AT)[0])
+        return int(self.avail16[1])
 
     def used_pending(self) -> bool:
         """Whether the device returned buffers not reaped yet."""
-        return bool(_U16.unpack_from(self.used, _IDX_AT)[0] != self.last_used)
+        return bool(self.used16[1] != self.last_used)
 
     def reap(self, limit: int = 0) -> list[tuple[int, int, int, int]]:
         """Take returned buffers from the used ring: (head, used len, offered len, addr).
@@ -167,7 +175,7 @@ class DriverRing(_Ring):
         Checks that the used index did not jump past what is in flight and that every id is
         a head we offered and have not got back yet.
         """
-        (used_idx,) = _U16.unpack_from(self.used, _IDX_AT)
+        used_idx = self.used16[1]
         pending = (used_idx - self.last_used) & 0xFFFF
         if not pending:
             return []
@@ -200,11 +208,11 @@ class DriverRing(_Ring):
 
     def peer_wants_notify(self) -> bool:
         """False when the device set ``VRING_USED_F_NO_NOTIFY`` (no kick needed)."""
-        return not _U16.unpack_from(self.used, _FLAGS_AT)[0] & VRING_USED_F_NO_NOTIFY
+        return not self.used16[0] & VRING_USED_F_NO_NOTIFY
 
     def set_interrupts(self, enabled: bool) -> None:
         """Ask the device to interrupt us on returned buffers (or not: NO_INTERRUPT)."""
-        _U16.pack_into(self.avail, _FLAGS_AT, 0 if enabled else VRING_AVAIL_F_NO_INTERRUPT)
+        self.avail16[0] = 0 if enabled else VRING_AVAIL_F_NO_INTERRUPT
 
 
 class DeviceRing(_Ring):
@@ -219,13 +227,13 @@ class DeviceRing(_Ring):
                  used: memoryview, base: int = 0) -> None:
         super().__init__(name, num, desc, avail, used)
         self.last_avail = base & 0xFFFF
-        self.used_idx = _U16.unpack_from(used, _IDX_AT)[0]
+        self.used_idx: int = self.used16[1]
         self.held = bytearray(num)
         self.num_held = 0
 
     def avail_pending(self) -> int:
         """How many buffers the driver offered that we have not popped; checked against num."""
-        (idx,) = _U16.unpack_from(self.avail, _IDX_AT)
+        idx = self.avail16[1]
         pending: int = (idx - self.last_avail) & 0xFFFF
         if pending > self.num - self.num_held:
             raise self.error(f"avail.idx jumped to {idx} from {self.last_avail}: "
@@ -240,7 +248,7 @@ class DeviceRing(_Ring):
         Chained and indirect descriptors are refused: rpmsg uses one descriptor per message.
         """
         slot = self.last_avail & self.mask
-        (head,) = _U16.unpack_from(self.avail, _RING_AT + 2 * slot)
+        head = self.avail16[2 + slot]
         if head >= self.num:
             raise self.error(f"avail.ring[{slot}] = {head} is not a descriptor index "
                              f"(ring has {self.num})")
@@ -260,12 +268,12 @@ class DeviceRing(_Ring):
         """Take ``count`` offered buffers at once (count from :meth:`avail_pending`):
         (head, addr, len) each, with the same checks as :meth:`pop`."""
         out = []
-        avail, desc, held, mask, num = self.avail, self.desc, self.held, self.mask, self.num
-        u16, unpack_desc = _U16.unpack_from, _DESC.unpack_from
+        desc, held, mask, num = self.desc, self.held, self.mask, self.num
+        avail16, unpack_desc = self.avail16, _DESC.unpack_from
         last = self.last_avail
         for _ in range(count):
             slot = last & mask
-            (head,) = u16(avail, _RING_AT + 2 * slot)
+            head = avail16[2 + slot]
             if head >= num:
                 raise self.error(f"avail.ring[{slot}] = {head} is not a descriptor index "
                                  f"(ring has {num})")
@@ -298,19 +306,19 @@ class DeviceRing(_Ring):
 
     def read_used_idx(self) -> int:
         """The used index as published in ring memory."""
-        return int(_U16.unpack_from(self.used, _IDX_AT)[0])
+        return int(self.used16[1])
 
     def publish(self) -> None:
         """Make every pushed entry visible to the driver (one 2-byte store of used.idx)."""
-        _U16.pack_into(self.used, _IDX_AT, self.used_idx)
+        self.used16[1] = self.used_idx
 
     def peer_wants_interrupt(self) -> bool:
         """False when the driver set ``VRING_AVAIL_F_NO_INTERRUPT``."""
-        return not _U16.unpack_from(self.avail, _FLAGS_AT)[0] & VRING_AVAIL_F_NO_INTERRUPT
+        return not self.avail16[0] & VRING_AVAIL_F_NO_INTERRUPT
 
     def set_notifications(self, enabled: bool) -> None:
         """Ask the driver to kick us when it adds buffers (or not: NO_NOTIFY)."""
-        _U16.pack_into(self.used, _FLAGS_AT, 0 if enabled else VRING_USED_F_NO_NOTIFY)
+        self.used16[0] = 0 if enabled else VRING_USED_F_NO_NOTIFY
 
 
 def driver_ring(name: str, memory: Memory, addrs: QueueAddrs) -> DriverRing:
