@@ -341,6 +341,9 @@ class Endpoint:
 
     def _enqueue_locked(self, src: int, payload: Buffer, release: Release | None) -> bool:
         """Queue a received message (lock held); True if the endpoint took ``release``."""
+        if self._closed:  # closing: the core forgets it in a moment; drop, count, release
+            self.device.core.stats.dropped_unknown_dst += 1
+            return False
         if self.zero_copy and release is not None:
             self._queue.append((src, RxBuffer(memoryview(payload).toreadonly(), src,
                                               self._rec.addr, release)))
