@@ -544,3 +544,33 @@ def test_destroyed_address_free_again() -> None:
 
 def test_ns_message_codec_agrees_with_hand_built_bytes() -> None:
     assert NsMessage("svc", 0x401, NsFlags.CREATE_ACK).encode() == ns_body("svc", 0x401, 2)
+
+
+@pytest.mark.parametrize("policy", PRESETS)
+def test_destroy_reaches_the_bound_namesake(policy: Policy) -> None:
+    core = up(policy)
+    idle = core.create("svc", announce=False)
+    bound = core.create("svc", dst=0x401, announce=False)
+    core.take_events()
+    core.receive(0x401, NS_ADDR, ns_body("svc", 0x401, 1))
+    events = core.take_events()
+    assert [e.endpoint for e in events if isinstance(e, Unbound)] == [bound]
+    assert bound.dst == idle.dst == ADDR_ANY
+
+
+@pytest.mark.parametrize("policy", PRESETS)
+def test_duplicate_create_does_not_bind_a_second_namesake(policy: Policy) -> None:
+    core = up(policy)
+    idle = core.create("svc", announce=False)
+    bound = core.create("svc", dst=0x401, announce=False)
+    core.take_events()
+    core.receive(0x401, NS_ADDR, ns_body("svc", 0x401))
+    assert core.take_events() == []
+    assert (idle.dst, bound.dst) == (ADDR_ANY, 0x401)
+
+
+def test_linux_fixed_src_limit() -> None:
+    core = up(LINUX)
+    with pytest.raises(AddressInUseError):
+        core.create(src=0x80000000)  # Linux's idr is int-based
+    assert core.create(src=0x7FFFFFFF).addr == 0x7FFFFFFF

@@ -226,3 +226,20 @@ def test_async_nuttx_send_waits_for_binding(loop_name: str) -> None:
             assert await peer.as_async().recv(timeout=5) == b"when bound"
 
         asyncio.run(main())
+
+
+def test_cancelled_recv_loses_nothing(devices: Pair, no_thread_leak: None) -> None:
+    a, b = devices
+    client, server = connect(a, b)
+
+    async def main() -> None:
+        aserver = server.as_async()
+        waiting = asyncio.create_task(aserver.recv())
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await asyncio.to_thread(client.send, b"kept")
+        assert await aserver.recv(timeout=5) == b"kept"
+
+    asyncio.run(main())

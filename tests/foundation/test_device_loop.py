@@ -633,3 +633,33 @@ def test_close_wakes_wait_up_and_wait_service(loop_name: str) -> None:
     assert len(up_out) == 1 and isinstance(up_out[0], EndpointClosedError)
     assert len(svc_out) == 1 and isinstance(svc_out[0], EndpointClosedError)
     assert not dev.is_up
+
+
+def test_send_before_peer_opens(loop_name: str) -> None:
+    with rpmsg.open(f"loop:{loop_name}") as a:
+        x = a.create_endpoint(src=0x30, dst=0x31)
+        with pytest.raises(RemoteDisconnectedError):
+            x.send(b"too early")
+
+
+def test_create_endpoint_errors(devices: Pair) -> None:
+    a, _ = devices
+    with pytest.raises(rpmsg.NameTooLongError):
+        a.create_endpoint("n" * 32)
+    a.create_endpoint(src=0x30)
+    with pytest.raises(rpmsg.AddressInUseError):
+        a.create_endpoint(src=0x30)
+    with pytest.raises(rpmsg.AddressInUseError):
+        a.create_endpoint(src=rpmsg.NS_ADDR)
+    assert a.create_endpoint().addr == 1024
+
+
+def test_closed_endpoint_waits_fail(devices: Pair) -> None:
+    a, _ = devices
+    ept = a.create_endpoint()
+    ept.close()
+    with pytest.raises(EndpointClosedError):
+        ept.wait_bound(timeout=1)
+    with pytest.raises(EndpointClosedError):
+        ept.get_tx_buffer()
+    assert list(ept) == []

@@ -262,11 +262,19 @@ class RpmsgCore:
     # Helpers ----------------------------------------------------------------------------
 
     def _match(self, name: str, addr: int) -> EndpointRecord | None:
-        """First local endpoint named ``name`` whose dst is ``addr`` or ANY (OpenAMP rule)."""
+        """The local endpoint named ``name`` bound to ``addr``, else the first unbound one.
+
+        OpenAMP takes the first of either in list order; preferring the exact binding keeps
+        a DESTROY (or a duplicate CREATE) from landing on an unbound namesake instead.
+        """
+        unbound = None
         for rec in self.endpoints.values():
-            if rec.name == name and (rec.dst == addr or rec.dst == ADDR_ANY):
-                return rec
-        return None
+            if rec.name == name:
+                if rec.dst == addr:
+                    return rec
+                if unbound is None and rec.dst == ADDR_ANY:
+                    unbound = rec
+        return unbound
 
     def _take_service(self, name: str) -> int | None:
         for i, (sname, addr) in enumerate(self.services):
