@@ -248,12 +248,15 @@ class ShmLink(Link):
             engine.kick(rearm=False)
             if spin:
                 # Keep the peer's kicks suppressed while polling the ring for a short while:
-                # a busy stream then costs neither side a system call per message.
+                # a busy stream then costs neither side a wakeup per message. sched_yield
+                # lets the peer run first when both share a CPU.
                 until = clock() + spin
                 while clock() < until:
                     if engine.rx_pending():
                         engine.kick(rearm=False)
                         until = clock() + spin
+                    else:
+                        os.sched_yield()
             if status_at is not None and not mv[status_at] & VirtioStatus.DRIVER_OK:
                 raise _Reset("the driver reset the device (DRIVER_OK cleared)")
             if not engine.arm():

@@ -124,12 +124,20 @@ class _RemoteSink:
             release()
 
 
-def serve(url: str, mode: str, floor_path: str) -> None:
+def serve(url: str, mode: str, floor_path: str, spin: float = 0.0) -> None:
     """Remote process: answer the floor ping-pong, then serve ``link`` or ``endpoint`` mode."""
     chan = connect(floor_path, "socket", 30.0)
+    clock = time.perf_counter
     try:
         while chan.wait(30.0):  # the parent closes the socket when the ping-pong is over
             chan.notify()
+            until = clock() + spin
+            while clock() < until:  # the same adaptive spin as the rings (0 = block at once)
+                if chan.wait(0):
+                    chan.notify()
+                    until = clock() + spin
+                else:
+                    os.sched_yield()
     except PeerGone:
         pass
     chan.close()
@@ -197,7 +205,10 @@ class _HostSink:
         self.got.set()
 
 
-def _floor(server: KickServer, rounds: int) -> dict[str, float]:
+def _floor(server: KickServer, rounds: int, spin: float) -> dict[str, dict[str, float]]:
+    """1-byte ping-pong over the kick socket: blocking (``rtt_1``), then with the same
+    adaptive spin as the rings use (``rtt_1_spin``: poll the socket for ``spin`` seconds
+    before blocking, on both sides)."""
     chan = None
     deadline = time.monotonic() + 30
     while chan is None:
@@ -205,24 +216,35 @@ def _floor(server: KickServer, rounds: int) -> dict[str, float]:
         if time.monotonic() > deadline:
             raise TimeoutError("bench remote did not connect")
     assert isinstance(chan, SocketKick)
-    samples = []
+    out = {}
     clock = time.perf_counter
-    for _ in range(rounds):
-        t0 = clock()
-        chan.notify()
-        while not chan.wait(None):
-            pass
-        samples.append(clock() - t0)
+    for key, this_spin in (("rtt_1", 0.0), ("rtt_1_spin", spin)):
+        chan.notify()  # tells the remote which mode: the first byte of each mode is a marker
+        chan.wait(None)
+        samples = []
+        for _ in range(rounds):
+            t0 = clock()
+            chan.notify()
+            until = t0 + this_spin
+            while not chan.wait(0):
+                if clock() >= until:
+                    while not chan.wait(None):
+                        pass
+                    break
+                os.sched_yield()
+            samples.append(clock() - t0)
+        out[key] = _percentiles(samples[rounds // 10 :])
     chan.close()
-    return _percentiles(samples[rounds // 10 :])
+    return out
 
 
-def _spawn(url: str, mode: str, floor_path: str) -> subprocess.Popen[bytes]:
+def _spawn(url: str, mode: str, floor_path: str, spin_us: float) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.Popen([sys.executable, "-m", "rpmsg.virtio.bench", "--serve", url,
-                             "--mode", mode, "--floor", floor_path], env=env)
+                             "--mode", mode, "--floor", floor_path, "--spin", str(spin_us)],
+                            env=env)
 
 
 def _link_rtt(link: ShmLink, sink: _HostSink, size: int, rounds: int,
@@ -244,6 +266,7 @@ def _link_rtt(link: ShmLink, sink: _HostSink, size: int, rounds: int,
             if replies:
                 break
             if clock() < until:
+                os.sched_yield()
                 continue
             if engine.arm():
                 chan.wait(1.0)
@@ -345,9 +368,9 @@ def run(*, rounds: int = 2000, count: int = 200_000, burst: int = 128, spin_us: 
                               "cpus": os.cpu_count(), "rounds": rounds, "count": count,
                               "burst": burst, "spin_us": spin_us}
     server = KickServer(floor_path)
-    proc = _spawn(url, "link", floor_path)
+    proc = _spawn(url, "link", floor_path, spin_us)
     try:
-        result["floor"] = {"rtt_1": _floor(server, rounds)}
+        result["floor"] = _floor(server, rounds, spin_us * 1e-6)
         link = _open_driver(url)
         sink = _HostSink()
         link.engine.attach(sink)
@@ -364,7 +387,7 @@ def run(*, rounds: int = 2000, count: int = 200_000, burst: int = 128, spin_us: 
             link.close()
         proc.wait(30)
         if endpoint:
-            proc = _spawn(url, "endpoint", floor_path)
+            proc = _spawn(url, "endpoint", floor_path, spin_us)
             chan = server.accept("socket", 30.0)
             if chan is not None:
                 chan.close()
@@ -378,13 +401,15 @@ def run(*, rounds: int = 2000, count: int = 200_000, burst: int = 128, spin_us: 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f"/dev/shm/{name}")
     floor = result["floor"]["rtt_1"]["p50_us"]
+    floor_spin = result["floor"]["rtt_1_spin"]["p50_us"]
     ratios: dict[str, float] = {}
     for level in ("link", "endpoint"):
         for size in _SIZES:
             key = f"rtt_{size}"
             if level in result:
-                ratios[f"{level}_{key}_p50_over_floor"] = round(
-                    result[level][key]["p50_us"] / floor, 2)
+                p50 = result[level][key]["p50_us"]
+                ratios[f"{level}_{key}_p50_over_floor"] = round(p50 / floor, 2)
+                ratios[f"{level}_{key}_p50_over_spin_floor"] = round(p50 / floor_spin, 2)
     result["ratios"] = ratios
     return result
 
@@ -411,14 +436,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--floor", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.mode, args.floor)
+        serve(args.serve, args.mode, args.floor, args.spin * 1e-6)
         return 0
     res = run(rounds=args.rounds, count=args.count, burst=args.burst, spin_us=args.spin,
               kick=args.kick, endpoint=not args.no_endpoint)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
-        print(f"floor 1-byte ping-pong p50 {res['floor']['rtt_1']['p50_us']} us")
+        print(f"floor 1-byte ping-pong p50 {res['floor']['rtt_1']['p50_us']} us blocking, "
+              f"{res['floor']['rtt_1_spin']['p50_us']} us with the same spin")
         for level in ("link", "endpoint"):
             if level not in res:
                 continue
