@@ -69,9 +69,9 @@ def test_file_path_and_explicit_socket(tmp_path: os.PathLike[str]) -> None:
     path = os.path.join(tmp_path, "ring.mem")
     sock = os.path.join(tmp_path, "kick.sock")
     remote = rpmsg.open(f"shm:{path}?role=device&socket={sock}&num=64&buffers=64")
+    assert os.path.exists(sock)  # listening until a driver connects
     host = rpmsg.open(f"shm:{path}?role=driver&socket={sock}&buffers=32")
     try:
-        assert os.path.exists(sock)
         echo_check(host, remote)
     finally:
         host.close()
@@ -103,6 +103,19 @@ def test_device_going_away_takes_the_driver_down(name: str) -> None:
             h.recv(timeout=5)
     finally:
         host.close()
+        remote.close()
+
+
+def test_second_driver_waits_while_one_is_served(name: str) -> None:
+    remote = rpmsg.open(f"shm:{name}", side="remote")
+    first = rpmsg.open(f"shm:{name}")
+    try:
+        remote.wait_up(5)
+        with pytest.raises(RpmsgTimeoutError):
+            rpmsg.open(f"shm:{name}?timeout=0.2")
+        assert remote.is_up and first.is_up
+    finally:
+        first.close()
         remote.close()
 
 

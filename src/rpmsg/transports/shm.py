@@ -13,7 +13,8 @@ The default policy is OPENAMP in both roles: both sides announce named endpoints
 OpenAMP demo does; pass ``policy=linux`` to mimic the kernel as driver. The device creates the
 file, writes the resource table and listens before the driver may connect; the link is up
 once DRIVER_OK is set and the peer is connected, and goes down when the peer closes the kick
-socket or resets the status byte (the device then waits for a new driver). ``close()``
+socket or resets the status byte (the device then drops that driver, rewrites the table
+and listens for the next one; it does not listen while serving one). ``close()``
 removes what this side created: the device unlinks its socket and the shm file it made.
 """
 
@@ -280,6 +281,7 @@ class ShmLink(Link):
                 chan = self._server.accept(self.kick_kind, None, self._wake_r)
                 if chan is None:
                     continue
+                self._server.pause()  # one driver at a time (see KickServer)
                 self._channel = chan
             reason = "the driver went away"
             try:
@@ -290,13 +292,15 @@ class ShmLink(Link):
             except _Reset as exc:
                 reason = str(exc)
             self.engine.stop(reason)
-            if isinstance(chan, SocketKick) and chan.fd >= 0 and reason.startswith("the driver "
-                                                                                   "reset"):
-                continue  # same connection: wait for DRIVER_OK again
+            # A fresh table (status 0): a later DRIVER_OK can only come from a new driver.
+            self._write_table()
+            if chan.kind == "poll":
+                continue  # no connection to lose: wait for the next DRIVER_OK
             self._channel = None
             chan.close()
-            if self._server is None and chan.kind != "poll":
-                return
+            if self._server is None:
+                return  # in-process pair: a single driver
+            self._server.resume()
 
     def _session(self, chan: KickChannel) -> bool:
         """Device: wait for DRIVER_OK, start the engine, serve. True if closed meanwhile."""

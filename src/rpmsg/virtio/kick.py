@@ -146,23 +146,47 @@ class EventfdKick(SocketKick):
 
 
 class KickServer:
-    """The device's listening socket: unlinks a stale path, binds, accepts one driver."""
+    """The device's listening socket: unlinks a stale path, binds, accepts one driver.
+
+    While a driver is being served the device :meth:`pause` s the server (socket closed and
+    unlinked), so no second driver can connect and write into the live resource table; it
+    :meth:`resume` s once the table is fresh again.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.sock: socket.socket | None = None
+        self.resume()
+
+    def resume(self) -> None:
+        """(Re)create the listening socket at :attr:`path`."""
+        if self.sock is not None:
+            return
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            os.unlink(self.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self.sock.bind(path)
-            self.sock.listen(1)
+            sock.bind(self.path)
+            sock.listen(1)
         except OSError as exc:
+            sock.close()
+            raise NotAvailableError(f"cannot listen on kick socket {self.path}: {exc}") from None
+        sock.setblocking(False)
+        self.sock = sock
+
+    def pause(self) -> None:
+        """Stop listening and remove the path (connections already accepted stay)."""
+        if self.sock is not None:
             self.sock.close()
-            raise NotAvailableError(f"cannot listen on kick socket {path}: {exc}") from None
-        self.sock.setblocking(False)
+            self.sock = None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 
     def accept(self, kind: str, timeout: float | None, wake_fd: int = -1) -> KickChannel | None:
         """The next driver's channel, or None on timeout / ``wake_fd`` readable."""
+        if self.sock is None:
+            self.resume()
+        assert self.sock is not None
         poller = select.poll()
         poller.register(self.sock.fileno(), select.POLLIN)
         if wake_fd >= 0:
@@ -188,10 +212,7 @@ class KickServer:
 
     def close(self) -> None:
         """Close and unlink the socket path (no stale sockets left behind)."""
-        if self.sock.fileno() >= 0:
-            self.sock.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+        self.pause()
 
 
 def connect(path: str, kind: str, timeout: float) -> KickChannel:
