@@ -123,6 +123,11 @@ class VhostUserLink(Link):
     def alloc_tx(self, timeout: float | None) -> TxBuffer:
         return self._live_engine().alloc_tx(timeout)
 
+    def disconnect(self, reason: str = "back-end dropped the front-end") -> None:
+        """Drop the current front-end, as if this remote processor went away; the socket
+        stays open and the next front-end is served."""
+        self._server.drop(reason)
+
     def close(self) -> None:
         if self._closed:
             return
