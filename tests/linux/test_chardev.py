@@ -161,7 +161,6 @@ def test_device_zero_length_message(fake: FakeKernel) -> None:
 
 def test_device_pollhup_while_waiting_is_a_disconnect() -> None:
     r, w = os.pipe()
-    os.set_blocking(r, False)  # as Endpoint.open opens devices
     ep = Endpoint(r, w, path="/dev/rpmsg9", device=True)
     errors: list[BaseException] = []
 

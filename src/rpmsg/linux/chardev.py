@@ -99,10 +99,20 @@ class Endpoint:
 
     def __init__(self, rfd: int, wfd: int, *, path: str, index: int | None = None,
                  device: bool = True, owns_fds: bool = True,
-                 restore_flags: dict[int, int] | None = None,
                  max_message_size: int = DEFAULT_MTU, sysfs: Sysfs | None = None,
                  ioctl: IoctlFn = fcntl.ioctl) -> None:
-        """Wrap open descriptors; use :meth:`open` or :meth:`from_streams` instead."""
+        """Wrap open descriptors; use :meth:`open` or :meth:`from_streams` instead.
+
+        The descriptors are made non-blocking; unless owned (closed by :meth:`close`), their
+        flags are restored on close.
+        """
+        restore: dict[int, int] = {}
+        for fd in {rfd, wfd}:
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+            if not flags & os.O_NONBLOCK:
+                fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+                if not owns_fds:
+                    restore[fd] = flags
         self._rfd = rfd
         self._wfd = wfd
         self.path = path
@@ -111,7 +121,7 @@ class Endpoint:
         self.is_device = device
         self.max_message_size = max_message_size
         self._owns_fds = owns_fds
-        self._restore_flags = restore_flags or {}
+        self._restore_flags = restore
         self._sysfs = sysfs
         self._ioctl = ioctl
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -175,13 +185,8 @@ class Endpoint:
         ``close`` is true. An empty read is the end of the stream: ``recv`` returns None.
         """
         rfd, wfd = _fileno(source), _fileno(sink)
-        saved: dict[int, int] = {}
-        for fd in {rfd, wfd}:
-            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-            saved[fd] = flags
-            fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
         return cls(rfd, wfd, path=f"<streams {rfd}/{wfd}>", device=False, owns_fds=close,
-                   restore_flags=saved, max_message_size=max_message_size)
+                   max_message_size=max_message_size)
 
     # Properties -------------------------------------------------------------------------
 
