@@ -1,0 +1,98 @@
+"""rpmsg list/create/destroy/send/listen against the fake kernel."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+from linux_fakes import FakeKernel
+
+from rpmsg.cli import linux_cmds
+from rpmsg.errors import NotAvailableError, RpmsgTimeoutError
+from rpmsg.linux import sysfs as sysfs_mod
+from rpmsg.linux.chardev import Endpoint
+from rpmsg.linux.ctrl import Ctrl
+from rpmsg.wire.rpmsg import ADDR_ANY
+
+
+def run(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="rpmsg")
+    linux_cmds.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+@pytest.fixture
+def kernel(fake: FakeKernel, monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
+    monkeypatch.setattr(sysfs_mod, "SYSFS", fake.sysfs)
+    monkeypatch.setattr(Ctrl, "open", classmethod(lambda cls, index=0, sysfs=None:
+                                                  fake.open_ctrl(int(index))))
+    monkeypatch.setattr(Endpoint, "open", classmethod(lambda cls, n, **kw: fake.opener(n)))
+    real_destroy = linux_cmds.destroy_endpoint_device
+    monkeypatch.setattr(linux_cmds, "destroy_endpoint_device",
+                        lambda n: real_destroy(n, sysfs=fake.sysfs, ioctl=fake.ioctl))
+    fake.add_ctrl(0)
+    return fake
+
+
+def test_list_json(kernel: FakeKernel, capsys: pytest.CaptureFixture[str]) -> None:
+    kernel.add_ept(0, "my-ept", ADDR_ANY, 0x400, ctrl=0)
+    assert run("list", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["endpoints"][0]["name"] == "my-ept"
+    assert doc["endpoints"][0]["dst"] == 0x400
+    assert doc["controls"][0]["endpoints"] == [0]
+    assert [c["name"] for c in doc["channels"]] == ["rpmsg_ctrl"]
+    assert run("list") == 0
+    text = capsys.readouterr().out
+    assert "my-ept" in text and "dst=0x400" in text and "src=ANY" in text
+
+
+def test_create_and_destroy(kernel: FakeKernel, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("create", "my-ept", "--dst", "0x400") == 0
+    assert capsys.readouterr().out.strip() == f"{kernel.dev}/rpmsg0"
+    assert run("create", "--ctrl", "0", "my-ept", "--src", "1025", "--dst", "any") == 0
+    assert kernel.sysfs.endpoint(1).src == 1025 and kernel.sysfs.endpoint(1).dst == ADDR_ANY
+    assert run("destroy", "my-ept", "--src", "1025") == 0
+    assert run("destroy", f"{kernel.dev}/rpmsg0") == 0
+    assert kernel.ept_names() == {}
+    with pytest.raises(NotAvailableError):
+        run("destroy", "my-ept")
+
+
+def test_bad_address_is_a_usage_error(kernel: FakeKernel) -> None:
+    with pytest.raises(SystemExit):
+        run("create", "x", "--dst", "nope")
+
+
+def test_send(kernel: FakeKernel) -> None:
+    kernel.add_ept(0, "e", ADDR_ANY, 0x400, ctrl=0)
+    assert run("send", "/dev/rpmsg0", "hello") == 0
+    assert kernel.remotes[0].recv(100) == b"hello"
+    assert run("send", "0", "--hex", "de ad be ef") == 0
+    assert kernel.remotes[0].recv(100) == b"\xde\xad\xbe\xef"
+    assert run("send", "0", "--hex", "xyz") == 2
+
+
+def test_listen(kernel: FakeKernel, monkeypatch: pytest.MonkeyPatch,
+                capsys: pytest.CaptureFixture[str]) -> None:
+    kernel.add_ept(0, "e", ADDR_ANY, 0x400, ctrl=0)
+    opener = kernel.opener
+
+    def open_with_messages(n: int | str) -> Endpoint:
+        ep = opener(n)
+        kernel.remotes[0].send(b"one")
+        kernel.remotes[0].send(b"\x00\x01")
+        return ep
+
+    monkeypatch.setattr(Endpoint, "open", classmethod(lambda cls, n, **kw:
+                                                      open_with_messages(n)))
+    assert run("listen", "rpmsg0", "--count", "2", "--json") == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(m["len"], m["hex"]) for m in lines] == [(3, "6f6e65"), (2, "0001")]
+    assert run("listen", "rpmsg0", "--timeout", "0.05") == 0
+    assert capsys.readouterr().out.splitlines() == ["one", "b'\\x00\\x01'"]
+    with pytest.raises(RpmsgTimeoutError, match="received 2 of 3"):
+        run("listen", "rpmsg0", "--count", "3", "--timeout", "0.05")
