@@ -333,6 +333,7 @@ class UartBackend:
         elif isinstance(ev, Control):
             with self._cond:
                 actions = self._apply_locked(self.machine.on_control(ev.byte, time.monotonic()))
+                self._cond.notify_all()  # an acknowledgement may have made the TX side ready
             if actions:
                 self._run_link_actions(actions)
         elif isinstance(ev, FrameError):
