@@ -85,10 +85,13 @@ CRC_FUNCTIONS: dict[str, CrcFunction | None] = {
 def get_crc(name: str) -> CrcFunction | None:
     """The CRC function called ``name`` (``none`` gives None); ValueError if unknown."""
     try:
-        return CRC_FUNCTIONS[name]
+        fn = CRC_FUNCTIONS[name]
     except KeyError:
         raise ValueError(f"unknown CRC {name!r}; choose one of {', '.join(CRC_FUNCTIONS)}") \
             from None
+    if fn is crc16_arc:
+        _arc_table16()  # build the 2-byte table now, not inside the first frame's timing
+    return fn
 
 
 def frame_crc(fn: CrcFunction, frame: Buffer) -> int:
