@@ -60,6 +60,31 @@ def raw_channel_index(timeout: float = 5.0) -> int:
         time.sleep(0.01)
 
 
+def announce_raw() -> list[str]:
+    """Have the remote announce ``rpmsg-raw`` and bind it to rpmsg_char from process context.
+
+    UML runs vring callbacks in hard-IRQ context, so an announcement that makes Linux probe
+    rpmsg_char there (creating /dev/rpmsgN waits for devtmpfs: "scheduling while atomic")
+    sometimes kills the guest. With bus autoprobe off the NS CREATE only registers the channel
+    device; this process then triggers the usual driver match by writing ``drivers_probe``.
+    """
+    with open("/sys/bus/rpmsg/drivers_autoprobe", "w", encoding="ascii") as f:
+        f.write("0")
+    control(b"announce-raw")
+    deadline = time.monotonic() + 5
+    while True:
+        names = [c.device for c in list_channels() if c.name == "rpmsg-raw"]
+        if names:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError("the rpmsg-raw announcement did not create a channel")
+        time.sleep(0.01)
+    with open("/sys/bus/rpmsg/drivers_probe", "w", encoding="ascii") as f:
+        f.write(names[0])
+    return names
+
+
+
 def control(command: bytes) -> None:
     """Ask the host-side test remote to do something (destroy a service, go away)."""
     with Ctrl.open(0) as ctrl:
@@ -72,6 +97,10 @@ def control(command: bytes) -> None:
             ctrl.destroy_endpoint(name="test-control", dst=CONTROL)
     except Exception:
         pass
+
+
+if "announce" in PARAMS["checks"]:
+    RESULTS["announce"] = announce_raw()
 
 
 @check("announced_channel")

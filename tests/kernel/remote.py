@@ -2,10 +2,12 @@
 
 :class:`TestRemote` opens ``vhost-user:PATH`` as the remote (virtio device) and serves:
 
-* ``rpmsg-raw`` (announced, so Linux binds it to ``rpmsg_char`` as ``/dev/rpmsgN``): echo;
+* ``rpmsg-raw`` (announced on request, then Linux binds it to ``rpmsg_char`` as
+  ``/dev/rpmsgN``): echo;
 * ``echo`` (not announced) for endpoints the guest creates through ``/dev/rpmsg_ctrl0``: echo,
   and a message starting with ``twice:`` is answered twice (the remote talking on its own);
-* ``control`` (not announced): ``destroy-raw`` closes ``rpmsg-raw`` (NS DESTROY reaches the
+* ``control`` (not announced): ``announce-raw`` creates ``rpmsg-raw`` (NS CREATE),
+  ``destroy-raw`` closes ``rpmsg-raw`` (NS DESTROY reaches the
   guest) and ``go-away`` drops the front-end (the remote processor disappears). Each command
   is acknowledged with ``ok:<command>`` first.
 """
@@ -34,7 +36,6 @@ class TestRemote:
         self.path = path
         self.device = rpmsg.open(f"vhost-user:{path}", side="remote")
         self.raw: Endpoint | None = None
-        self.ensure_raw()
         self.echo = self.device.create_endpoint("echo", announce=False, callback=self._echo)
         self.control = self.device.create_endpoint("control", announce=False,
                                                    callback=self._control)
@@ -64,7 +65,9 @@ class TestRemote:
     def _control(self, ept: Endpoint, data: bytes, src: int) -> None:
         self.commands.append(data)
         ept.send_to(src, b"ok:" + data, timeout=REPLY_TIMEOUT)
-        if data == b"destroy-raw" and self.raw is not None:
+        if data == b"announce-raw":
+            self.ensure_raw()
+        elif data == b"destroy-raw" and self.raw is not None:
             # NS DESTROY, delayed so that it reaches the guest while its threads sleep: UML
             # runs the vring callback, and so Linux's channel removal, in hard-IRQ context,
             # where it sleeps ("BUG: scheduling while atomic"); a guest process that is

@@ -60,8 +60,8 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestRemote]:
     assert not path.exists()
 
 
-MAIN_CHECKS = ["announced_channel", "sizes", "ctrl_endpoints", "many_endpoints", "asyncio",
-               "remote_gone"]
+MAIN_CHECKS = ["announce", "announced_channel", "sizes", "ctrl_endpoints", "many_endpoints",
+               "asyncio", "remote_gone"]
 
 
 def boot_checks(remote: TestRemote, checks: list[str]) -> Run:
@@ -83,8 +83,11 @@ def test_announced_channel_appears_as_chardev_and_echoes(run: Run) -> None:
     assert v["echo"] == "hello from the guest"
     raw = v["channels"]["rpmsg-raw"]
     assert raw["driver"] == "rpmsg_chrdev"
-    assert raw["dst"] == 0x400  # our first dynamic address, announced by NS CREATE
-    assert raw["device"] == "virtio0.rpmsg-raw.-1.1024"
+    assert run.remote.raw is not None
+    addr = run.remote.raw.addr  # announced by our NS CREATE
+    assert raw["dst"] == addr
+    assert raw["device"] == f"virtio0.rpmsg-raw.-1.{addr}"
+    assert run.checks["announce"] == [raw["device"]]
     assert run.checks["announced_channel"]["ok"]
     assert "rpmsg_ns" in v["channels"] and "rpmsg_ctrl" in v["channels"]
     assert "rpmsg host is online" in run.console
@@ -128,7 +131,7 @@ def test_asyncio_in_the_guest(run: Run) -> None:
     "guest process or a kdevtmpfs panic. Set RPMSG_UML_NS_DESTROY=1 to try anyway."))
 def test_remote_destroy_wakes_blocked_recv(remote: TestRemote) -> None:
     remote.ensure_raw()
-    run = boot_checks(remote, ["remote_destroy"])
+    run = boot_checks(remote, ["announce", "remote_destroy"])
     v = run.value("remote_destroy")
     assert v["error"] == "RemoteDisconnectedError", v
     assert -0.05 < v["seconds_after_event"] < 1.0, v
@@ -144,26 +147,19 @@ def test_remote_going_away_wakes_blocked_recv(run: Run) -> None:
     assert v["ctrl_left"] is False  # the whole virtio device went with the remote
 
 
-RECONNECT_GUEST = """
-import json, time
-from rpmsg.linux import Endpoint, list_channels
-deadline = time.monotonic() + 5
-while not [c for c in list_channels() if c.name == "rpmsg-raw" and c.endpoints]:
-    assert time.monotonic() < deadline, "no rpmsg-raw channel"
-    time.sleep(0.01)
-ch = [c for c in list_channels() if c.name == "rpmsg-raw"][0]
-with Endpoint.open(ch.endpoints[0]) as ep:
+RECONNECT_GUEST = GUEST.replace("print(json.dumps(RESULTS))", """
+with Endpoint.open(raw_channel_index()) as ep:
     ep.send(b"second boot")
-    print(json.dumps({"echo": ep.recv(timeout=5).decode()}))
-"""
+    RESULTS["second_boot_echo"] = (ep.recv(timeout=5) or b"").decode()
+print(json.dumps(RESULTS))""")
 
 
 def test_same_backend_serves_a_second_boot(run: Run, remote: TestRemote) -> None:
     assert run.checks  # the first boot is over and its front-end went away
-    remote.ensure_raw()
+    params = dict(remote.addresses(), checks=["announce"])
     result = boot(RECONNECT_GUEST, devices=[(remote.path, VIRTIO_ID_RPMSG)],
-                  timeout=BOOT_TIMEOUT).check()
-    assert json.loads(result.stdout) == {"echo": "second boot"}
+                  timeout=BOOT_TIMEOUT, env={"RPMSG_TEST_PARAMS": json.dumps(params)}).check()
+    assert json.loads(result.stdout)["second_boot_echo"] == "second boot"
     stats = remote.device.stats()
     assert stats["link_sessions"] == 2
     assert stats["link_server_protocol_errors"] == 0

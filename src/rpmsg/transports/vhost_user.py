@@ -90,7 +90,8 @@ class VhostUserLink(Link):
         self._engine: DeviceEngine | None = None
         self._armed: _Armed | None = None
         self._closed = False
-        self._counters = {"sessions": 0, "links_up": 0, "ring_errors": 0}
+        self._counters = {"sessions": 0, "links_up": 0, "links_up_on_kick": 0,
+                          "links_up_on_timeout": 0, "ring_errors": 0}
         self._last_error: str | None = None
         self._engine_stats: dict[str, int] = {}
         self._server = VhostUserServer(path, self, features=DEFAULT_FEATURES,
@@ -162,14 +163,15 @@ class VhostUserLink(Link):
         self._armed = _Armed(engine, addrs, features, (queues[0].base, queues[1].base),
                              memory, time.monotonic() + self.ready_timeout)
 
-    def _go(self) -> None:
+    def _go(self, why: str) -> None:
         armed = self._armed
         if armed is None:
             return
         self._armed = None
         self._engine = armed.engine
         self._counters["links_up"] += 1
-        log.info("vhost-user %s: driver ready, link up", self.path)
+        self._counters[f"links_up_on_{why}"] += 1
+        log.info("vhost-user %s: driver ready (%s), link up", self.path, why)
         try:
             armed.engine.start(armed.queues, features=armed.features, bases=armed.bases)
         except BaseException:
@@ -178,7 +180,7 @@ class VhostUserLink(Link):
 
     def session_kick(self, index: int) -> None:
         if self._armed is not None:
-            self._go()  # the driver kicks only once it is live (after DRIVER_OK)
+            self._go("kick")  # the driver kicks only once it is live (after DRIVER_OK)
             return
         engine = self._engine
         if engine is not None:
@@ -188,7 +190,7 @@ class VhostUserLink(Link):
         armed = self._armed
         if armed is not None and time.monotonic() >= armed.deadline and \
                 armed.vq0_has_buffers():
-            self._go()
+            self._go("timeout")
 
     def session_stop(self, reason: str) -> dict[int, int]:
         armed, self._armed = self._armed, None
