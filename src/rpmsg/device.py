@@ -45,8 +45,14 @@ class Device:
     :meth:`close` is idempotent and closes every endpoint and the link.
     """
 
-    def __init__(self, link: Link, *, policy: Policy | str | None = None) -> None:
+    #: Seconds a receiver polls the transport itself (where the transport allows it) before
+    #: sleeping; saves a thread wake-up per message on fast links. 0 turns it off.
+    DEFAULT_RX_SPIN = 50e-6
+
+    def __init__(self, link: Link, *, policy: Policy | str | None = None,
+                 rx_spin: float = DEFAULT_RX_SPIN) -> None:
         self.link = link
+        self.rx_spin = rx_spin if link.can_poll else 0.0
         self.policy = get_policy(policy) if policy is not None else link.default_policy
         self.core = RpmsgCore(self.policy, ns_enabled=link.ns_enabled)
         self.lock = threading.Lock()

@@ -9,7 +9,9 @@ received payloads until the endpoint is closed. :class:`AsyncEndpoint` offers th
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from rpmsg.device import Device
 
 MessageCallback = Callable[["Endpoint", bytes, int], None]
+
+_yield: Callable[[], None] = getattr(os, "sched_yield", lambda: time.sleep(0))
 StateCallback = Callable[["Endpoint"], None]
 
 
@@ -252,6 +256,11 @@ class Endpoint:
         return RxBuffer(memoryview(item), src, self._rec.addr, lambda: None)
 
     def _get(self, timeout: float | None) -> _Item:
+        spin = self.device.rx_spin
+        if spin and timeout != 0:
+            item = self._poll_for(spin)
+            if item is not None:
+                return item
         deadline: Deadline | None = None
         with self._cond:
             while True:
@@ -269,6 +278,21 @@ class Endpoint:
                     self._cond.wait(remaining)
                 else:
                     self._cond.wait()
+
+    def _poll_for(self, spin: float) -> _Item | None:
+        """Drain the transport on this thread for up to ``spin`` seconds (see Device.rx_spin)."""
+        poll = self.device.link.poll
+        clock = time.perf_counter
+        until = clock() + spin
+        while True:
+            with self._cond:
+                item = self._pop_locked()
+            if item is not None:
+                return item
+            if clock() >= until:
+                return None
+            if not poll():
+                _yield()  # let the transport's own thread (or the peer) run
 
     def _pop_locked(self) -> _Item | None:
         """Next item, None if none yet; raises if none can come. Lock held."""

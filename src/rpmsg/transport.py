@@ -150,6 +150,18 @@ class Link(abc.ABC):
         """Called after the endpoint at ``addr`` was destroyed, or its creation failed."""
         return None
 
+    #: Whether :meth:`poll` can deliver messages on the caller's thread.
+    can_poll: bool = False
+
+    def poll(self) -> int:
+        """Deliver pending received messages on the calling thread; return how many.
+
+        Lets a receiver that is about to sleep drain the transport itself instead of waiting
+        for the transport's thread to wake it (shared-memory rings). Returns 0 when nothing
+        is pending or another thread is delivering; never blocks.
+        """
+        return 0
+
     @abc.abstractmethod
     def close(self) -> None:
         """Stop threads and release resources; idempotent."""

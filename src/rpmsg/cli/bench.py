@@ -19,6 +19,11 @@ ENGINES = {
     "uart": "rpmsg.port.bench",
     "spi": "rpmsg.port.spi_bench",
 }
+#: Smaller workloads for ``--quick`` where the engine has no ``quick`` parameter of its own.
+QUICK = {
+    "shm": {"rounds": 300, "count": 20_000},
+    "uart": {"messages": 500, "frames": 300, "pings": 50},
+}
 
 
 def register(sub: Any) -> None:
@@ -44,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {}
     if "quick" in inspect.signature(engine.run).parameters:
         kwargs["quick"] = args.quick
+    elif args.quick:
+        kwargs.update(QUICK.get(args.kind, {}))
     result = engine.run(**kwargs)
     print(json.dumps(result, indent=None if args.json else 2))
     return 0

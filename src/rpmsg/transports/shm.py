@@ -188,6 +188,11 @@ class ShmLink(Link):
     def alloc_tx(self, timeout: float | None) -> TxBuffer:
         return self.engine.alloc_tx(timeout)
 
+    can_poll = True
+
+    def poll(self) -> int:
+        return self.engine.poll()
+
     def stats(self) -> dict[str, int]:
         return self.engine.stats()
 

@@ -65,6 +65,9 @@ class RingEngine:
         self.lock = threading.Lock()
         self.tx_cond = threading.Condition(self.lock)
         self.rx_lock = threading.Lock()
+        #: Held by whichever thread scans the receive ring (the transport's worker, or a
+        #: receiver polling in Endpoint.recv), so messages are delivered once and in order.
+        self.scan_lock = threading.Lock()
         self.running = False
         self.generation = 0
         self.error: TransportBrokenError | None = None
@@ -322,8 +325,32 @@ class RingEngine:
                 self.tx_cond.notify_all()
         if not self.running:
             return 0
+        return self._scan(rearm)
+
+    def poll(self) -> int:
+        """Deliver what is waiting on the receive ring from the calling thread.
+
+        Returns 0 at once when nothing is pending or another thread is already scanning (it
+        delivers). Ends with the peer's notifications re-enabled, so a worker blocked on its
+        kick source is not left behind suppressed notifications.
+        """
+        if not self.running:
+            return 0
+        try:
+            if not self.rx_pending():
+                return 0
+        except ProtocolError as exc:  # the peer corrupted the ring index
+            self.fail(str(exc))
+            return 0
+        return self._scan(True)
+
+    def _scan(self, rearm: bool) -> int:
+        if not self.scan_lock.acquire(blocking=False):
+            return 0  # another thread is scanning; a worker that skips re-checks before sleeping
         try:
             return self._scan_rx(rearm)
         except ProtocolError as exc:
             self.fail(str(exc))
             return 0
+        finally:
+            self.scan_lock.release()
