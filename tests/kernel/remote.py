@@ -52,6 +52,13 @@ class TestRemote:
         if self.raw is None or self.raw.closed:
             self.raw = self.device.create_endpoint("rpmsg-raw", callback=self._echo)
 
+    def withdraw_raw(self) -> None:
+        """Close ``rpmsg-raw`` (while no front-end is connected: nothing is sent), so that
+        the next boot does not get it announced during its own start-up."""
+        if self.raw is not None:
+            self.raw.close()
+            self.raw = None
+
     def addresses(self) -> dict[str, int]:
         return {"echo_addr": self.echo.addr, "control_addr": self.control.addr,
                 "destroy_delay": DESTROY_DELAY, "go_away_delay": GO_AWAY_DELAY}

@@ -130,7 +130,7 @@ def test_asyncio_in_the_guest(run: Run) -> None:
     "NS DESTROY there and waits for devtmpfs: 'BUG: scheduling while atomic', then a killed "
     "guest process or a kdevtmpfs panic. Set RPMSG_UML_NS_DESTROY=1 to try anyway."))
 def test_remote_destroy_wakes_blocked_recv(remote: TestRemote) -> None:
-    remote.ensure_raw()
+    remote.withdraw_raw()
     run = boot_checks(remote, ["announce", "remote_destroy"])
     v = run.value("remote_destroy")
     assert v["error"] == "RemoteDisconnectedError", v
@@ -156,6 +156,7 @@ print(json.dumps(RESULTS))""")
 
 def test_same_backend_serves_a_second_boot(run: Run, remote: TestRemote) -> None:
     assert run.checks  # the first boot is over and its front-end went away
+    remote.withdraw_raw()
     params = dict(remote.addresses(), checks=["announce"])
     result = boot(RECONNECT_GUEST, devices=[(remote.path, VIRTIO_ID_RPMSG)],
                   timeout=BOOT_TIMEOUT, env={"RPMSG_TEST_PARAMS": json.dumps(params)}).check()
