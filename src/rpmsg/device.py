@@ -36,6 +36,9 @@ ServiceCallback = Callable[["Device", str, int], None]
 
 #: How long a name-service message may wait for a transmit buffer before it is counted lost.
 NS_SEND_TIMEOUT = 15.0
+#: How long closing (one endpoint, or a whole device) may wait for its NS DESTROY messages
+#: to get a buffer: a stuck peer must not make close() hang (counted as ns_send_failures).
+CLOSE_NS_TIMEOUT = 1.0
 
 
 class Device:
@@ -58,6 +61,7 @@ class Device:
         self.lock = threading.Lock()
         self._state = threading.Condition(self.lock)
         self._closed = False
+        self._close_deadline: Deadline | None = None
         self._broken: Exception | None = None
         self._service_handlers: list[tuple[str | None, ServiceCallback]] = []
         self.ns_send_failures = 0
@@ -146,7 +150,8 @@ class Device:
             self.core.destroy(rec)
             events = self.core.take_events()
         if not self._closed and self._broken is None:
-            self._run(events)
+            deadline = self._close_deadline or Deadline(CLOSE_NS_TIMEOUT)
+            self._run(events, deadline)
         try:
             self.link.close_endpoint(rec.addr)
         except Exception:
@@ -193,6 +198,7 @@ class Device:
         """Close every endpoint (sending NS DESTROY where due), then the link. Idempotent."""
         if self._closed:
             return
+        self._close_deadline = Deadline(CLOSE_NS_TIMEOUT)  # one budget for all endpoints
         for ept in self.endpoints:
             ept.close()
         with self.lock:
@@ -261,12 +267,13 @@ class Device:
 
     # Events -----------------------------------------------------------------------------
 
-    def _run(self, events: list[Event]) -> None:
+    def _run(self, events: list[Event], deadline: Deadline | None = None) -> None:
         """Carry out core events outside the lock: send NS messages, wake endpoints."""
         for ev in events:
             if isinstance(ev, Send):
                 try:
-                    self.link.send(ev.src, ev.dst, ev.payload, NS_SEND_TIMEOUT)
+                    timeout = NS_SEND_TIMEOUT if deadline is None else deadline.remaining()
+                    self.link.send(ev.src, ev.dst, ev.payload, timeout)
                 except RpmsgError as exc:
                     self.ns_send_failures += 1
                     log.warning("name-service message from %#x not sent: %s", ev.src, exc)

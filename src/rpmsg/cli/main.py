@@ -65,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    signal.signal(signal.SIGTERM, _terminate)
+    if argv is None:  # the real command: SIGTERM cleans up like Ctrl-C (library use: untouched)
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         code: int = args.func(args)
         return code
