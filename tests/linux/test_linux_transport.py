@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 import pytest
 from linux_fakes import FakeKernel
@@ -89,6 +90,10 @@ def test_remote_gone_takes_the_link_down(fake: FakeKernel,
         fake.remotes[0].send(b"wakes the reader")
         with pytest.raises(RemoteDisconnectedError):
             ept.recv(timeout=5)
+        # The reader thread reports link down right after it unbinds the endpoint.
+        deadline = time.monotonic() + 5
+        while dev.is_up and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert not dev.is_up
         monkeypatch.undo()
 
