@@ -322,7 +322,11 @@ class UartBackend:
                     deferred.extend(self.decoder.feed(data))
         except EndpointClosedError:
             pass
-        except Exception as exc:
+        except OSError as exc:  # pyserial's SerialException too: the line went away
+            if not self._stopping:
+                log.error("%s: UART line failed: %s", self.name, exc)
+                self._fail(exc)
+        except Exception as exc:  # a bug: keep the traceback, never die silently
             if not self._stopping:
                 log.exception("%s: UART receive failed", self.name)
                 self._fail(exc)
