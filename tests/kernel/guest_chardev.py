@@ -61,28 +61,24 @@ def raw_channel_index(timeout: float = 5.0) -> int:
 
 
 def announce_raw() -> list[str]:
-    """Have the remote announce ``rpmsg-raw`` and bind it to rpmsg_char from process context.
+    """Have the remote announce ``rpmsg-raw``; return the channel device(s) Linux made for it.
 
-    UML runs vring callbacks in hard-IRQ context, so an announcement that makes Linux probe
-    rpmsg_char there (creating /dev/rpmsgN waits for devtmpfs: "scheduling while atomic")
-    sometimes kills the guest. With bus autoprobe off the NS CREATE only registers the channel
-    device; this process then triggers the usual driver match by writing ``drivers_probe``.
+    Nothing is done by hand: the NS CREATE makes Linux add the channel, rpmsg_char probes it
+    and guest_devd creates its /dev/rpmsgN (raw_channel_index and Endpoint.open wait for it).
     """
-    with open("/sys/bus/rpmsg/drivers_autoprobe", "w", encoding="ascii") as f:
-        f.write("0")
     control(b"announce-raw")
-    deadline = time.monotonic() + 5
-    while True:
-        names = [c.device for c in list_channels() if c.name == "rpmsg-raw"]
-        if names:
-            break
-        if time.monotonic() > deadline:
-            raise TimeoutError("the rpmsg-raw announcement did not create a channel")
-        time.sleep(0.01)
-    with open("/sys/bus/rpmsg/drivers_probe", "w", encoding="ascii") as f:
-        f.write(names[0])
-    return names
+    raw_channel_index()
+    return [c.device for c in list_channels() if c.name == "rpmsg-raw"]
 
+
+def node_gone(path: str, timeout: float = 5.0) -> bool:
+    """Whether ``path`` is gone within ``timeout`` s (the node is removed after its uevent)."""
+    deadline = time.monotonic() + timeout
+    while os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def control(command: bytes) -> None:
@@ -155,8 +151,7 @@ def _ctrl_endpoints() -> dict[str, Any]:
             for ep in eps.values():
                 ep.close()
         ctrl.destroy_endpoint(name="ept-b", dst=ECHO)
-        time.sleep(0.05)
-        out["b_node_after_destroy"] = os.path.exists(f"/dev/rpmsg{created['ept-b']}")
+        out["b_node_after_destroy"] = not node_gone(f"/dev/rpmsg{created['ept-b']}")
         out["remaining"] = sorted(e.name for e in list_endpoints()
                                   if e.name.startswith("ept-"))
         with Endpoint.open(created["ept-c"]) as ep:
@@ -263,9 +258,8 @@ def _destroy() -> dict[str, Any]:
     n = raw_channel_index()
     with Endpoint.open(n) as ep:
         out = blocked_recv(ep, lambda: control(b"destroy-raw"), PARAMS["destroy_delay"])
-    time.sleep(0.1)
+    out["node_left"] = not node_gone(f"/dev/rpmsg{n}")
     out["channel_left"] = [c.name for c in list_channels() if c.name == "rpmsg-raw"]
-    out["node_left"] = os.path.exists(f"/dev/rpmsg{n}")
     return out
 
 
@@ -282,8 +276,7 @@ def _gone() -> dict[str, Any]:
             out["send_after"] = "sent"
         except RemoteDisconnectedError as exc:
             out["send_after"] = type(exc).__name__
-    time.sleep(0.2)
-    out["ctrl_left"] = os.path.exists("/dev/rpmsg_ctrl0")
+    out["ctrl_left"] = not node_gone("/dev/rpmsg_ctrl0")
     return out
 
 

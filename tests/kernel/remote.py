@@ -75,10 +75,7 @@ class TestRemote:
         if data == b"announce-raw":
             self.ensure_raw()
         elif data == b"destroy-raw" and self.raw is not None:
-            # NS DESTROY, delayed so that it reaches the guest while its threads sleep: UML
-            # runs the vring callback, and so Linux's channel removal, in hard-IRQ context,
-            # where it sleeps ("BUG: scheduling while atomic"); a guest process that is
-            # running at that moment is killed (see test_vhost_rpmsg.py).
+            # NS DESTROY, delayed so that the guest's reader is blocked in recv when it lands.
             threading.Timer(DESTROY_DELAY, self.raw.close).start()
         elif data == b"go-away":
             # Give the acknowledgement time to reach the guest, then vanish.

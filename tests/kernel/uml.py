@@ -62,6 +62,8 @@ VIRTIO_ID_RPMSG = 7
 _CONSOLE_TAIL_LINES = 40
 _KILL_GRACE_SECONDS = 5.0
 _GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: Guest program that keeps the guest's tmpfs ``/dev`` in step with the kernel's devices.
+_DEVD = Path(__file__).with_name("guest_devd.py")
 
 _kernel_lock = threading.Lock()
 _kernel: Path | None = None
@@ -165,9 +167,11 @@ def boot(
 ) -> UmlResult:
     """Boot UML, run the Python program *guest_script* in it as root, power off, report.
 
-    The guest init mounts ``proc``, ``sysfs`` and ``devtmpfs`` (on ``/dev``), then runs
-    *guest_script* with the host's ``sys.executable`` in a temporary directory (its working
-    directory, also ``HOME``) and records its output and exit status there.
+    The guest init mounts ``proc``, ``sysfs`` and a tmpfs on ``/dev``, starts
+    ``guest_devd.py`` (which creates device nodes from kernel uevents, since the kernel has no
+    devtmpfs; a node appears shortly after its device), then runs *guest_script* with the
+    host's ``sys.executable`` in a temporary directory (its working directory, also ``HOME``)
+    and records its output and exit status there.
 
     Args:
         guest_script: Python source of the program to run in the guest.
@@ -300,7 +304,9 @@ export PATH={q(_GUEST_PATH)}
 {exports}
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-grep -q '^[^ ]* /dev devtmpfs ' /proc/mounts || mount -t devtmpfs devtmpfs /dev
+# No devtmpfs (see scripts/uml-kernel): guest_devd.py creates the nodes from uevents.
+mount -t tmpfs -o mode=0755,nosuid dev /dev
+{q(sys.executable)} {q(str(_DEVD))} || echo "uml.py: guest_devd.py failed" >&2
 cd {q(str(workdir))}
 {q(sys.executable)} {q(str(guest_py))} </dev/null >stdout 2>stderr
 echo $? >exitcode.part

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
 import pytest
 from linux_fakes import FakeKernel
 
 from rpmsg.errors import NotAvailableError
+from rpmsg.linux.chardev import Endpoint
+from rpmsg.linux.ctrl import Ctrl
 from rpmsg.linux.sysfs import Sysfs, missing_node_error, parse_addr
 from rpmsg.wire.rpmsg import ADDR_ANY
 
@@ -86,6 +91,39 @@ def test_missing_node_with_sysfs_entry_blames_devtmpfs(fake: FakeKernel) -> None
     (fake.dev / "rpmsg1").unlink()
     err = missing_node_error(str(fake.dev / "rpmsg1"), fake.sysfs, "hint")
     assert "devtmpfs" in str(err)
+
+
+def test_node_made_after_the_device_is_waited_for(fake: FakeKernel) -> None:
+    """udev/mdev create /dev/rpmsgN shortly after the device registers: open waits for it."""
+    build(fake)
+    node = fake.dev / "rpmsg1"
+    node.unlink()
+    sysfs = Sysfs(fake.sys, fake.dev, node_wait=30)
+    timer = threading.Timer(0.05, node.touch)
+    timer.start()
+    try:
+        fd = Endpoint.open_fd(1, sysfs=sysfs)
+    finally:
+        timer.join()
+    os.close(fd)
+
+
+def test_node_of_an_unlisted_device_is_not_waited_for(fake: FakeKernel) -> None:
+    build(fake)
+    sysfs = Sysfs(fake.sys, fake.dev, node_wait=3600)  # a wait would hang the test
+    assert sysfs.wait_node(fake.dev / "rpmsg7") is False
+    with pytest.raises(NotAvailableError, match="no such endpoint device"):
+        Endpoint.open_fd(7, sysfs=sysfs)
+    with pytest.raises(NotAvailableError):
+        Ctrl.open(3, sysfs=sysfs)
+
+
+def test_node_that_never_appears_gives_the_devtmpfs_hint(fake: FakeKernel) -> None:
+    build(fake)
+    (fake.dev / "rpmsg1").unlink()
+    sysfs = Sysfs(fake.sys, fake.dev, node_wait=0.02)
+    with pytest.raises(NotAvailableError, match="udev"):
+        Endpoint.open_fd(1, sysfs=sysfs)
 
 
 def test_endpoint_vanishing_mid_scan_is_skipped(fake: FakeKernel) -> None:

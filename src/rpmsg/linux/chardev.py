@@ -35,7 +35,7 @@ from rpmsg.linux.ioctl import (
     RPMSG_GET_OUTGOING_FLOWCONTROL,
     RPMSG_SET_INCOMING_FLOWCONTROL,
 )
-from rpmsg.linux.sysfs import EndpointDevice, Sysfs, default_sysfs, missing_node_error
+from rpmsg.linux.sysfs import EndpointDevice, Sysfs, default_sysfs
 from rpmsg.transport import Deadline
 from rpmsg.wire.layout import Buffer
 from rpmsg.wire.rpmsg import DEFAULT_MTU
@@ -161,18 +161,14 @@ class Endpoint:
         """Open endpoint device ``n`` and return the raw descriptor (close it yourself).
 
         Blocking by default, as the kernel's own semantics: ``read`` waits for a message and
-        ``write`` waits up to 15 s for a buffer. Errors are mapped as for :meth:`open`.
+        ``write`` waits up to 15 s for a buffer. Errors are mapped as for :meth:`open`. A node
+        that sysfs lists but udev has not made yet is waited for briefly
+        (:meth:`~rpmsg.linux.sysfs.Sysfs.wait_node`).
         """
         sysfs = sysfs or default_sysfs()
         path, _index = endpoint_node(n, sysfs)
         flags = os.O_RDWR | os.O_CLOEXEC | (os.O_NONBLOCK if nonblocking else 0)
-        try:
-            return os.open(path, flags)
-        except FileNotFoundError:
-            raise missing_node_error(
-                path, sysfs, "no such endpoint device (see `rpmsg list`)") from None
-        except OSError as exc:
-            raise map_os_error(exc, "open", path) from exc
+        return sysfs.open_node(path, flags, "no such endpoint device (see `rpmsg list`)")
 
     @classmethod
     def from_streams(cls, source: int | HasFileno, sink: int | HasFileno, *,

@@ -30,7 +30,6 @@ from rpmsg.linux.sysfs import (
     EndpointDevice,
     Sysfs,
     default_sysfs,
-    missing_node_error,
 )
 from rpmsg.wire.linux import EndpointInfo
 from rpmsg.wire.rpmsg import ADDR_ANY
@@ -79,14 +78,9 @@ class Ctrl:
             else:
                 num = int(match.group(1))
                 path = index if "/" in index else sysfs.ctrl_node(num)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise missing_node_error(path, sysfs, "is the rpmsg_ctrl module loaded (Linux 5.18+; "
-                                     "before that, bind a channel to rpmsg_chrdev) and a "
-                                     "remote processor running?") from None
-        except OSError as exc:
-            raise map_os_error(exc, "open", path) from exc
+        fd = sysfs.open_node(path, os.O_RDWR | os.O_CLOEXEC,
+                             "is the rpmsg_ctrl module loaded (Linux 5.18+; before that, bind "
+                             "a channel to rpmsg_chrdev) and a remote processor running?")
         return cls(fd, num, path=path, sysfs=sysfs)
 
     def fileno(self) -> int:
@@ -106,7 +100,9 @@ class Ctrl:
         """Create endpoint device ``/dev/rpmsgN`` for (name, src, dst) and return N.
 
         ``src`` ANY lets the kernel pick the local address each time the device is opened;
-        ``dst`` ANY makes a receive-only endpoint. Several endpoints may share a name.
+        ``dst`` ANY makes a receive-only endpoint. Several endpoints may share a name. Where
+        udev/mdev makes the node, it may appear a moment after the ioctl: this waits up to
+        ``sysfs.node_wait`` seconds for it (:meth:`~rpmsg.linux.sysfs.Sysfs.wait_node`).
         """
         info = EndpointInfo(name, src, dst)
         before = self.sysfs.ctrl_children(self.index)
@@ -115,7 +111,7 @@ class Ctrl:
         while True:
             found = self._new_matching(before, info)
             if found is not None:
-                self._wait_node(found, deadline)
+                self.sysfs.wait_node(self.sysfs.endpoint_node(found))
                 return found
             if time.monotonic() >= deadline:
                 raise NotAvailableError(
@@ -134,11 +130,6 @@ class Ctrl:
             if self.sysfs.endpoint_attrs(index) == (info.name, info.src, info.dst):
                 return index
         return None
-
-    def _wait_node(self, index: int, deadline: float) -> None:
-        node = self.sysfs.endpoint_node(index)
-        while not os.path.exists(node) and time.monotonic() < deadline:
-            time.sleep(0.01)
 
     def endpoints(self) -> list[EndpointDevice]:
         """The endpoint devices this control device created."""

@@ -6,13 +6,15 @@ Layout (``shared/spec/linux-chardev.md`` §5.4): channels are bus devices under
 ``rpmsg_ctrlN`` and ``rpmsgM``, whose ``name``/``src``/``dst`` are printed in signed decimal
 (ANY is ``-1``). An endpoint device's ``device`` link points at its parent: a control device
 (created with ``RPMSG_CREATE_EPT_IOCTL``) or a channel (a channel's default endpoint). Every
-lookup tolerates devices vanishing mid-scan, and nothing here needs udev.
+lookup tolerates devices vanishing mid-scan, and nothing here needs udev; where udev (or mdev)
+makes the ``/dev`` nodes, :meth:`Sysfs.wait_node` gives it a moment (:data:`NODE_WAIT`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,14 @@ from rpmsg.wire.rpmsg import ADDR_ANY
 
 _EPT_RE = re.compile(r"rpmsg(\d+)")
 _CTRL_RE = re.compile(r"rpmsg_ctrl(\d+)")
+
+#: Default seconds to wait for the ``/dev`` node of a device that sysfs already lists. With
+#: devtmpfs the kernel creates the node before registering the device, so nothing waits; with
+#: udev or mdev the node follows the device's uevent shortly after (e.g. after
+#: ``RPMSG_CREATE_EPT_IOCTL`` returned, or a name-service announcement). A node whose device
+#: sysfs does not list fails at once. Change it here or per :class:`Sysfs` (``node_wait``).
+NODE_WAIT = 1.0
+_NODE_POLL = 0.005
 
 
 @dataclass(frozen=True)
@@ -143,9 +153,12 @@ class Sysfs:
     """Read-only view of the rpmsg part of sysfs and /dev, rooted anywhere (tests use a fake)."""
 
     def __init__(self, sys_root: str | os.PathLike[str] = "/sys",
-                 dev_root: str | os.PathLike[str] = "/dev") -> None:
+                 dev_root: str | os.PathLike[str] = "/dev", *,
+                 node_wait: float | None = None) -> None:
+        """``node_wait``: seconds :meth:`wait_node` waits (None: :data:`NODE_WAIT`)."""
         self.sys_root = Path(sys_root)
         self.dev_root = Path(dev_root)
+        self.node_wait = node_wait
         self.class_dir = self.sys_root / "class" / "rpmsg"
         self.bus_dir = self.sys_root / "bus" / "rpmsg" / "devices"
         self.drivers_dir = self.sys_root / "bus" / "rpmsg" / "drivers"
@@ -169,6 +182,36 @@ class Sysfs:
 
     def has_class_device(self, name: str) -> bool:
         return (self.class_dir / name).exists()
+
+    def wait_node(self, path: str | os.PathLike[str]) -> bool:
+        """Whether device node ``path`` exists, first waiting up to ``node_wait`` seconds
+        while sysfs lists its device (udev/mdev is then about to create the node)."""
+        node = Path(path)
+        if node.exists():
+            return True
+        wait = NODE_WAIT if self.node_wait is None else self.node_wait
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and self.has_class_device(node.name):
+            time.sleep(_NODE_POLL)
+            if node.exists():
+                return True
+        return node.exists()
+
+    def open_node(self, path: str, flags: int, hint: str) -> int:
+        """``os.open(path, flags)``, waiting for the node as :meth:`wait_node` does; a missing
+        node raises NotAvailableError (``hint``: see :func:`missing_node_error`), other
+        failures the mapped error of :func:`rpmsg.linux.errors.map_os_error`."""
+        from rpmsg.linux.errors import map_os_error
+
+        for attempt in range(2):
+            try:
+                return os.open(path, flags)
+            except FileNotFoundError:
+                if attempt or not self.wait_node(path):
+                    raise missing_node_error(path, self, hint) from None
+            except OSError as exc:
+                raise map_os_error(exc, "open", path) from exc
+        raise AssertionError("unreachable")
 
     # Endpoint devices -------------------------------------------------------------------
 
@@ -320,7 +363,7 @@ def missing_node_error(path: str, sysfs: Sysfs, hint: str) -> NotAvailableError:
     name = Path(path).name
     if sysfs.has_rpmsg_class() and sysfs.has_class_device(name):
         return NotAvailableError(f"no {path}, although sysfs has {sysfs.class_dir / name}: "
-                                 "is devtmpfs mounted on /dev?")
+                                 "is devtmpfs mounted on /dev (or udev/mdev running)?")
     if not sysfs.has_rpmsg_class():
         return NotAvailableError(f"no {path}: {hint} (there is no {sysfs.class_dir})")
     return NotAvailableError(f"no {path}: {hint}")

@@ -381,7 +381,7 @@ def open_linux(url: TransportURL) -> LinuxLink:
         return LinuxLink(ctrl=Ctrl.open(target, sysfs=sysfs), sysfs=sysfs)
     if _EPT_RE.fullmatch(path):
         node, _index = endpoint_node(path, sysfs)
-        if not os.path.exists(node):
+        if not sysfs.wait_node(node):
             raise missing_node_error(node, sysfs, "no such endpoint device (see `rpmsg list`)")
         return LinuxLink(device=path, sysfs=sysfs)
     raise InvalidURLError(
