@@ -212,9 +212,13 @@ class Device:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _check_open(self) -> None:
+    def check_not_broken(self) -> None:
+        """Raise TransportBrokenError if the transport failed for good."""
         if self._broken is not None:
             raise TransportBrokenError(str(self._broken)) from self._broken
+
+    def _check_open(self) -> None:
+        self.check_not_broken()
         if self._closed:
             raise EndpointClosedError("the device is closed")
 

@@ -22,7 +22,6 @@ from rpmsg.errors import (
     MessageTooLargeError,
     NotBoundError,
     RemoteDisconnectedError,
-    TransportBrokenError,
     WouldBlockError,
 )
 from rpmsg.transport import Deadline, Release, TxBuffer
@@ -214,9 +213,7 @@ class Endpoint:
     def _check_sendable(self, size: int) -> None:
         if self._closed:
             raise EndpointClosedError(f"endpoint {self.name!r} is closed")
-        broken = self.device.broken_error
-        if broken is not None:
-            raise TransportBrokenError(str(broken)) from broken
+        self.device.check_not_broken()
         mtu = self.device.link.mtu
         if size > mtu:
             raise MessageTooLargeError(size, mtu)
@@ -300,9 +297,7 @@ class Endpoint:
             return self._queue.popleft()
         if self._closed:
             raise EndpointClosedError(f"endpoint {self.name!r} is closed")
-        broken = self.device.broken_error
-        if broken is not None:
-            raise TransportBrokenError(str(broken)) from broken
+        self.device.check_not_broken()
         if self._disconnected is not None:
             raise RemoteDisconnectedError(self._disconnected)
         if self.device.closed:
@@ -324,9 +319,7 @@ class Endpoint:
     def _check_waitable_locked(self) -> None:
         if self._closed or self.device.closed:
             raise EndpointClosedError(f"endpoint {self.name!r} is closed")
-        broken = self.device.broken_error
-        if broken is not None:
-            raise TransportBrokenError(str(broken)) from broken
+        self.device.check_not_broken()
 
     def __iter__(self) -> Iterator[bytes]:
         """Yield received payloads until the endpoint is closed."""

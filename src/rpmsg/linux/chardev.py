@@ -207,6 +207,15 @@ class Endpoint:
 
     # Receiving --------------------------------------------------------------------------
 
+    def _wait_budget(self, timeout: float | None, deadline: Deadline) -> float | None:
+        """Seconds a receive may still wait for a message; raises when it may not wait."""
+        if timeout == 0:
+            raise WouldBlockError(f"{self.path}: no message queued")
+        remaining = deadline.remaining()
+        if remaining is not None and remaining <= 0:
+            raise deadline.timeout_error(f"recv on {self.path}")
+        return remaining
+
     def recv(self, max_size: int = DEFAULT_MTU, timeout: float | None = None) -> bytes | None:
         """The next message, or None at the end of a stream.
 
@@ -226,11 +235,7 @@ class Endpoint:
                     return None
                 if isinstance(data, bytes):
                     return data
-                if timeout == 0:
-                    raise WouldBlockError(f"{self.path}: no message queued")
-                remaining = deadline.remaining()
-                if remaining is not None and remaining <= 0:
-                    raise deadline.timeout_error(f"recv on {self.path}")
+                remaining = self._wait_budget(timeout, deadline)
                 revents = self._wait(self._rpoll, self._rfd, remaining)
                 if self.is_device and revents & _ERR and not revents & select.POLLIN:
                     raise RemoteDisconnectedError(
@@ -410,11 +415,7 @@ class Endpoint:
                     return None
                 if isinstance(data, bytes):
                     return data
-                if timeout == 0:
-                    raise WouldBlockError(f"{self.path}: no message queued")
-                remaining = deadline.remaining()
-                if remaining is not None and remaining <= 0:
-                    raise deadline.timeout_error(f"recv on {self.path}")
+                remaining = self._wait_budget(timeout, deadline)
                 await self._readable(loop, remaining)
         finally:
             self._async_busy = False
