@@ -53,12 +53,32 @@ class AlreadyOpenError(RpmsgError):
     """The device allows a single opener and is already open (Linux: EBUSY)."""
 
 
+class AccessDeniedError(RpmsgError, PermissionError):
+    """A file, socket or device belongs to someone else or is not accessible to us.
+
+    The message names the path and the fix (an option that accepts a foreign owner, or the
+    permission to grant).
+    """
+
+
+class InvalidArgumentError(RpmsgError, ValueError):
+    """An argument has a value the API does not accept (address, timeout, size, name...).
+
+    Raised before any resource (buffer, descriptor, lock) is taken, so a bad call never
+    leaves the link in a different state.
+    """
+
+
+class ArgumentTypeError(RpmsgError, TypeError):
+    """An argument has a type the API does not accept (e.g. a ``str`` payload)."""
+
+
+class InvalidURLError(InvalidArgumentError):
+    """A transport URL could not be understood (bad scheme, path or option)."""
+
+
 class NotAvailableError(RpmsgError):
     """The requested transport or device does not exist on this system."""
-
-
-class InvalidURLError(RpmsgError, ValueError):
-    """A transport URL could not be understood."""
 
 
 class NameTooLongError(RpmsgError, ValueError):
@@ -85,10 +105,13 @@ class TransportBrokenError(ProtocolError):
 
 
 __all__ = [
+    "AccessDeniedError",
     "AddressInUseError",
     "AlreadyOpenError",
+    "ArgumentTypeError",
     "DecodeError",
     "EndpointClosedError",
+    "InvalidArgumentError",
     "InvalidURLError",
     "MessageTooLargeError",
     "NameTooLongError",

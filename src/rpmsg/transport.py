@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 
 from rpmsg.core.policy import OPENAMP, Policy
 from rpmsg.errors import InvalidURLError, RpmsgTimeoutError
+from rpmsg.tap import Tap
 from rpmsg.wire.layout import Buffer
 
 Release = Callable[[], None]
@@ -93,6 +94,9 @@ class Link(abc.ABC):
     ns_enabled: bool = True
     #: Short human-readable description of the role, e.g. ``"driver"`` or ``"device"``.
     role: str = ""
+    #: Frame-level observer (``capture_level=frames``), set by the Device before
+    #: :meth:`start`; None (the default) costs the data path one attribute test.
+    tap: Tap | None = None
 
     @abc.abstractmethod
     def start(self, sink: LinkSink) -> None:

@@ -1,0 +1,70 @@
+"""Argument checks shared by every API entry point: timeouts, addresses, payloads.
+
+One rule each, applied before any resource (buffer, lock, descriptor) is taken, so a wrong
+argument is an :class:`~rpmsg.errors.InvalidArgumentError` or
+:class:`~rpmsg.errors.ArgumentTypeError` on every transport alike and never leaves a link
+with a buffer missing.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+from rpmsg.errors import ArgumentTypeError, InvalidArgumentError
+from rpmsg.wire.layout import Buffer
+
+#: Largest RPMsg address (the header fields are u32).
+ADDR_MAX = 0xFFFFFFFF
+
+
+def timeout(value: object, what: str = "timeout") -> float | None:
+    """A pyserial-style timeout: None (or ``inf``) waits forever, 0 polls, x > 0 waits x s.
+
+    NaN, negative values and non-numbers are refused. Huge finite values are fine: waits
+    are cut into slices the OS accepts (see :class:`rpmsg.transport.Deadline`).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ArgumentTypeError(f"{what} must be None or a number of seconds, "
+                                f"not {type(value).__name__}")
+    seconds = float(value)
+    if math.isnan(seconds) or seconds < 0:
+        raise InvalidArgumentError(f"{what} must be None or >= 0 seconds, not {value!r}")
+    return None if math.isinf(seconds) else seconds
+
+
+def address(value: object, what: str = "address") -> int:
+    """An RPMsg address: an int in 0..0xFFFFFFFF (``ADDR_ANY`` included)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgumentTypeError(f"{what} must be an int, not {type(value).__name__}")
+    if not 0 <= value <= ADDR_MAX:
+        raise InvalidArgumentError(f"{what} {value} is outside 0..{ADDR_MAX:#x}")
+    return value
+
+
+def payload(data: object) -> Buffer:
+    """A payload whose ``len()`` is its size in bytes: any C-contiguous buffer.
+
+    ``bytes`` and ``bytearray`` pass through unchanged (the hot path); any other buffer
+    becomes a memoryview cast to bytes, so ``memoryview(array('I', ...))`` measures 4 bytes
+    per item in every transport and MTU check.
+    """
+    if type(data) is bytes or type(data) is bytearray:
+        return data
+    if isinstance(data, str):
+        raise ArgumentTypeError("payload must be bytes-like, not str (encode it first)")
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise ArgumentTypeError(
+            f"payload must be a bytes-like object, not {type(data).__name__}") from None
+    if not view.c_contiguous:
+        raise InvalidArgumentError("payload must be a C-contiguous buffer")
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    return view
+
+
+__all__ = ["ADDR_MAX", "address", "payload", "timeout"]
