@@ -27,3 +27,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q -e ".[$EXTRAS]" >&2
     echo "$want" > "$stamp"
 fi
+# Wireshark's tshark decodes the captures in tests/capture (with our Lua dissector). The
+# wireshark-common question "should non-superusers capture packets?" is answered "no".
+if ! command -v tshark >/dev/null 2>&1; then
+    echo "==> installing tshark (Debian)" >&2
+    echo "wireshark-common wireshark-common/install-setuid boolean false" \
+        | as_root debconf-set-selections
+    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null 2>&1; then
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null
+    fi
+fi
