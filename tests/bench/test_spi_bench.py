@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from rpmsg.port import spi_bench
+from rpmsg.bench import spi
 
 
 def test_bench_reports_exchanges_and_goodput_as_json() -> None:
-    result = spi_bench.run(pings=20, stream=50)
+    result = spi.run(pings=20, stream=50)
     json.dumps(result)
     assert result["stream"]["received"] == 50
     assert result["ping_pong"]["exchanges_per_message"] >= 1

@@ -1,7 +1,7 @@
 """Benchmark of RPMsg over shared-memory virtio between two processes, with its own floor.
 
 :func:`run` starts the remote (virtio device) as a second Python process (``python -m
-rpmsg.virtio.bench --serve ...``), measures in the same run:
+rpmsg.bench.shm --serve ...``), measures in the same run:
 
 * ``floor``: a 1-byte ping-pong over the same kick mechanism (UNIX stream socket, one byte per
   kick, ``poll`` + ``read``), the cost of two process wakeups;
@@ -12,7 +12,7 @@ rpmsg.virtio.bench --serve ...``), measures in the same run:
   binding, ``send``/``send_many``, callback endpoints on the remote).
 
 and reports ratios to the floor. The result is a JSON-serialisable dict; timings are figures,
-never pass/fail. ``python -m rpmsg.virtio.bench --json`` prints it.
+never pass/fail. ``python -m rpmsg.bench.shm --json`` prints it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import struct
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from rpmsg.bench.report import context, percentiles, render
 from rpmsg.transport import Release, TransportURL
 from rpmsg.transports.shm import ShmLink, open_shm
 from rpmsg.virtio.kick import KickServer, PeerGone, SocketKick, connect
@@ -41,16 +41,6 @@ from rpmsg.wire.layout import Buffer
 CTRL, ECHO, SINK, HOST = 1, 2, 3, 1024
 SEQ = struct.Struct("<Q")
 _SIZES = (16, 496)
-
-
-def _percentiles(samples: list[float]) -> dict[str, float]:
-    s = sorted(samples)
-
-    def pick(q: float) -> float:
-        return s[min(len(s) - 1, int(q * len(s)))]
-
-    return {"p50_us": round(pick(0.5) * 1e6, 2), "p99_us": round(pick(0.99) * 1e6, 2),
-            "mean_us": round(statistics.fmean(s) * 1e6, 2), "count": len(s)}
 
 
 class _StreamCheck:
@@ -233,7 +223,7 @@ def _floor(server: KickServer, rounds: int, spin: float) -> dict[str, dict[str, 
                     break
                 os.sched_yield()
             samples.append(clock() - t0)
-        out[key] = _percentiles(samples[rounds // 10 :])
+        out[key] = percentiles(samples[rounds // 10 :])
     chan.close()
     return out
 
@@ -242,7 +232,7 @@ def _spawn(url: str, mode: str, floor_path: str, spin_us: float) -> subprocess.P
     env = dict(os.environ)
     src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.Popen([sys.executable, "-m", "rpmsg.virtio.bench", "--serve", url,
+    return subprocess.Popen([sys.executable, "-m", "rpmsg.bench.shm", "--serve", url,
                              "--mode", mode, "--floor", floor_path, "--spin", str(spin_us)],
                             env=env)
 
@@ -272,7 +262,7 @@ def _link_rtt(link: ShmLink, sink: _HostSink, size: int, rounds: int,
                 chan.wait(1.0)
         samples.append(clock() - t0)
         replies.clear()
-    return _percentiles(samples[rounds // 10 :])
+    return percentiles(samples[rounds // 10 :])
 
 
 def _link_stream(link: ShmLink, sink: _HostSink, size: int, count: int,
@@ -331,7 +321,7 @@ def _endpoint_phase(url: str, rounds: int, count: int, burst: int,
                 echo.send(payload)
                 echo.recv(timeout=10)
                 samples.append(clock() - t0)
-            out[f"rtt_{size}"] = _percentiles(samples[rounds // 10 :])
+            out[f"rtt_{size}"] = percentiles(samples[rounds // 10 :])
         for size in sizes:
             sink.send(str(count).encode())
             if sink.recv(timeout=10) != b"ok":
@@ -364,9 +354,8 @@ def run(*, rounds: int = 2000, count: int = 200_000, burst: int = 128, spin_us: 
     name = f"rpmsg-bench-{uuid.uuid4().hex[:10]}"
     url = f"shm:{name}?kick={kick}&spin={spin_us}&timeout=30"
     floor_path = f"/tmp/{name}.floor"
-    result: dict[str, Any] = {"url": url, "python": sys.version.split()[0],
-                              "cpus": os.cpu_count(), "rounds": rounds, "count": count,
-                              "burst": burst, "spin_us": spin_us}
+    result: dict[str, Any] = {"benchmark": "shm", **context(), "url": url, "rounds": rounds,
+                              "count": count, "burst": burst, "spin_us": spin_us}
     server = KickServer(floor_path)
     proc = _spawn(url, "link", floor_path, spin_us)
     try:
@@ -422,8 +411,8 @@ def _open_driver(url: str) -> ShmLink:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m rpmsg.virtio.bench [--json]``: run and print the figures."""
-    ap = argparse.ArgumentParser(prog="python -m rpmsg.virtio.bench", description=__doc__)
+    """``python -m rpmsg.bench.shm [--json]``: run and print the figures."""
+    ap = argparse.ArgumentParser(prog="python -m rpmsg.bench.shm", description=__doc__)
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument("--rounds", type=int, default=2000)
     ap.add_argument("--count", type=int, default=200_000)
@@ -440,22 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     res = run(rounds=args.rounds, count=args.count, burst=args.burst, spin_us=args.spin,
               kick=args.kick, endpoint=not args.no_endpoint)
-    if args.json:
-        print(json.dumps(res, indent=2))
-    else:
-        print(f"floor 1-byte ping-pong p50 {res['floor']['rtt_1']['p50_us']} us blocking, "
-              f"{res['floor']['rtt_1_spin']['p50_us']} us with the same spin")
-        for level in ("link", "endpoint"):
-            if level not in res:
-                continue
-            r = res[level]
-            for size in _SIZES:
-                print(f"{level:8} rtt {size:3} B: p50 {r[f'rtt_{size}']['p50_us']} us, "
-                      f"p99 {r[f'rtt_{size}']['p99_us']} us")
-            for size in _SIZES:
-                s = r[f"stream_{size}"]
-                print(f"{level:8} stream {size:3} B: {s['msgs_per_s']} msg/s, "
-                      f"{s['mb_per_s']} MB/s, complete_in_order={s['complete_in_order']}")
+    print(json.dumps(res) if args.json else render(res))
     return 0
 
 

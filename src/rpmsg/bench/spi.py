@@ -4,7 +4,7 @@ The master runs in this process, the slave in a child process (``--serve``). Mea
 ping-pong (one message in flight) and a one-way stream of full-size messages, each with the
 number of SPI exchanges per message and the goodput as a fraction of the raw bus capacity
 (``hz / 8`` bytes/s of the simulated clock); and, as the floor, the rate of bare exchanges of
-the simulated bus with no protocol on top. ``python -m rpmsg.port.spi_bench --json``.
+the simulated bus with no protocol on top. ``python -m rpmsg.bench.spi --json``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 import rpmsg
+from rpmsg.bench.report import context, render
 from rpmsg.endpoint import Endpoint
 from rpmsg.port.spisim import SimBus
 
@@ -106,7 +107,7 @@ def run(quick: bool = False, *, buflen: int = 512, hz: int = 10_000_000,
     workdir = tempfile.mkdtemp(prefix="spib-")
     url = f"spisim:{os.path.join(workdir, 'bus.sock')}?buflen={buflen}&hz={hz}"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    child = subprocess.Popen([sys.executable, "-m", "rpmsg.port.spi_bench", "--serve", url],
+    child = subprocess.Popen([sys.executable, "-m", "rpmsg.bench.spi", "--serve", url],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     dev = None
     try:
@@ -147,6 +148,7 @@ def run(quick: bool = False, *, buflen: int = 512, hz: int = 10_000_000,
         goodput = got_bytes / elapsed
         result: dict[str, Any] = {
             "benchmark": "spi",
+            **context(),
             "transport": "spisim (two processes)",
             "buflen": buflen,
             "mtu": mtu,
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         _serve(args.serve)
         return 0
     result = run(args.quick, buflen=args.buflen, hz=args.hz)
-    print(json.dumps(result, indent=None if args.json else 2))
+    print(json.dumps(result) if args.json else render(result))
     return 0
 
 

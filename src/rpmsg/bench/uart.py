@@ -1,6 +1,6 @@
 """Benchmark of the RPMsg Port UART path: framing throughput and goodput over a pty.
 
-``python -m rpmsg.port.bench [--json]`` measures, on one core: encoding and decoding MB/s of
+``python -m rpmsg.bench.uart [--json]`` measures, on one core: encoding and decoding MB/s of
 random port frames (payload sizes uniform up to the MTU, and a worst case where every byte
 needs escaping), then end-to-end goodput and round-trip latency between two ``uart:`` links
 over a pseudo-terminal in this process, next to the raw pty throughput (the floor of the
@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+from rpmsg.bench.report import context, render
 from rpmsg.port.core import FRAME_HEADER_SIZE, OVERHEAD_CURRENT
 from rpmsg.port.uart_framer import CURRENT, Frame, FrameDecoder, FrameEncoder
 from rpmsg.wire.port import PORT_HEADER
@@ -149,7 +150,7 @@ def run(messages: int = 3000, frames: int = 2000, pings: int = 300,
         pty: bool = True) -> dict[str, Any]:
     """All figures as one dict (the ``rpmsg bench uart`` entry point)."""
     out: dict[str, Any] = {
-        "buffer_len": BUFLEN, "mtu": MTU,
+        "benchmark": "uart", **context(), "buffer_len": BUFLEN, "mtu": MTU,
         "framing": [bench_framing(frames), bench_framing(frames, crc="arc"),
                     bench_framing(max(frames // 4, 1), worst=True)],
     }
@@ -161,7 +162,7 @@ def run(messages: int = 3000, frames: int = 2000, pings: int = 300,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m rpmsg.port.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m rpmsg.bench.uart", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--messages", type=int, default=3000, help="messages for goodput")
     parser.add_argument("--frames", type=int, default=2000, help="frames for framing")
@@ -169,10 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-pty", action="store_true", help="framing figures only")
     args = parser.parse_args(argv)
     result = run(args.messages, args.frames, args.pings, pty=not args.no_pty)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(json.dumps(result, indent=2))
+    print(json.dumps(result) if args.json else render(result))
 
 
 if __name__ == "__main__":

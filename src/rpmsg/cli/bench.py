@@ -1,7 +1,7 @@
-"""``rpmsg bench``: transport benchmarks printed as JSON, each with its floor measured alongside.
+"""``rpmsg bench``: transport benchmarks, each with its floor measured alongside.
 
-The engines live with their transports (``rpmsg.virtio.bench``, ``rpmsg.port.bench``,
-``rpmsg.port.spi_bench``); each offers ``run(...) -> dict``.
+A thin wrapper over :mod:`rpmsg.bench`: a human table by default, one JSON document with
+``--json``.
 """
 
 from __future__ import annotations
@@ -9,16 +9,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
-import json
+import sys
 from typing import Any
 
+from rpmsg.bench import KINDS
+from rpmsg.bench.report import dumps, render
 from rpmsg.errors import NotAvailableError
 
-ENGINES = {
-    "shm": "rpmsg.virtio.bench",
-    "uart": "rpmsg.port.bench",
-    "spi": "rpmsg.port.spi_bench",
-}
 #: Smaller workloads for ``--quick`` where the engine has no ``quick`` parameter of its own.
 QUICK = {
     "shm": {"rounds": 300, "count": 20_000},
@@ -28,22 +25,22 @@ QUICK = {
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "bench", help="benchmarks (JSON) against the floor of each mechanism",
+        "bench", help="benchmarks against the floor of each mechanism (table or JSON)",
         description="Run a transport benchmark: shm = two processes over shared memory "
         "(round-trip latency p50/p99, one-way streaming msgs/s and MB/s for 16 and 496 bytes, "
         "and the 1-byte kick ping-pong floor); uart = framing MB/s and goodput over a pty; "
         "spi = exchanges per message and goodput over the simulated bus.")
-    p.add_argument("kind", nargs="?", choices=sorted(ENGINES), default="shm",
+    p.add_argument("kind", nargs="?", choices=sorted(KINDS), default="shm",
                    help="which benchmark (default shm)")
     p.add_argument("--quick", action="store_true", help="shorter run, noisier figures")
     p.add_argument("--json", action="store_true",
-                   help="print only the JSON document (the default prints it indented too)")
+                   help="print one JSON document instead of the table")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        engine = importlib.import_module(ENGINES[args.kind])
+        engine = importlib.import_module(KINDS[args.kind])
     except ImportError as exc:
         raise NotAvailableError(f"benchmark {args.kind!r} is not available: {exc}") from None
     kwargs: dict[str, Any] = {}
@@ -51,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         kwargs["quick"] = args.quick
     elif args.quick:
         kwargs.update(QUICK.get(args.kind, {}))
+    print(f"rpmsg bench {args.kind}: running (this takes a while)...", file=sys.stderr)
     result = engine.run(**kwargs)
-    print(json.dumps(result, indent=None if args.json else 2))
+    print(dumps(result) if args.json else render(result))
     return 0

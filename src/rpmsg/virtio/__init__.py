@@ -2,5 +2,5 @@
 
 ``vring`` holds the split virtqueue (driver and device side), ``memory`` the address
 translation, ``device``/``driver`` the RPMsg-over-virtio engines, ``kick`` the notification
-channels, ``layout`` the OpenAMP Linux-machine preset and ``bench`` the benchmark.
+channels and ``layout`` the OpenAMP Linux-machine preset.
 """
