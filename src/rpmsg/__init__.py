@@ -20,10 +20,13 @@ from rpmsg.core.policy import LINUX, NUTTX, OPENAMP, Policy
 from rpmsg.device import Device
 from rpmsg.endpoint import AsyncEndpoint, Endpoint, Message, RxBuffer
 from rpmsg.errors import (
+    AccessDeniedError,
     AddressInUseError,
     AlreadyOpenError,
+    ArgumentTypeError,
     DecodeError,
     EndpointClosedError,
+    InvalidArgumentError,
     InvalidURLError,
     MessageTooLargeError,
     NameTooLongError,
@@ -37,7 +40,10 @@ from rpmsg.errors import (
     TransportBrokenError,
     WouldBlockError,
 )
-from rpmsg.transport import Link, TransportURL, make_link, register_transport, transports
+from rpmsg.registry import CaptureOptions, Transport, list_transports, prepare, register_transport
+from rpmsg.tap import Tap
+from rpmsg.transport import Link
+from rpmsg.url import TransportURL
 from rpmsg.wire.rpmsg import ADDR_ANY, NS_ADDR, RESERVED_ADDRESSES
 
 __version__ = "0.1.0"
@@ -48,21 +54,46 @@ def open(url: str, *, policy: Policy | str | None = None, side: str = "host",
     """Open a transport by URL and return the :class:`Device` on it.
 
     ``url`` is ``scheme:path?key=value&...`` (``loop:``, ``shm:``, ``vhost-user:``,
-    ``linux:``, ``uart:``, ``spi:``, ``spisim:``); keyword ``options`` override the query.
-    ``policy`` (``"linux"``, ``"openamp"``, ``"nuttx"`` or a :class:`Policy`) overrides the
-    transport's default peer behaviour; it may also be given as ``?policy=`` in the URL.
+    ``linux:``, ``uart:``, ``spi:``, ``spisim:``; ``rpmsg transports`` lists them); keyword
+    ``options`` override the query. Every option is checked before any connection is tried.
+    Options every scheme takes: ``policy`` (``"linux"``, ``"openamp"``, ``"nuttx"`` or a
+    :class:`Policy`; overrides the transport's default peer behaviour), ``timeout`` (seconds
+    the open may wait for the peer, default 30; None waits forever), ``capture`` (a pcapng
+    file recording the traffic; also ``RPMSG_CAPTURE``), ``capture_level``, ``capture_max``.
     ``side`` says which end to be where the transport has two kinds: ``"host"`` (virtio
     driver, as Linux) or ``"remote"`` (virtio device, as co-processor firmware).
     """
-    parsed = TransportURL.parse(url, options, side=side)
-    url_policy = parsed.take("policy")
-    link = make_link(parsed)
+    if policy is not None:
+        options = {**options, "policy": policy}
+    prepared = prepare(url, options, side=side)
+    tap = _open_capture(prepared.capture, url)
     try:
-        parsed.finish()
-        return Device(link, policy=policy if policy is not None else url_policy)
+        link = prepared.open_link()
+    except BaseException:
+        if tap is not None:
+            tap.close()
+        raise
+    try:
+        if tap is not None and prepared.capture is not None \
+                and prepared.capture.level == "frames":
+            link.tap = tap
+        return Device(link, policy=prepared.policy, tap=tap)
     except BaseException:
         link.close()
+        if tap is not None:
+            tap.close()
         raise
+
+
+def _open_capture(options: CaptureOptions | None, url: str) -> Tap | None:
+    if options is None:
+        return None
+    # Only programs that capture pay for the import.
+    from rpmsg.capture import open_capture  # type: ignore[import-not-found,unused-ignore]
+
+    tap: Tap = open_capture(options.path, link_name=url, level=options.level,
+                        max_bytes=options.max_bytes)
+    return tap
 
 
 __all__ = [
@@ -72,13 +103,16 @@ __all__ = [
     "NUTTX",
     "OPENAMP",
     "RESERVED_ADDRESSES",
+    "AccessDeniedError",
     "AddressInUseError",
     "AlreadyOpenError",
+    "ArgumentTypeError",
     "AsyncEndpoint",
     "DecodeError",
     "Device",
     "Endpoint",
     "EndpointClosedError",
+    "InvalidArgumentError",
     "InvalidURLError",
     "Link",
     "Message",
@@ -93,10 +127,12 @@ __all__ = [
     "RpmsgError",
     "RpmsgTimeoutError",
     "RxBuffer",
+    "Tap",
+    "Transport",
     "TransportBrokenError",
     "TransportURL",
     "WouldBlockError",
+    "list_transports",
     "open",
     "register_transport",
-    "transports",
 ]

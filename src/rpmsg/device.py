@@ -26,6 +26,7 @@ from rpmsg.core.core import (
 from rpmsg.core.policy import Policy, get_policy
 from rpmsg.endpoint import Endpoint, MessageCallback, StateCallback
 from rpmsg.errors import EndpointClosedError, RpmsgError, TransportBrokenError
+from rpmsg.tap import Tap
 from rpmsg.transport import Deadline, Link, Release
 from rpmsg.wire.layout import Buffer
 from rpmsg.wire.rpmsg import ADDR_ANY
@@ -53,8 +54,10 @@ class Device:
     DEFAULT_RX_SPIN = 50e-6
 
     def __init__(self, link: Link, *, policy: Policy | str | None = None,
-                 rx_spin: float = DEFAULT_RX_SPIN) -> None:
+                 rx_spin: float = DEFAULT_RX_SPIN, tap: Tap | None = None) -> None:
         self.link = link
+        #: Observer of this Device's traffic (capture, tracing); None costs one test.
+        self.tap = tap
         self.rx_spin = rx_spin if link.can_poll else 0.0
         self.policy = get_policy(policy) if policy is not None else link.default_policy
         self.core = RpmsgCore(self.policy, ns_enabled=link.ns_enabled)
@@ -205,6 +208,9 @@ class Device:
             self._closed = True
             self._state.notify_all()
         self.link.close()
+        if self.tap is not None:
+            self.tap.event("close")
+            self.tap.close()
 
     def __enter__(self) -> Device:
         return self
@@ -230,6 +236,8 @@ class Device:
     # LinkSink ---------------------------------------------------------------------------
 
     def link_up(self) -> None:
+        if self.tap is not None:
+            self.tap.event("link-up")
         with self.lock:
             self.core.set_link_up()
             events = self.core.take_events()
@@ -237,6 +245,8 @@ class Device:
         self._run(events)
 
     def link_down(self, reason: str) -> None:
+        if self.tap is not None:
+            self.tap.event("link-down", reason)
         with self.lock:
             self.core.set_link_down(reason)
             events = self.core.take_events()
@@ -244,6 +254,8 @@ class Device:
         self._run(events)
 
     def deliver(self, src: int, dst: int, payload: Buffer, release: Release | None = None) -> None:
+        if self.tap is not None:
+            self.tap.message("rx", src, dst, payload)
         with self.lock:
             rec = self.core.receive(src, dst, payload)
             events = self.core.take_events() if self.core.events else None
@@ -260,6 +272,8 @@ class Device:
 
     def broken(self, error: Exception) -> None:
         log.error("transport broken: %s", error)
+        if self.tap is not None:
+            self.tap.event("broken", str(error))
         with self.lock:
             if self._broken is None:
                 self._broken = error
@@ -278,6 +292,8 @@ class Device:
                 try:
                     timeout = NS_SEND_TIMEOUT if deadline is None else deadline.remaining()
                     self.link.send(ev.src, ev.dst, ev.payload, timeout)
+                    if self.tap is not None:
+                        self.tap.message("tx", ev.src, ev.dst, ev.payload)
                 except RpmsgError as exc:
                     self.ns_send_failures += 1
                     log.warning("name-service message from %#x not sent: %s", ev.src, exc)

@@ -1,23 +1,21 @@
-"""The narrow interface between a transport and the RPMsg runtime, URLs and the registry.
+"""The narrow interface between a transport and the RPMsg runtime.
 
 A transport is a :class:`Link`: it moves whole RPMsg messages (src, dst, payload) and reports
-link state to a :class:`LinkSink` (the :class:`~rpmsg.device.Device`). Transports are chosen by
-a URL-like string, ``scheme:path?key=value&...``, as pyserial and python-can do; each scheme is
-registered here, built-in ones lazily so that importing ``rpmsg`` stays cheap.
+link state to a :class:`LinkSink` (the :class:`~rpmsg.device.Device`). :class:`Deadline` is the
+one rule for pyserial-style timeouts every wait uses. URLs are parsed in :mod:`rpmsg.url` and
+schemes found in :mod:`rpmsg.registry`.
 """
 
 from __future__ import annotations
 
 import abc
-import importlib
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
-from urllib.parse import parse_qsl
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
+from rpmsg import checks
 from rpmsg.core.policy import OPENAMP, Policy
-from rpmsg.errors import InvalidURLError, RpmsgTimeoutError
+from rpmsg.errors import RpmsgTimeoutError
 from rpmsg.tap import Tap
 from rpmsg.wire.layout import Buffer
 
@@ -179,202 +177,33 @@ class Link(abc.ABC):
         return {"role": self.role, "mtu": self.mtu}
 
 
+#: Longest single sleep a Deadline hands out: a huge finite timeout is waited in slices the
+#: OS accepts (``Condition.wait`` overflows past ``threading.TIMEOUT_MAX``).
+MAX_WAIT_SLICE = 86400.0
+
+
 class Deadline:
-    """Turns a pyserial-style timeout (None, 0, seconds) into remaining time for each wait."""
+    """Turns a pyserial-style timeout (None, 0, seconds) into remaining time for each wait.
+
+    The timeout is checked by :func:`rpmsg.checks.timeout`: NaN, negative and non-numbers raise
+    :class:`~rpmsg.errors.InvalidArgumentError`, ``inf`` means no limit like None. Callers loop
+    ``wait(remaining())`` until :meth:`expired`, so the slice cap is invisible to them.
+    """
 
     __slots__ = ("deadline", "timeout")
 
     def __init__(self, timeout: float | None) -> None:
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be None or >= 0, not {timeout}")
-        self.timeout = timeout
-        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.timeout = checks.timeout(timeout)
+        self.deadline = None if self.timeout is None else time.monotonic() + self.timeout
 
     def remaining(self) -> float | None:
-        """Seconds left (never negative), or None for no limit."""
+        """Seconds left (never negative, at most a day per wait), or None for no limit."""
         if self.deadline is None:
             return None
-        return max(0.0, self.deadline - time.monotonic())
+        return min(MAX_WAIT_SLICE, max(0.0, self.deadline - time.monotonic()))
 
     def expired(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
     def timeout_error(self, what: str) -> RpmsgTimeoutError:
         return RpmsgTimeoutError(f"{what}: no result within {self.timeout} s")
-
-
-# URLs --------------------------------------------------------------------------------------
-
-T = TypeVar("T")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-@dataclass
-class TransportURL:
-    """A parsed transport string: ``scheme:path?key=value&key=value``.
-
-    The query starts at the last ``?`` so that paths such as pyserial's ``socket://h:p``
-    survive. Keyword arguments given to :func:`open` are merged over the query parameters.
-    Each transport reads its options through the typed getters, then calls :meth:`finish`,
-    which rejects any option nobody used (so a typo is an error, not a silent default).
-    """
-
-    text: str
-    scheme: str
-    path: str
-    params: dict[str, Any] = field(default_factory=dict)
-    #: Which end the caller wants to be when the URL leaves it open: ``host`` (virtio
-    #: driver, the Linux side) or ``remote`` (virtio device, the co-processor side).
-    #: Symmetric transports ignore it; an explicit ``role=`` option wins.
-    side: str = "host"
-    _used: set[str] = field(default_factory=set)
-
-    @classmethod
-    def parse(cls, text: str, overrides: Mapping[str, Any] | None = None,
-              side: str = "host") -> TransportURL:
-        scheme, sep, rest = text.partition(":")
-        if not sep or not scheme or not scheme.replace("-", "").replace("_", "").isalnum():
-            raise InvalidURLError(
-                f"transport {text!r} is not of the form SCHEME:PATH (e.g. 'loop:', "
-                "'shm:/name', 'uart:/dev/ttyUSB0?baudrate=921600')")
-        path, qsep, query = rest.rpartition("?") if "?" in rest else (rest, "", "")
-        params: dict[str, Any] = {}
-        if qsep:
-            for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
-                params[key.replace("-", "_")] = value
-        for key, value in (overrides or {}).items():
-            if value is not None:
-                params[key] = value
-        if side not in ("host", "remote"):
-            raise ValueError(f"side must be 'host' or 'remote', not {side!r}")
-        return cls(text=text, scheme=scheme.lower(), path=path, params=params, side=side)
-
-    def has(self, key: str) -> bool:
-        return key in self.params
-
-    def get_str(self, key: str, default: str) -> str:
-        self._used.add(key)
-        value = self.params.get(key, default)
-        return str(value)
-
-    def get_int(self, key: str, default: int, *, minimum: int | None = None,
-                maximum: int | None = None) -> int:
-        self._used.add(key)
-        raw = self.params.get(key, default)
-        try:
-            value = int(raw, 0) if isinstance(raw, str) else int(raw)
-        except ValueError:
-            raise InvalidURLError(f"{self.scheme}: option {key}={raw!r} is not an integer") \
-                from None
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise InvalidURLError(
-                f"{self.scheme}: option {key}={value} outside {minimum}..{maximum}")
-        return value
-
-    def get_float(self, key: str, default: float, *, minimum: float = 0.0) -> float:
-        self._used.add(key)
-        raw = self.params.get(key, default)
-        try:
-            value = float(raw)
-        except ValueError:
-            raise InvalidURLError(f"{self.scheme}: option {key}={raw!r} is not a number") \
-                from None
-        if value < minimum:
-            raise InvalidURLError(f"{self.scheme}: option {key}={value} is below {minimum}")
-        return value
-
-    def get_bool(self, key: str, default: bool) -> bool:
-        self._used.add(key)
-        raw = self.params.get(key, default)
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        raise InvalidURLError(f"{self.scheme}: option {key}={raw!r} is not a boolean")
-
-    def get_choice(self, key: str, default: T, choices: Mapping[str, T]) -> T:
-        self._used.add(key)
-        raw = self.params.get(key)
-        if raw is None:
-            return default
-        try:
-            return choices[str(raw).lower()]
-        except KeyError:
-            raise InvalidURLError(
-                f"{self.scheme}: option {key}={raw!r}; choose one of {', '.join(choices)}"
-            ) from None
-
-    def take(self, key: str) -> Any:
-        """Mark an option as used and return its raw value (None if absent)."""
-        self._used.add(key)
-        return self.params.get(key)
-
-    def finish(self) -> None:
-        """Reject options that no getter asked for."""
-        unknown = sorted(set(self.params) - self._used)
-        if unknown:
-            raise InvalidURLError(
-                f"{self.scheme}: unknown option(s) {', '.join(unknown)} in {self.text!r}")
-
-
-# Registry ----------------------------------------------------------------------------------
-
-LinkFactory = Callable[[TransportURL], Link]
-
-
-@dataclass(frozen=True)
-class TransportInfo:
-    scheme: str
-    summary: str
-    module: str
-
-
-_FACTORIES: dict[str, LinkFactory] = {}
-_BUILTIN: dict[str, TransportInfo] = {}
-
-
-def register_transport(scheme: str, factory: LinkFactory) -> None:
-    """Make ``scheme:`` URLs open links made by ``factory(url)``."""
-    _FACTORIES[scheme.lower()] = factory
-
-
-def register_builtin(scheme: str, module: str, summary: str) -> None:
-    """Declare a scheme whose module registers its factory when first imported."""
-    _BUILTIN[scheme] = TransportInfo(scheme, summary, module)
-
-
-def transports() -> list[TransportInfo]:
-    """The known schemes with a one-line summary each."""
-    return sorted(_BUILTIN.values(), key=lambda t: t.scheme)
-
-
-def make_link(url: TransportURL) -> Link:
-    """Build the link for a parsed URL (imports the scheme's module on first use)."""
-    factory = _FACTORIES.get(url.scheme)
-    if factory is None and url.scheme in _BUILTIN:
-        importlib.import_module(_BUILTIN[url.scheme].module)
-        factory = _FACTORIES.get(url.scheme)
-    if factory is None:
-        known = ", ".join(sorted(set(_BUILTIN) | set(_FACTORIES)))
-        raise InvalidURLError(f"unknown transport {url.scheme!r} in {url.text!r}; known: {known}")
-    return factory(url)
-
-
-register_builtin("loop", "rpmsg.transports.loop",
-                 "in-process loopback: two cores back to back (loop:NAME, two opens pair up)")
-register_builtin("shm", "rpmsg.transports.shm",
-                 "virtio rings in shared memory between two processes (OpenAMP-compatible)")
-register_builtin("vhost-user", "rpmsg.transports.vhost_user",
-                 "virtio-rpmsg device served over a vhost-user socket (e.g. to a UML/QEMU guest)")
-register_builtin("linux", "rpmsg.transports.linux",
-                 "Linux /dev/rpmsgN character devices (the kernel is the RPMsg core)")
-register_builtin("uart", "rpmsg.transports.uart",
-                 "NuttX RPMsg Port over a serial line (pyserial device path or URL)")
-register_builtin("spi", "rpmsg.transports.spi",
-                 "NuttX RPMsg Port over SPI with MREQ/SREQ GPIO lines (spidev, gpiod)")
-register_builtin("spisim", "rpmsg.transports.spi",
-                 "NuttX RPMsg Port over a simulated SPI bus between two processes")

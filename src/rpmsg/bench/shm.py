@@ -32,8 +32,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from rpmsg.bench.report import context, percentiles, render
-from rpmsg.transport import Release, TransportURL
-from rpmsg.transports.shm import ShmLink, open_shm
+from rpmsg.registry import Opening, open_link
+from rpmsg.transport import Link, Release
+from rpmsg.transports.shm import ShmLink
 from rpmsg.virtio.kick import KickServer, PeerGone, SocketKick, connect
 from rpmsg.wire.layout import Buffer
 
@@ -84,7 +85,7 @@ def _payloads(count: int, size: int) -> Iterator[bytes]:
 class _RemoteSink:
     """The device side of the link benchmark: echo on ECHO, check a stream on SINK."""
 
-    def __init__(self, link: ShmLink) -> None:
+    def __init__(self, link: Link) -> None:
         self.link = link
         self.check = _StreamCheck()
         self.up = threading.Event()
@@ -116,7 +117,7 @@ class _RemoteSink:
 
 def serve(url: str, mode: str, floor_path: str, spin: float = 0.0) -> None:
     """Remote process: answer the floor ping-pong, then serve ``link`` or ``endpoint`` mode."""
-    chan = connect(floor_path, "socket", 30.0)
+    chan = connect(floor_path, "socket", Opening(floor_path, 30.0))
     clock = time.perf_counter
     try:
         while chan.wait(30.0):  # the parent closes the socket when the ping-pong is over
@@ -132,8 +133,7 @@ def serve(url: str, mode: str, floor_path: str, spin: float = 0.0) -> None:
         pass
     chan.close()
     if mode == "link":
-        parsed = TransportURL.parse(url, side="remote")
-        link = open_shm(parsed)
+        link = open_link(url, side="remote")
         sink = _RemoteSink(link)
         link.start(sink)
         sink.gone.wait()
@@ -404,9 +404,8 @@ def run(*, rounds: int = 2000, count: int = 200_000, burst: int = 128, spin_us: 
 
 
 def _open_driver(url: str) -> ShmLink:
-    parsed = TransportURL.parse(url, side="host")
-    link = open_shm(parsed)
-    parsed.finish()
+    link = open_link(url, side="host")
+    assert isinstance(link, ShmLink)
     return link
 
 

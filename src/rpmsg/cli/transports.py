@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from rpmsg.transport import transports
+from rpmsg.registry import list_transports
 
 
 def register(sub: Any) -> None:
@@ -17,7 +17,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    infos = transports()
+    infos = list_transports()
     if args.json:
         print(json.dumps([{"scheme": t.scheme, "summary": t.summary} for t in infos], indent=2))
     else:

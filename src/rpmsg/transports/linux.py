@@ -47,7 +47,9 @@ from rpmsg.linux.chardev import Endpoint as ChardevEndpoint
 from rpmsg.linux.chardev import endpoint_node
 from rpmsg.linux.ctrl import Ctrl
 from rpmsg.linux.sysfs import Sysfs, default_sysfs, missing_node_error
-from rpmsg.transport import Link, LinkSink, TransportURL, register_transport
+from rpmsg.registry import Connect, Opening, Transport
+from rpmsg.transport import Link, LinkSink
+from rpmsg.url import TransportURL
 from rpmsg.wire.layout import Buffer
 from rpmsg.wire.rpmsg import ADDR_ANY, DEFAULT_MTU, RESERVED_ADDRESSES
 
@@ -361,13 +363,11 @@ class LinuxLink(Link):
             self._sink.link_down(reason)
 
 
-def open_linux(url: TransportURL) -> LinuxLink:
-    """Factory for ``linux:``, ``linux:rpmsg_ctrlN`` and ``linux:/dev/rpmsgN``."""
+def configure(url: TransportURL) -> Connect:
+    """Check ``linux:``, ``linux:rpmsg_ctrlN`` and ``linux:/dev/rpmsgN``; open on connect."""
     sys_root = url.get_str("sysfs", "/sys")
     dev_root = url.get_str("dev", "/dev")
     ctrl_opt = url.take("ctrl")
-    sysfs = (default_sysfs() if (sys_root, dev_root) == ("/sys", "/dev")
-             else Sysfs(sys_root, dev_root))
     path = url.path.strip()
     if ctrl_opt is not None and path:
         raise InvalidURLError(f"linux: give a path or ?ctrl=, not both, in {url.text!r}")
@@ -376,17 +376,24 @@ def open_linux(url: TransportURL) -> LinuxLink:
     if path in ("", "/dev/rpmsg_ctrl"):
         path = "rpmsg_ctrl0"
     ctrl_match = _CTRL_RE.fullmatch(path)
-    if ctrl_match is not None:
-        target = path if path.startswith("/") else int(ctrl_match.group(1))
-        return LinuxLink(ctrl=Ctrl.open(target, sysfs=sysfs), sysfs=sysfs)
-    if _EPT_RE.fullmatch(path):
+    if ctrl_match is None and not _EPT_RE.fullmatch(path):
+        raise InvalidURLError(
+            f"linux: {path!r} is neither a control device (rpmsg_ctrlN) nor an endpoint "
+            "device (/dev/rpmsgN)")
+
+    def connect(opening: Opening) -> LinuxLink:
+        sysfs = (default_sysfs() if (sys_root, dev_root) == ("/sys", "/dev")
+                 else Sysfs(sys_root, dev_root))
+        if ctrl_match is not None:
+            target = path if path.startswith("/") else int(ctrl_match.group(1))
+            return LinuxLink(ctrl=Ctrl.open(target, sysfs=sysfs), sysfs=sysfs)
         node, _index = endpoint_node(path, sysfs)
         if not sysfs.wait_node(node):
             raise missing_node_error(node, sysfs, "no such endpoint device (see `rpmsg list`)")
         return LinuxLink(device=path, sysfs=sysfs)
-    raise InvalidURLError(
-        f"linux: {path!r} is neither a control device (rpmsg_ctrlN) nor an endpoint device "
-        "(/dev/rpmsgN)")
+
+    return connect
 
 
-register_transport("linux", open_linux)
+TRANSPORT = Transport(
+    "linux", "Linux /dev/rpmsgN character devices (the kernel is the RPMsg core)", configure)

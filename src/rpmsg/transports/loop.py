@@ -21,7 +21,9 @@ from rpmsg.errors import (
     NoBufferError,
     RemoteDisconnectedError,
 )
-from rpmsg.transport import Deadline, Link, LinkSink, TransportURL, register_transport
+from rpmsg.registry import Connect, Opening, Transport
+from rpmsg.transport import Deadline, Link, LinkSink
+from rpmsg.url import TransportURL
 from rpmsg.wire.layout import Buffer
 from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE
 
@@ -176,12 +178,22 @@ def pair(name: str | None = None, *, buffers: int = 256,
     return a, b
 
 
-def open_loop(url: TransportURL) -> LoopLink:
-    """Factory for ``loop:NAME?buffers=N&buffer_size=N``."""
+def configure(url: TransportURL) -> Connect:
+    """``loop:NAME?buffers=N&buffer_size=N``: options checked here, the loop joined on connect."""
     name = url.path.strip("/") or "default"
     buffers = url.get_int("buffers", 256, minimum=1, maximum=65536)
     buffer_size = url.get_int("buffer_size", DEFAULT_BUFFER_SIZE, minimum=HEADER_SIZE + 1,
                               maximum=65535 + HEADER_SIZE)
+    # A second end must match the first in what it states explicitly.
+    stated = (url.has("buffers"), url.has("buffer_size"))
+
+    def connect(opening: Opening) -> LoopLink:
+        return _join(name, buffers, buffer_size, stated)
+
+    return connect
+
+
+def _join(name: str, buffers: int, buffer_size: int, stated: tuple[bool, bool]) -> LoopLink:
     with _LOOPS_LOCK:
         loop = _LOOPS.get(name)
         if loop is None:
@@ -191,8 +203,8 @@ def open_loop(url: TransportURL) -> LoopLink:
                 raise AlreadyOpenError(f"both ends of loop:{name} are already open")
             side = loop.ends.index(None)
             if loop.ends[1 - side] is not None and (
-                    (url.has("buffers") and buffers != loop.buffers)
-                    or (url.has("buffer_size") and buffer_size != loop.buffer_size)):
+                    (stated[0] and buffers != loop.buffers)
+                    or (stated[1] and buffer_size != loop.buffer_size)):
                 raise AlreadyOpenError(
                     f"loop:{name} is open with buffers={loop.buffers} "
                     f"buffer_size={loop.buffer_size}; the second end must match")
@@ -201,4 +213,6 @@ def open_loop(url: TransportURL) -> LoopLink:
     return link
 
 
-register_transport("loop", open_loop)
+TRANSPORT = Transport(
+    "loop", "in-process loopback: two cores back to back (loop:NAME, two opens pair up)",
+    configure, in_process=True)

@@ -36,7 +36,9 @@ from rpmsg.errors import (
     ProtocolError,
     RpmsgTimeoutError,
 )
-from rpmsg.transport import Link, LinkSink, TransportURL, TxBuffer, register_transport
+from rpmsg.registry import Connect, Opening, Transport
+from rpmsg.transport import Link, LinkSink, TxBuffer
+from rpmsg.url import TransportURL
 from rpmsg.virtio.device import DeviceEngine
 from rpmsg.virtio.driver import DriverEngine
 from rpmsg.virtio.engine import RingEngine
@@ -372,16 +374,27 @@ def default_socket(path: str) -> str:
     return f"/tmp/{base}.event.0"
 
 
-def open_shm(url: TransportURL) -> ShmLink:
-    """Factory for ``shm:NAME`` / ``shm:/path`` (options in the module docstring)."""
+def configure(url: TransportURL) -> Connect:
+    """Check ``shm:NAME`` / ``shm:/path`` (options in the module docstring); open on connect."""
     role = url.get_choice("role", "driver" if url.side == "host" else "device", _ROLES)
     kick = url.get_choice("kick", "socket", {"socket": "socket", "eventfd": "eventfd",
                                              "poll": "poll"})
     layout = _layout_from_url(url)
     path = shm_path(url.path or OPENAMP_SHM_NAME)
     sock_path = url.get_str("socket", default_socket(path))
-    timeout = url.get_float("timeout", 30.0)
-    spin = url.get_float("spin", 50.0) * 1e-6
+    spin = url.get_float("spin", 50.0, maximum=1e6) * 1e-6
+
+    def connect(opening: Opening) -> ShmLink:
+        return _open_shm(role, kick, layout, path, sock_path, opening, spin)
+
+    return connect
+
+
+def _open_shm(role: str, kick: str, layout: ShmLayout, path: str, sock_path: str,
+              opening: Opening, spin: float) -> ShmLink:
+    # The device's per-session wait for DRIVER_OK, and the poll-mode waits, use the open's
+    # timeout (no limit: 30 s for DRIVER_OK, a driver must not hold the device forever).
+    timeout = opening.timeout if opening.timeout is not None else 30.0
     if role == "device":
         shared = SharedFile(path, layout.size, create=True)
         server = None
@@ -397,7 +410,7 @@ def open_shm(url: TransportURL) -> ShmLink:
             raise
         return link
     # Driver: connect first (the device writes the table before it listens), then map.
-    chan = KickChannel() if kick == "poll" else connect(sock_path, kick, timeout)
+    chan = KickChannel() if kick == "poll" else connect(sock_path, kick, opening)
     try:
         shared = _open_existing(path, layout.size, timeout if kick == "poll" else 1.0)
         link = ShmLink("driver", shared.memory, layout, kick=kick, channel=chan,
@@ -455,4 +468,6 @@ def pair(layout: ShmLayout | None = None, *, spin: float = 50e-6,
     return driver, device
 
 
-register_transport("shm", open_shm)
+TRANSPORT = Transport(
+    "shm", "virtio rings in shared memory between two processes (OpenAMP-compatible)",
+    configure)

@@ -24,10 +24,12 @@ from rpmsg.port.crc import get_crc
 from rpmsg.port.spi import open_spi_link
 from rpmsg.port.spi_phys import GpioSpec, HardwarePhys, SpiPhys
 from rpmsg.port.spi_proto import Role
-from rpmsg.transport import TransportURL, register_transport
+from rpmsg.registry import Connect, Opening, Transport
+from rpmsg.url import TransportURL
 
 _ROLES: dict[str, Role] = {"master": "master", "slave": "slave"}
-PhysMaker = Callable[[TransportURL, Role, int], SpiPhys]
+#: Reads the physical layer's options (no I/O) and returns what opens it.
+PhysMaker = Callable[[TransportURL, Role, int], Callable[[], SpiPhys]]
 
 
 def _role(url: TransportURL) -> Role:
@@ -35,7 +37,7 @@ def _role(url: TransportURL) -> Role:
     return url.get_choice("role", default, _ROLES)
 
 
-def _link(url: TransportURL, make_phys: PhysMaker) -> PortLink:
+def _configure(url: TransportURL, make_phys: PhysMaker) -> Connect:
     role = _role(url)
     buflen = url.get_int("buflen", 512, minimum=64, maximum=0xFFFF)
     txnum = url.get_int("txnum", 8, minimum=1, maximum=4096)
@@ -48,17 +50,22 @@ def _link(url: TransportURL, make_phys: PhysMaker) -> PortLink:
         raise InvalidURLError(f"{url.scheme}: remotecpu {remotecpu!r} longer than 31 bytes")
     threshold = url.get_int("rx_threshold", 50, minimum=0, maximum=100)
     retry = url.get_float("connect_retry", 1.0)
-    phys = make_phys(url, role, buflen)
-    try:
-        return open_spi_link(phys, txnum=txnum, rxnum=rxnum, remotecpu=remotecpu,
-                             legacy=legacy, crc=get_crc(crc_name), rx_threshold=threshold,
-                             connect_retry=retry)
-    except BaseException:
-        phys.close()
-        raise
+    open_phys = make_phys(url, role, buflen)
+
+    def connect(opening: Opening) -> PortLink:
+        phys = open_phys()
+        try:
+            return open_spi_link(phys, txnum=txnum, rxnum=rxnum, remotecpu=remotecpu,
+                                 legacy=legacy, crc=get_crc(crc_name), rx_threshold=threshold,
+                                 connect_retry=retry)
+        except BaseException:
+            phys.close()
+            raise
+
+    return connect
 
 
-def _hardware(url: TransportURL, role: Role, buflen: int) -> SpiPhys:
+def _hardware(url: TransportURL, role: Role, buflen: int) -> Callable[[], SpiPhys]:
     if not url.path:
         raise InvalidURLError("spi: needs a device path, e.g. spi:/dev/spidev0.0?mreq=...")
     mreq_text, sreq_text = url.take("mreq"), url.take("sreq")
@@ -68,29 +75,24 @@ def _hardware(url: TransportURL, role: Role, buflen: int) -> SpiPhys:
     bits = url.get_int("bits", 8, minimum=8, maximum=32)
     hz = url.get_int("hz", 1_000_000, minimum=1)
     arm_delay = url.get_float("arm_delay", 0.001)
-    return HardwarePhys(url.path, role, buflen, mreq=GpioSpec.parse(str(mreq_text), "mreq"),
-                        sreq=GpioSpec.parse(str(sreq_text), "sreq"), mode=mode, bits=bits,
-                        hz=hz, arm_delay=arm_delay)
+    mreq = GpioSpec.parse(str(mreq_text), "mreq")
+    sreq = GpioSpec.parse(str(sreq_text), "sreq")
+    return lambda: HardwarePhys(url.path, role, buflen, mreq=mreq, sreq=sreq, mode=mode,
+                                bits=bits, hz=hz, arm_delay=arm_delay)
 
 
-def _simulated(url: TransportURL, role: Role, buflen: int) -> SpiPhys:
+def _simulated(url: TransportURL, role: Role, buflen: int) -> Callable[[], SpiPhys]:
     from rpmsg.port.spisim import SimBus
 
     if not url.path:
         raise InvalidURLError("spisim: needs a socket path, e.g. spisim:/tmp/bus.sock")
     hz = url.get_int("hz", 10_000_000, minimum=0)
-    return SimBus(url.path, role, buflen, hz=hz)
+    return lambda: SimBus(url.path, role, buflen, hz=hz)
 
 
-def open_spi(url: TransportURL) -> PortLink:
-    """Factory for ``spi:`` URLs (real spidev + GPIO)."""
-    return _link(url, _hardware)
-
-
-def open_spisim(url: TransportURL) -> PortLink:
-    """Factory for ``spisim:`` URLs (simulated bus between two processes)."""
-    return _link(url, _simulated)
-
-
-register_transport("spi", open_spi)
-register_transport("spisim", open_spisim)
+SPI = Transport(
+    "spi", "NuttX RPMsg Port over SPI with MREQ/SREQ GPIO lines (spidev, gpiod)",
+    lambda url: _configure(url, _hardware))
+SPISIM = Transport(
+    "spisim", "NuttX RPMsg Port over a simulated SPI bus between two processes",
+    lambda url: _configure(url, _simulated))

@@ -15,14 +15,15 @@ from __future__ import annotations
 from rpmsg.errors import InvalidURLError
 from rpmsg.port.core import PortConfig, PortLink
 from rpmsg.port.uart import PtyStream, Stream, make_uart_port, open_serial
-from rpmsg.transport import TransportURL, register_transport
+from rpmsg.registry import Connect, Opening, Transport
+from rpmsg.url import TransportURL
 
 _PROTOCOLS = {"current": "current", "legacy": "legacy"}
 _CRCS = {"none": "none", "off": "none", "arc": "arc", "xmodem": "xmodem"}
 
 
-def open_uart(url: TransportURL) -> PortLink:
-    """Factory for ``uart:PATH?options``."""
+def configure(url: TransportURL) -> Connect:
+    """Check the options of ``uart:PATH?options``; the port is opened on connect."""
     path = url.path
     if not path:
         raise InvalidURLError("uart: needs a serial port, e.g. uart:/dev/ttyUSB0 or uart:pty")
@@ -42,14 +43,19 @@ def open_uart(url: TransportURL) -> PortLink:
             protocol=protocol)
     except ValueError as exc:
         raise InvalidURLError(f"uart: {exc}") from None
-    stream: Stream
-    if path in ("pty", "pty:"):
-        stream = PtyStream()
-        name = stream.path
-    else:
-        stream = open_serial(path, baudrate=baudrate, rtscts=rtscts)
-        name = path
-    return make_uart_port(stream, config, crc=crc, staywake=staywake, name=name)
+
+    def connect(opening: Opening) -> PortLink:
+        stream: Stream
+        if path in ("pty", "pty:"):
+            stream = PtyStream()
+            name = stream.path
+        else:
+            stream = open_serial(path, baudrate=baudrate, rtscts=rtscts)
+            name = path
+        return make_uart_port(stream, config, crc=crc, staywake=staywake, name=name)
+
+    return connect
 
 
-register_transport("uart", open_uart)
+TRANSPORT = Transport(
+    "uart", "NuttX RPMsg Port over a serial line (pyserial device path or URL)", configure)

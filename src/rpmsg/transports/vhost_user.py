@@ -33,7 +33,9 @@ from rpmsg.errors import (
     RemoteDisconnectedError,
     TransportBrokenError,
 )
-from rpmsg.transport import Link, LinkSink, TransportURL, TxBuffer, register_transport
+from rpmsg.registry import Connect, Opening, Transport
+from rpmsg.transport import Link, LinkSink, TxBuffer
+from rpmsg.url import TransportURL
 from rpmsg.vhost_user.backend import (
     DEFAULT_FEATURES,
     DEFAULT_PROTOCOL_FEATURES,
@@ -224,8 +226,8 @@ class VhostUserLink(Link):
         self._server.drop(f"ring error: {error}")
 
 
-def open_vhost_user(url: TransportURL) -> VhostUserLink:
-    """Factory for ``vhost-user:/path/to.sock?ready_timeout=S&reply_ack=BOOL``."""
+def configure(url: TransportURL) -> Connect:
+    """Check ``vhost-user:/path/to.sock?ready_timeout=S&reply_ack=BOOL``; listen on connect."""
     role = url.get_choice("role", "device", {"device": "device", "remote": "device"})
     del role
     path = url.path
@@ -237,8 +239,15 @@ def open_vhost_user(url: TransportURL) -> VhostUserLink:
                               maximum=65535 + HEADER_SIZE)
     ready_timeout = url.get_float("ready_timeout", 1.0)
     reply_ack = url.get_bool("reply_ack", True)
-    return VhostUserLink(path, buffer_size=buffer_size, ready_timeout=ready_timeout,
-                         reply_ack=reply_ack)
+
+    def connect(opening: Opening) -> VhostUserLink:
+        return VhostUserLink(path, buffer_size=buffer_size, ready_timeout=ready_timeout,
+                             reply_ack=reply_ack)
+
+    return connect
 
 
-register_transport("vhost-user", open_vhost_user)
+TRANSPORT = Transport(
+    "vhost-user",
+    "virtio-rpmsg device served over a vhost-user socket (e.g. to a UML/QEMU guest)",
+    configure)

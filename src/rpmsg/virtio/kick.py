@@ -16,7 +16,8 @@ import select
 import socket
 import time
 
-from rpmsg.errors import NotAvailableError, RemoteDisconnectedError, RpmsgTimeoutError
+from rpmsg.errors import NotAvailableError, RemoteDisconnectedError
+from rpmsg.registry import Opening
 
 #: Bytes read per wakeup; OpenAMP's libmetal reads up to 32 (kicks coalesce either way).
 _READ_SIZE = 64
@@ -215,9 +216,9 @@ class KickServer:
         self.pause()
 
 
-def connect(path: str, kind: str, timeout: float) -> KickChannel:
-    """Connect to a device's kick socket, retrying until ``timeout`` (like OpenAMP's client)."""
-    deadline = time.monotonic() + timeout
+def connect(path: str, kind: str, opening: Opening) -> KickChannel:
+    """Connect to a device's kick socket, retrying within the open's deadline (like OpenAMP's
+    client); after a second it says what it waits for."""
     delay = 0.005
     while True:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -226,15 +227,18 @@ def connect(path: str, kind: str, timeout: float) -> KickChannel:
             break
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             sock.close()
-            if time.monotonic() + delay > deadline:
-                raise RpmsgTimeoutError(
-                    f"no virtio device listening on {path} within {timeout} s ({exc.strerror})"
-                ) from None
+            remaining = opening.remaining()
+            if remaining is not None and remaining < delay:
+                raise opening.timeout_error(
+                    "virtio device", f"nothing listens on {path} ({exc.strerror}); "
+                    f"start one with `rpmsg remote {opening.url}`") from None
+            opening.waiting("a virtio device", f"start one with `rpmsg remote {opening.url}`")
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+    timeout = opening.remaining()
     if kind != "eventfd":
         return SocketKick(sock)
-    sock.settimeout(timeout)
+    sock.settimeout(timeout if timeout is not None else 10.0)
     try:
         msg, fds, _flags, _addr = socket.recv_fds(sock, 16, 2)
     except OSError as exc:

@@ -1,0 +1,240 @@
+"""Transport schemes: found through the ``rpmsg.transports`` entry-point group, opened in two steps.
+
+A scheme is a :class:`Transport`. Built-in schemes register through the entry-point group in
+``pyproject.toml`` exactly as third-party packages do (python-can's habit); entry points are
+read lazily, on the first scheme not loaded yet or when listing, so ``import rpmsg`` stays
+cheap. A transport opens in two steps: :attr:`Transport.configure` reads and checks every
+option of the URL without any I/O and returns a *connect* callable; only once the whole URL
+checked out (unknown options included) is ``connect(opening)`` called, with one
+:class:`Opening` that carries the open's deadline and says what a long wait waits for.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rpmsg.core.policy import Policy, get_policy
+from rpmsg.errors import InvalidURLError, NotAvailableError, RpmsgTimeoutError
+from rpmsg.transport import Deadline, Link
+from rpmsg.url import TransportURL
+
+log = logging.getLogger("rpmsg.registry")
+#: Logger of "waiting for ..." notices; the CLI shows it on stderr even without ``-v``.
+wait_log = logging.getLogger("rpmsg.wait")
+
+ENTRY_POINT_GROUP = "rpmsg.transports"
+#: Seconds a wait may last before it is announced (design: no silent waits over a second).
+WAIT_NOTICE_AFTER = 1.0
+#: How long :func:`rpmsg.open` waits for the peer when no ``timeout`` is given.
+DEFAULT_OPEN_TIMEOUT = 30.0
+#: Options :func:`prepare` takes for itself, whatever the scheme.
+GENERIC_OPTIONS = ("policy", "timeout", "capture", "capture_level", "capture_max")
+CAPTURE_LEVELS = ("messages", "frames")
+
+
+class Opening:
+    """What a transport's connect step gets: the deadline of the whole open, and a voice.
+
+    ``waiting(what, hint)`` is called from inside a wait loop; the first call after the open
+    has lasted :data:`WAIT_NOTICE_AFTER` logs one INFO line on ``rpmsg.wait``, e.g. "waiting
+    for a virtio device on shm:lab — start one with `rpmsg remote shm:lab`".
+    """
+
+    def __init__(self, url: str, timeout: float | None) -> None:
+        self.url = url
+        self.deadline = Deadline(timeout)
+        self.started = time.monotonic()
+        self._said: set[str] = set()
+
+    @property
+    def timeout(self) -> float | None:
+        return self.deadline.timeout
+
+    def remaining(self) -> float | None:
+        return self.deadline.remaining()
+
+    def expired(self) -> bool:
+        return self.deadline.expired()
+
+    def waiting(self, what: str, hint: str = "") -> None:
+        """Say once (after a second) what this open waits for and how to provide it."""
+        if what in self._said or time.monotonic() - self.started < WAIT_NOTICE_AFTER:
+            return
+        self._said.add(what)
+        wait_log.info("waiting for %s on %s%s", what, self.url, f" — {hint}" if hint else "")
+
+    def timeout_error(self, what: str, seen: str = "") -> RpmsgTimeoutError:
+        """The error for an open that ran out of time; ``seen`` says what the link saw."""
+        tail = f"; {seen}" if seen else ""
+        return RpmsgTimeoutError(
+            f"{self.url}: no {what} within {self.deadline.timeout} s{tail}")
+
+
+Connect = Callable[[Opening], Link]
+Configure = Callable[[TransportURL], Connect]
+
+
+@dataclass(frozen=True)
+class Transport:
+    """One URL scheme: a one-line summary and how to configure it."""
+
+    scheme: str
+    summary: str
+    #: Reads and checks the URL's options, without I/O; returns the connect step.
+    configure: Configure
+    #: Both ends live in one process (``loop:``): refused where another process must connect.
+    in_process: bool = False
+
+
+_REGISTRY: dict[str, Transport] = {}
+_ENTRY_POINTS: dict[str, importlib.metadata.EntryPoint] | None = None
+_LOCK = threading.RLock()
+
+
+def register_transport(transport: Transport) -> None:
+    """Make ``transport.scheme:`` URLs open with ``transport`` (replaces an earlier one)."""
+    with _LOCK:
+        _REGISTRY[transport.scheme.lower()] = transport
+
+
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    global _ENTRY_POINTS
+    with _LOCK:
+        if _ENTRY_POINTS is None:
+            found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+            _ENTRY_POINTS = {ep.name.lower(): ep for ep in found}
+        return _ENTRY_POINTS
+
+
+def _load(scheme: str, ep: importlib.metadata.EntryPoint) -> Transport:
+    try:
+        obj = ep.load()
+    except ImportError as exc:
+        raise NotAvailableError(
+            f"transport {scheme!r} ({ep.value}) cannot be loaded: {exc}") from exc
+    if not isinstance(obj, Transport):
+        raise NotAvailableError(
+            f"entry point {ep.value} of {ENTRY_POINT_GROUP!r} is not an rpmsg Transport")
+    register_transport(obj)
+    return obj
+
+
+def get_transport(scheme: str) -> Transport:
+    """The transport for ``scheme``, loading its entry point on first use."""
+    key = scheme.lower()
+    with _LOCK:
+        found = _REGISTRY.get(key)
+        if found is not None:
+            return found
+        ep = _entry_points().get(key)
+        if ep is not None:
+            return _load(key, ep)
+        known = ", ".join(sorted(set(_REGISTRY) | set(_entry_points())))
+    raise InvalidURLError(f"unknown transport {scheme!r}; known: {known}")
+
+
+def list_transports() -> list[Transport]:
+    """Every known scheme (entry points loaded; one that fails to load is logged, skipped)."""
+    with _LOCK:
+        for scheme, ep in _entry_points().items():
+            if scheme not in _REGISTRY:
+                try:
+                    _load(scheme, ep)
+                except NotAvailableError as exc:
+                    log.warning("%s", exc)
+        return sorted(_REGISTRY.values(), key=lambda t: t.scheme)
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    """Where and how to capture a Device's traffic (see :mod:`rpmsg.capture`)."""
+
+    path: str
+    level: str = "messages"
+    max_bytes: int | None = None
+
+
+@dataclass
+class Prepared:
+    """A URL whose every option checked out: what :func:`rpmsg.open` connects next."""
+
+    url: TransportURL
+    transport: Transport
+    connect: Connect
+    policy: Policy | None
+    timeout: float | None
+    capture: CaptureOptions | None
+
+    def open_link(self) -> Link:
+        """Connect, within the open's timeout."""
+        return self.connect(Opening(self.url.text, self.timeout))
+
+
+def prepare(url: str, options: Mapping[str, Any] | None = None, *, side: str = "host",
+            environ: Mapping[str, str] | None = None) -> Prepared:
+    """Check a whole transport URL (scheme, generic and transport options) without I/O.
+
+    Generic options, taken here for every scheme: ``policy`` (``linux``/``openamp``/``nuttx``),
+    ``timeout`` (seconds the open may wait for the peer; default 30, ``none`` for no limit),
+    ``capture`` (pcapng path; env ``RPMSG_CAPTURE``), ``capture_level`` (``messages`` or
+    ``frames``; env ``RPMSG_CAPTURE_LEVEL``) and ``capture_max`` (bytes).
+    """
+    env = os.environ if environ is None else environ
+    parsed = TransportURL.parse(url, options, side=side)
+    policy_opt = parsed.take("policy")
+    policy = None if policy_opt is None else get_policy(policy_opt)
+    timeout = parsed.get_timeout("timeout", DEFAULT_OPEN_TIMEOUT)
+    capture = _capture_options(parsed, env)
+    transport = get_transport(parsed.scheme)
+    connect = transport.configure(parsed)
+    parsed.finish()
+    return Prepared(parsed, transport, connect, policy, timeout, capture)
+
+
+def open_link(url: str, options: Mapping[str, Any] | None = None, *,
+              side: str = "host") -> Link:
+    """Check a URL and connect its link, without a Device (tools and benchmarks).
+
+    The generic options are checked but a capture is not opened: that is the Device's job.
+    """
+    return prepare(url, options, side=side).open_link()
+
+
+def _capture_options(url: TransportURL, env: Mapping[str, str]) -> CaptureOptions | None:
+    path = url.take("capture")
+    if path is None:
+        path = env.get("RPMSG_CAPTURE") or None
+    level_default = env.get("RPMSG_CAPTURE_LEVEL") or "messages"
+    level = url.get_choice("capture_level", level_default.lower(),
+                           {lvl: lvl for lvl in CAPTURE_LEVELS})
+    if level not in CAPTURE_LEVELS:
+        raise InvalidURLError(f"RPMSG_CAPTURE_LEVEL={level_default!r} is not one of "
+                              f"{', '.join(CAPTURE_LEVELS)}")
+    max_bytes = url.get_int("capture_max", 0, minimum=0) or None  # 0: no cap
+    if path is None:
+        return None
+    return CaptureOptions(str(path), level, max_bytes)
+
+
+__all__ = [
+    "DEFAULT_OPEN_TIMEOUT",
+    "ENTRY_POINT_GROUP",
+    "CaptureOptions",
+    "Configure",
+    "Connect",
+    "Opening",
+    "Prepared",
+    "Transport",
+    "get_transport",
+    "list_transports",
+    "open_link",
+    "prepare",
+    "register_transport",
+]
