@@ -89,7 +89,7 @@ def _open_capture(options: CaptureOptions | None, url: str) -> Tap | None:
     if options is None:
         return None
     # Only programs that capture pay for the import.
-    from rpmsg.capture import open_capture  # type: ignore[import-not-found,unused-ignore]
+    from rpmsg.capture import open_capture  # type: ignore[import-not-found,attr-defined,unused-ignore]
 
     tap: Tap = open_capture(options.path, link_name=url, level=options.level,
                         max_bytes=options.max_bytes)
