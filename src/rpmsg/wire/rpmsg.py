@@ -30,6 +30,10 @@ DEFAULT_MTU = DEFAULT_BUFFER_SIZE - HEADER_SIZE  # 496
 
 NS_MESSAGE = Layout("rpmsg_ns_msg", [("name", f"{NAME_SIZE}s"), ("addr", "I"), ("flags", "I")])
 NS_MESSAGE_SIZE = NS_MESSAGE.size  # 40
+#: Smallest payload a link may be configured for: a name-service message must fit, else the
+#: link could never announce or bind an endpoint. Every transport's size options derive
+#: their minimum from this (vring buffer >= 56 bytes; port buffers add their own headers).
+MIN_MTU = NS_MESSAGE_SIZE
 
 
 class NsFlags(enum.IntEnum):
