@@ -1,0 +1,110 @@
+"""One-line descriptions of messages, events and frames, shared by ``rpmsg dump`` and the
+``rpmsg.trace`` logger, and the name-service bookkeeping that names a message's service.
+
+A message's service is the name announced (NS CREATE or CREATE_ACK, from either side) for its
+source or destination address on the same link; a DESTROY forgets it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rpmsg.errors import DecodeError
+from rpmsg.wire.layout import Buffer
+from rpmsg.wire.ping import PING_HEADER, PING_NAME, PingHeader
+from rpmsg.wire.rpmsg import NS_ADDR, NS_MESSAGE_SIZE, NsFlags, NsMessage
+
+#: Payload bytes shown in a text line.
+HEX_BYTES = 24
+
+
+def decode_ns(dst: int, payload: Buffer) -> NsMessage | None:
+    """The name-service message in ``payload`` if it is one (to address 53, 40 bytes)."""
+    if dst != NS_ADDR or len(payload) != NS_MESSAGE_SIZE:
+        return None
+    try:
+        return NsMessage.decode(payload)
+    except DecodeError:
+        return None
+
+
+def decode_ping(payload: Buffer, *, service: str | None) -> PingHeader | None:
+    """The rpmsg-ping header if the message belongs to rpmsg-ping, or (service unknown)
+    looks like one: its length field equals the payload length and only known bits are set."""
+    if len(payload) < PING_HEADER.size:
+        return None
+    hdr = PingHeader.decode(payload)
+    if service == PING_NAME:
+        return hdr
+    if service is None and hdr.len == len(payload) and hdr.cmd & ~0x27 == 0:
+        return hdr
+    return None
+
+
+class ServiceTracker:
+    """Addresses announced by name service, per link: which service a message belongs to."""
+
+    def __init__(self) -> None:
+        self._names: dict[tuple[Any, int], str] = {}
+
+    def feed(self, link: Any, dst: int, payload: Buffer) -> NsMessage | None:
+        """Learn from one message; returns its NS content if it is an NS message."""
+        ns = decode_ns(dst, payload)
+        if ns is not None:
+            if ns.flags == NsFlags.DESTROY:
+                if self._names.get((link, ns.addr)) == ns.name:
+                    del self._names[(link, ns.addr)]
+            else:
+                self._names[(link, ns.addr)] = ns.name
+        return ns
+
+    def service(self, link: Any, src: int, dst: int) -> str | None:
+        """The service of a message from ``src`` to ``dst`` on ``link`` (None: unknown)."""
+        if dst == NS_ADDR:
+            return "ns"
+        name = self._names.get((link, dst))
+        if name is None:
+            name = self._names.get((link, src))
+        return name
+
+
+def hexdump(data: Buffer, limit: int = HEX_BYTES) -> str:
+    raw = bytes(data[:limit])
+    text = raw.hex(" ")
+    if len(data) > limit:
+        text += " ..."
+    return text
+
+
+def describe_payload(dst: int, payload: Buffer, service: str | None) -> str:
+    """NS content, a ping header, or the first payload bytes in hex."""
+    ns = decode_ns(dst, payload)
+    if ns is not None:
+        return f"NS {ns.flags.name} {ns.name!r} addr {ns.addr:#x}"
+    ping = decode_ping(payload, service=service)
+    if ping is not None:
+        kind = "RSP" if ping.is_response else "REQ"
+        return (f"PING {kind} cmd {ping.cmd:#x} len {ping.len} cookie {ping.cookie:#x}"
+                f"{' ack' if ping.cmd & 1 else ''}")
+    return hexdump(payload)
+
+
+def describe_message(direction: str, src: int, dst: int, payload: Buffer, flags: int = 0,
+                     service: str | None = None) -> str:
+    """``tx 0x400 -> 0x401 [5] rpmsg-echo 68 65 6c 6c 6f``."""
+    svc = f" {service}" if service and service != "ns" else ""
+    fl = f" flags {flags:#x}" if flags else ""
+    return (f"{direction} {src:#x} -> {dst:#x} [{len(payload)}]{fl}{svc} "
+            f"{describe_payload(dst, payload, service)}").rstrip()
+
+
+def describe_frame(direction: str, kind: str, data: Buffer,
+                   info: Mapping[str, object]) -> str:
+    """``rx port [40] crc=bad escapes=2 ...`` with the first bytes in hex."""
+    fields = " ".join(f"{k}={v}" for k, v in info.items())
+    return f"{direction} {kind} [{len(data)}] {fields} {hexdump(data)}".rstrip()
+
+
+__all__ = ["ServiceTracker", "decode_ns", "decode_ping", "describe_frame", "describe_message",
+           "describe_payload", "hexdump"]

@@ -1,0 +1,139 @@
+"""The capture tap: what a Device and its link call to record their traffic in pcapng.
+
+:func:`open_capture` is the factory ``rpmsg.open`` uses for ``?capture=PATH`` and
+``RPMSG_CAPTURE``. Each call adds one interface (named by ``link_name``, the Device's URL) to
+the file at ``path``; Devices of one process capturing to the same path share the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from rpmsg.capture.blocks import event_block, frame_block, message_block
+from rpmsg.capture.writer import CaptureFile, expand_path, shared_file
+from rpmsg.errors import ArgumentTypeError, InvalidArgumentError
+from rpmsg.tap import Direction, EventKind, FrameInfo, FrameKind, Tap
+from rpmsg.wire.capture import DIR_RX, DIR_TX, EVENT_CODES, FRAME_CODES
+from rpmsg.wire.layout import Buffer
+
+log = logging.getLogger("rpmsg.capture")
+
+#: Capture levels: ``messages`` (RPMsg messages and link events) or ``frames`` (also the
+#: layer below: port frames, UART control bytes, SPI exchanges, virtio ring events).
+LEVELS = ("messages", "frames")
+_DIRS = {"tx": DIR_TX, "rx": DIR_RX}
+
+
+def check_level(level: object) -> str:
+    """``messages`` or ``frames``; anything else is an InvalidArgumentError."""
+    if not isinstance(level, str):
+        raise ArgumentTypeError(f"capture level must be a str, not {type(level).__name__}")
+    if level not in LEVELS:
+        raise InvalidArgumentError(f"capture level {level!r} is not one of "
+                                   f"{', '.join(LEVELS)}")
+    return level
+
+
+class CaptureTap:
+    """Writes what one Device reports to its interface of a :class:`CaptureFile`.
+
+    Thread-safe and non-blocking: each call encodes one block and queues it. A call that
+    fails for any reason disables the tap and logs it once; it never raises.
+    """
+
+    def __init__(self, file: CaptureFile, link_name: str, level: str = "messages") -> None:
+        self.file = file
+        self.link_name = link_name
+        self.level = check_level(level)
+        self.frames = level == "frames"
+        desc = "RPMsg messages and link events" + (
+            ", with the frames of the layer below" if self.frames else "")
+        self.interface = file.add_interface(link_name, desc)
+        self._closed = False
+        self._failed = False
+        self._released = False
+        self._close_lock = threading.Lock()
+        self._put = file.put
+
+    @property
+    def path(self) -> str:
+        return self.file.path
+
+    def _off(self) -> bool:
+        return self._closed or not self.file.accepting
+
+    def _fail(self, what: str) -> None:
+        if not self._failed:
+            self._failed = True
+            self._closed = True
+            log.exception("capture of %s to %s: %s failed; capture disabled",
+                          self.link_name, self.file.path, what)
+
+    def message(self, direction: Direction, src: int, dst: int, payload: Buffer,
+                flags: int = 0) -> None:
+        if self._closed or not self.file.accepting:
+            return
+        try:
+            self._put(message_block(self.interface, time.time_ns(), _DIRS[direction], src,
+                                    dst, payload, flags))
+        except Exception:
+            self._fail("recording a message")
+
+    def event(self, kind: EventKind, detail: str = "") -> None:
+        if self._off():
+            return
+        try:
+            self._put(event_block(self.interface, time.time_ns(), EVENT_CODES[kind],
+                                  str(detail)))
+        except Exception:
+            self._fail(f"recording event {kind!r}")
+
+    def frame(self, direction: Direction, kind: FrameKind, data: Buffer,
+              info: FrameInfo) -> None:
+        if not self.frames or self._off():
+            return
+        try:
+            self._put(frame_block(self.interface, time.time_ns(), _DIRS[direction],
+                                  FRAME_CODES[kind], info, data))
+        except Exception:
+            self._fail(f"recording a {kind!r} frame")
+
+    def flush(self) -> None:
+        """Write what is queued now (normally the flusher does it within a second)."""
+        self.file.flush()
+
+    def close(self) -> None:
+        """Stop recording for this Device; the file closes with its last Device."""
+        with self._close_lock:
+            if self._released:
+                return
+            self._released = True
+            self._closed = True
+        self.file.release()
+
+    def __repr__(self) -> str:
+        return (f"<CaptureTap {self.link_name!r} -> {self.file.path!r} "
+                f"if={self.interface} {self.level}>")
+
+
+def open_capture(path: str, *, link_name: str, level: str = "messages",
+                 max_bytes: int | None = None) -> Tap:
+    """A tap recording one Device to the pcapng file ``path`` (``%p`` = the pid).
+
+    ``level`` is ``messages`` or ``frames``; ``max_bytes`` caps the file size (later records
+    are dropped, reported once). The file is created mode 0600 and never through a symbolic
+    link (:class:`~rpmsg.errors.AccessDeniedError`).
+    """
+    if not isinstance(path, str) or not path:
+        raise InvalidArgumentError(f"capture path must be a non-empty str, not {path!r}")
+    level = check_level(level)
+    if max_bytes is not None and (isinstance(max_bytes, bool)
+                                  or not isinstance(max_bytes, int)):
+        raise ArgumentTypeError(f"capture_max must be an int, not {type(max_bytes).__name__}")
+    file, _created = shared_file(expand_path(path), max_bytes)
+    return CaptureTap(file, link_name, level)
+
+
+__all__ = ["LEVELS", "CaptureTap", "check_level", "open_capture"]

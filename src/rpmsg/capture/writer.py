@@ -1,0 +1,315 @@
+"""A pcapng capture file being written: safe creation, buffering, a flusher thread, limits.
+
+Callers (taps, on any thread) hand whole encoded blocks to :meth:`CaptureFile.put`, which only
+appends to a deque: no lock, no system call, never blocks. A daemon thread writes the queued
+blocks at least once a second (sooner when many are queued) with one ``write`` per batch of
+whole blocks, so after a crash the file is a valid capture up to the last flush. A write that
+fails (disk full, file size limit) is cut back to the last whole block, reported once in the
+log, and ends the capture; so does reaching ``max_bytes``. Neither raises into the data path.
+
+Every Device capturing to the same path in one process shares one file and gets its own
+interface (:meth:`CaptureFile.add_interface`); the file is closed when the last one releases.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import logging
+import os
+import stat
+import threading
+import time
+from collections import deque
+
+from rpmsg import __version__
+from rpmsg.capture.blocks import interface_description, section_header
+from rpmsg.errors import AccessDeniedError, InvalidArgumentError, NotAvailableError
+
+log = logging.getLogger("rpmsg.capture")
+
+#: The longest a written record waits in memory before it reaches the file.
+FLUSH_INTERVAL = 0.5
+#: Queued blocks that wake the flusher before its interval ends.
+WAKE_AT = 2048
+#: Queued blocks beyond which new ones are dropped (the disk cannot keep up); counted.
+MAX_QUEUED = 262_144
+#: The smallest ``max_bytes`` accepted: room for the headers and some records.
+MIN_MAX_BYTES = 4096
+
+
+def expand_path(path: str, pid: int | None = None) -> str:
+    """``%p`` becomes the process id and ``%%`` a single ``%``."""
+    pid = os.getpid() if pid is None else pid
+    out: list[str] = []
+    i = 0
+    while i < len(path):
+        c = path[i]
+        if c == "%" and i + 1 < len(path) and path[i + 1] in "p%":
+            out.append(str(pid) if path[i + 1] == "p" else "%")
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def open_private(path: str) -> int:
+    """Open ``path`` for writing as a fresh capture: create it mode 0600, never through a
+    symlink, never a file of another user, a hard-linked file or a non-regular file (FIFO,
+    device), then truncate it. Returns the descriptor."""
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise AccessDeniedError(f"capture file {path!r} is a symbolic link; "
+                                    "refusing to follow it (give the real path)") from None
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise AccessDeniedError(f"cannot create capture file {path!r}: "
+                                    f"{exc.strerror}") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise NotAvailableError(f"cannot create capture file {path!r}: "
+                                    f"{exc.strerror} (does the directory exist?)") from None
+        if exc.errno == errno.EISDIR:
+            raise InvalidArgumentError(f"capture path {path!r} is a directory") from None
+        raise NotAvailableError(f"cannot create capture file {path!r}: "
+                                f"{exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise AccessDeniedError(f"capture path {path!r} is not a regular file")
+        if st.st_uid != os.geteuid():
+            raise AccessDeniedError(f"capture file {path!r} belongs to uid {st.st_uid}, "
+                                    "not to us; remove it or choose another path")
+        if st.st_nlink != 1:
+            raise AccessDeniedError(f"capture file {path!r} has {st.st_nlink} hard links; "
+                                    "refusing to overwrite it")
+        os.set_blocking(fd, True)
+        os.ftruncate(fd, 0)
+        if stat.S_IMODE(st.st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class CaptureFile:
+    """One pcapng file: section header at once, then interfaces and packets as queued."""
+
+    def __init__(self, path: str, *, max_bytes: int | None = None,
+                 flush_interval: float = FLUSH_INTERVAL) -> None:
+        if max_bytes is not None:
+            if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+                raise InvalidArgumentError(f"capture_max must be a number of bytes, "
+                                           f"not {max_bytes!r}")
+            if max_bytes < MIN_MAX_BYTES:
+                raise InvalidArgumentError(f"capture_max={max_bytes} is too small; "
+                                           f"at least {MIN_MAX_BYTES} bytes")
+        self.path = path
+        self.max_bytes = max_bytes
+        self.flush_interval = flush_interval
+        self._fd = open_private(path)
+        self._queue: deque[bytes] = deque()
+        self._wake = threading.Event()
+        self._write_lock = threading.Lock()
+        self._if_lock = threading.Lock()
+        self._interfaces = 0
+        self._users = 0
+        self.size = 0
+        #: Blocks written, and blocks lost (queue overflow, size limit, write error).
+        self.written = 0
+        self.lost = 0
+        #: False once the capture ended early (limit reached, write failed) or closed.
+        self.accepting = True
+        self.stop_reason = ""
+        self._closed = False
+        self.put(section_header(f"python-rpmsg {__version__}"))
+        self.flush()
+        self._thread = threading.Thread(target=self._run, name=f"rpmsg-capture {path}",
+                                        daemon=True)
+        self._thread.start()
+
+    # Producers ------------------------------------------------------------------------------
+
+    def put(self, data: bytes) -> None:
+        """Queue one or more whole blocks (any thread; never blocks, never raises)."""
+        q = self._queue
+        if len(q) >= WAKE_AT:
+            if len(q) >= MAX_QUEUED:
+                self.lost += 1
+                return
+            if not self._wake.is_set():
+                self._wake.set()
+        q.append(data)
+
+    def add_interface(self, name: str, description: str) -> int:
+        """Queue an interface description; returns its id for the packet blocks."""
+        with self._if_lock:
+            ident = self._interfaces
+            self._interfaces += 1
+            self._users += 1
+            self.put(interface_description(name, description))
+        return ident
+
+    # Writing --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # never let the flusher die silently
+                log.exception("capture to %s: flush failed", self.path)
+                self._stop("internal error")
+
+    def flush(self) -> None:
+        """Write every queued block now (whole blocks only)."""
+        with self._write_lock:
+            q = self._queue
+            n = len(q)
+            if n == 0:
+                return
+            batch = [q.popleft() for _ in range(n)]
+            if not self.accepting or self._fd < 0:
+                self.lost += len(batch)
+                return
+            if self.max_bytes is not None:
+                batch = self._fit(batch)
+                if not batch:
+                    return
+            data = b"".join(batch)
+            try:
+                done = 0
+                view = memoryview(data)
+                while done < len(data):
+                    done += os.write(self._fd, view[done:])
+            except OSError as exc:
+                self._write_failed(exc, len(batch))
+                return
+            self.size += len(data)
+            self.written += len(batch)
+
+    def _fit(self, batch: list[bytes]) -> list[bytes]:
+        assert self.max_bytes is not None
+        room = self.max_bytes - self.size
+        for i, blk in enumerate(batch):
+            room -= len(blk)
+            if room < 0:
+                self.lost += len(batch) - i
+                self._stop(f"reached capture_max={self.max_bytes} bytes")
+                return batch[:i]
+        return batch
+
+    def _write_failed(self, exc: OSError, blocks: int) -> None:
+        try:  # cut back to the last whole block so the file stays valid
+            os.ftruncate(self._fd, self.size)
+            os.lseek(self._fd, self.size, os.SEEK_SET)
+        except OSError:
+            pass
+        self.lost += blocks
+        self._stop(f"write failed: {exc.strerror or exc}")
+
+    def _stop(self, reason: str) -> None:
+        if self.accepting:
+            self.accepting = False
+            self.stop_reason = reason
+            log.warning("capture to %s stopped: %s; the file holds everything before "
+                        "(%d bytes)", self.path, reason, self.size)
+
+    # Lifecycle ------------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """One interface user is done; the last one flushes and closes the file."""
+        with self._if_lock:
+            self._users -= 1
+            last = self._users <= 0
+        if last:
+            self.close()
+
+    def close(self) -> None:
+        """Flush, stop the flusher and close the file. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(10)
+        self.flush()
+        with self._write_lock:
+            self.accepting = False
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+        _forget(self)
+
+    def _abandon(self) -> None:
+        """In a forked child: this process does not own the file (nor its flusher)."""
+        self._closed = True
+        self.accepting = False
+        if self._fd >= 0:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = -1
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+# Files shared by the Devices of one process ------------------------------------------------
+
+_files: dict[str, CaptureFile] = {}
+_files_lock = threading.Lock()
+
+
+def shared_file(path: str, max_bytes: int | None) -> tuple[CaptureFile, bool]:
+    """The open capture file for ``path`` in this process, or a new one; (file, created)."""
+    key = os.path.abspath(path)
+    with _files_lock:
+        f = _files.get(key)
+        if f is not None and not f.closed:
+            return f, False
+        f = CaptureFile(path, max_bytes=max_bytes)
+        _files[key] = f
+        return f, True
+
+
+def _forget(f: CaptureFile) -> None:
+    with _files_lock:
+        for key, value in list(_files.items()):
+            if value is f:
+                del _files[key]
+
+
+def flush_all() -> None:
+    """Write everything queued in every open capture file (at interpreter exit)."""
+    with _files_lock:
+        files = list(_files.values())
+    for f in files:
+        try:
+            f.flush()
+        except Exception:
+            pass
+
+
+def _after_fork_in_child() -> None:
+    global _files_lock
+    _files_lock = threading.Lock()
+    for f in list(_files.values()):
+        f._abandon()
+    _files.clear()
+
+
+atexit.register(flush_all)
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+#: Wall clock in nanoseconds: the capture timestamp source.
+now_ns = time.time_ns
+
+__all__ = ["FLUSH_INTERVAL", "CaptureFile", "expand_path", "flush_all", "open_private",
+           "shared_file"]
