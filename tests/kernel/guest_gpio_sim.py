@@ -1,10 +1,11 @@
 """Guest program for ``test_gpio_sim.py``: the SPI transport's MREQ/SREQ lines on gpio-sim.
 
 Run inside User-Mode Linux, it creates a simulated GPIO chip through configfs (the kernel's
-``Documentation/admin-guide/gpio/gpio-sim.rst``), opens :class:`rpmsg.port.spi_phys.HardwarePhys`
-on its lines (the SPI device is a stand-in: UML has no SPI controller; the GPIO lines are real
-kernel lines through the GPIO character device), drives and watches them, and prints what it
-saw as one JSON object for the host-side test to judge.
+``Documentation/admin-guide/gpio/gpio-sim.rst``), opens
+:class:`rpmsg.port.spi.hardware.HardwarePhys` on its lines (the SPI device is a stand-in: UML
+has no SPI controller; the GPIO lines are real kernel lines through the GPIO character device),
+drives and watches them, and prints what it saw as one JSON object for the host-side test to
+judge.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def read(path: str) -> str:
 
 
 class Recorder:
-    """The :class:`~rpmsg.port.spi_phys.PhysEvents` sink: queues what HardwarePhys reports."""
+    """The :class:`~rpmsg.port.spi.phys.PhysEvents` sink: queues what HardwarePhys reports."""
 
     def __init__(self) -> None:
         self.edges: queue.Queue[float] = queue.Queue()
@@ -126,7 +127,7 @@ def line_info(chip_path: str, offset: int) -> dict[str, Any]:
 def exercise(role: str, mreq: str, sreq: str, sysfs: str, chip_path: str) -> dict[str, Any]:
     """Open HardwarePhys as ``role`` with the given ``CHIP:OFFSET[:low]`` lines, drive this
     side's request line and toggle the peer's; report the observations."""
-    from rpmsg.port.spi_phys import GpioSpec, HardwarePhys
+    from rpmsg.port.spi.hardware import GpioSpec, HardwarePhys
 
     m, s = GpioSpec.parse(mreq, "mreq"), GpioSpec.parse(sreq, "sreq")
     mine, theirs = (m, s) if role == "master" else (s, m)
@@ -168,7 +169,7 @@ def exercise(role: str, mreq: str, sreq: str, sysfs: str, chip_path: str) -> dic
 
 def wait_edges_direct(chip: str, offset: int, sysfs: str) -> dict[str, Any]:
     """The input line's own wait: 0 edges on a timeout, then the edge that comes."""
-    from rpmsg.port.spi_phys import GpioSpec, _GpioInput
+    from rpmsg.port.spi.hardware import GpioSpec, _GpioInput
 
     line = _GpioInput(GpioSpec.parse(f"{chip}:{offset}", "sreq"), "rpmsg-test")
     try:

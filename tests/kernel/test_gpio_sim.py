@@ -1,8 +1,8 @@
 """The SPI transport's MREQ/SREQ request lines on real kernel GPIO lines (gpio-sim in UML).
 
 One boot runs ``guest_gpio_sim.py``, which creates a gpio-sim chip through configfs and opens
-:class:`rpmsg.port.spi_phys.HardwarePhys` on its lines (libgpiod v2 through the GPIO character
-device; the SPI device is a stand-in); the tests here judge what it saw. Spec:
+:class:`rpmsg.port.spi.hardware.HardwarePhys` on its lines (libgpiod v2 through the GPIO
+character device; the SPI device is a stand-in); the tests here judge what it saw. Spec:
 ``/work/shared/spec/rpmsg-port.md`` §4.1 (inputs pull-down with an edge interrupt, rising, or
 falling when inverted; outputs honour the inversion).
 """

@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from rpmsg.port.core import PortConfig, PortLink, RxCallback
+from rpmsg.port.core import PortConfig, PortLink
+from rpmsg.port.ops import RxCallback
 from rpmsg.port.queues import BufferQueue
 
 

@@ -14,7 +14,8 @@ from rpmsg.errors import (
     RemoteDisconnectedError,
     RpmsgTimeoutError,
 )
-from rpmsg.port.core import DROP_TX, FRAME_HEADER_SIZE, PortConfig, port_len
+from rpmsg.port.core import FRAME_HEADER_SIZE, PortConfig, port_len
+from rpmsg.port.ops import DROP_TX
 from rpmsg.port.queues import BufferQueue
 from rpmsg.wire.port import PORT_HEADER
 from rpmsg.wire.rpmsg import RPMSG_HEADER

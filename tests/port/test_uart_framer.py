@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rpmsg.port.crc import crc16_arc, crc16_xmodem
-from rpmsg.port.uart_framer import (
+from rpmsg.port.uart.framer import (
     CURRENT,
     LEGACY,
     Control,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rpmsg.port.uart_framer import CURRENT, LEGACY
-from rpmsg.port.uart_link import LinkDown, LinkUp, Running, UartLinkMachine, Write
+from rpmsg.port.uart.framer import CURRENT, LEGACY
+from rpmsg.port.uart.machine import LinkDown, LinkUp, Running, UartLinkMachine, Write
 
 
 def writes(actions: list[object]) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 
 from rpmsg.port.crc import CrcFunction
-from rpmsg.port.spi_proto import Cmd, SpiFrame, SpiProtocol
+from rpmsg.port.spi.proto import Cmd, SpiFrame, SpiProtocol
 from rpmsg.wire.port import PORT_HEADER
 from rpmsg.wire.rpmsg import RPMSG_HEADER
 

@@ -9,7 +9,7 @@ from spi_harness import BUFLEN, Side, exchange, run
 
 from rpmsg.errors import DecodeError
 from rpmsg.port.crc import crc16_arc
-from rpmsg.port.spi_proto import Cmd, SpiFrame, SpiProtocol, State, parse_frame
+from rpmsg.port.spi.proto import Cmd, SpiFrame, SpiProtocol, State, parse_frame
 from rpmsg.wire.port import PORT_HEADER
 
 

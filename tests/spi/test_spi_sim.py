@@ -17,9 +17,9 @@ import pytest
 import rpmsg
 from rpmsg import Device
 from rpmsg.errors import InvalidURLError, NotAvailableError
-from rpmsg.port.spi import open_spi_link
-from rpmsg.port.spi_proto import Cmd
-from rpmsg.port.spisim import SimBus
+from rpmsg.port.spi.backend import open_spi_link
+from rpmsg.port.spi.proto import Cmd
+from rpmsg.port.spi.sim import SimBus
 from rpmsg.wire.port import PORT_HEADER
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import rpmsg
 from rpmsg.bench.report import context, render
 from rpmsg.endpoint import Endpoint
-from rpmsg.port.spisim import SimBus
+from rpmsg.port.spi.sim import SimBus
 
 SERVICE = "spi-bench"
 _QUERY = b"?"

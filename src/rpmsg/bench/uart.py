@@ -20,7 +20,7 @@ from typing import Any
 
 from rpmsg.bench.report import context, render
 from rpmsg.port.core import FRAME_HEADER_SIZE, OVERHEAD_CURRENT
-from rpmsg.port.uart_framer import CURRENT, Frame, FrameDecoder, FrameEncoder
+from rpmsg.port.uart.framer import CURRENT, Frame, FrameDecoder, FrameEncoder
 from rpmsg.wire.port import PORT_HEADER
 from rpmsg.wire.rpmsg import RPMSG_HEADER
 

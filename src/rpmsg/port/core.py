@@ -1,22 +1,13 @@
 """The RPMsg Port core as an rpmsg :class:`~rpmsg.transport.Link`: queues, headers, dispatch.
 
 This is NuttX ``rpmsg_port.c`` (spec ``rpmsg-port.md`` §1.2-1.4, §2) without the physical
-layer. A backend (UART, SPI) moves whole port frames and talks to the core through a narrow
-ops table, both ways:
-
-* core → backend (:class:`PortBackend`): ``register_callback(cb)`` once, ``start()``,
-  ``notify_tx_ready()`` after a buffer went on the TX ready list, ``notify_rx_free()`` after an
-  RX buffer went back to its free list, ``notify_queue_noavail(queue)`` when a waiter finds no
-  free buffer, ``close()``.
-* backend → core (:class:`PortLink` methods): ``register()`` (link up) and
-  ``unregister(reason)`` (link down), ``rx_dispatch(buf)`` for a received frame in an RX
-  buffer (the callback given to ``register_callback``), ``tx_frame(buf)`` to read a ready TX
-  frame, ``drop_packets(mask)``, ``update_timestamp(buf, rx)``, ``mark_broken(error)``, and the
-  queues ``txq`` / ``rxq`` (:class:`~rpmsg.port.queues.BufferQueue`).
+layer. A backend (:mod:`rpmsg.port.uart`, :mod:`rpmsg.port.spi`) moves whole port frames;
+the two directions between core and backend are the interfaces of :mod:`rpmsg.port.ops`:
+:class:`~rpmsg.port.ops.PortBackend` (what the core calls) and
+:class:`~rpmsg.port.ops.PortCore` (what the backend calls, implemented by :class:`PortLink`).
 
 Buffer layout: port header (8) + rpmsg header (16) + payload, then in the current protocol a
-16-byte timestamp trailer that payloads may not use. Sink callbacks (link up/down, deliver)
-must come from one backend thread, in order.
+16-byte timestamp trailer that payloads may not use.
 """
 
 from __future__ import annotations
@@ -24,9 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from rpmsg.core.policy import NUTTX
 from rpmsg.errors import (
@@ -36,6 +27,7 @@ from rpmsg.errors import (
     RemoteDisconnectedError,
     TransportBrokenError,
 )
+from rpmsg.port.ops import DROP_RX, DROP_TX, PortBackend
 from rpmsg.port.queues import BufferQueue, PortBuffer
 from rpmsg.transport import Deadline, Link, LinkSink, TxBuffer
 from rpmsg.wire.layout import Buffer
@@ -55,53 +47,15 @@ FRAME_HEADER_SIZE = PORT_HEADER_SIZE + HEADER_SIZE  # 24
 OVERHEAD_CURRENT = FRAME_HEADER_SIZE + TIMESTAMP_TRAILER_SIZE  # 40
 OVERHEAD_LEGACY = FRAME_HEADER_SIZE  # 24
 
-#: ``drop_packets`` masks, as NuttX: 1 = TX ready list, 2 = RX ready list.
-DROP_TX = 1
-DROP_RX = 2
-DROP_BOTH = DROP_TX | DROP_RX
-
 _PORT = PORT_HEADER.struct
 _RPMSG = RPMSG_HEADER.struct
 _TRAILER = TIMESTAMP_TRAILER.struct
 
-RxCallback = Callable[[PortBuffer], None]
 
 
 def port_len(frame: Buffer) -> int:
     """The ``len`` field of the port header at the start of ``frame``."""
     return int(_PORT.unpack_from(frame, 0)[3])
-
-
-class PortBackend(Protocol):
-    """The physical layer under a :class:`PortLink` (NuttX ``struct rpmsg_port_ops_s``)."""
-
-    def register_callback(self, callback: RxCallback) -> None:
-        """Store the core's RX dispatcher; called once, before :meth:`start`."""
-
-    def start(self) -> None:
-        """Begin I/O (threads, connect); the backend calls ``port.register()`` when up."""
-
-    def notify_tx_ready(self) -> None:
-        """A buffer was put on the TX ready list."""
-
-    def notify_rx_free(self) -> None:
-        """An RX buffer went back to the free list (SPI: credits may need refreshing)."""
-
-    def notify_queue_noavail(self, queue: BufferQueue) -> bool:
-        """A waiter found no free buffer in ``queue``.
-
-        Return True after doing work that may free one (the UART RX thread pumps one read so
-        acknowledgements get processed), False to make the waiter block.
-        """
-
-    def close(self) -> None:
-        """Stop threads and release the device; idempotent."""
-
-    def stats(self) -> dict[str, int]:
-        """Backend counters (bytes, framing errors...)."""
-
-    def describe(self) -> dict[str, Any]:
-        """Backend facts for ``describe()``."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +122,10 @@ class _PortStats:
 
 
 class PortLink(Link):
-    """An RPMsg Port: TX/RX buffer queues and the rpmsg ops over a physical backend."""
+    """An RPMsg Port: TX/RX buffer queues and the rpmsg ops over a physical backend.
+
+    Implements :class:`~rpmsg.port.ops.PortCore` for its backend.
+    """
 
     default_policy = NUTTX
     ns_enabled = True
@@ -434,15 +391,10 @@ class PortLink(Link):
 
 
 __all__ = [
-    "DROP_BOTH",
-    "DROP_RX",
-    "DROP_TX",
     "FRAME_HEADER_SIZE",
     "OVERHEAD_CURRENT",
     "OVERHEAD_LEGACY",
-    "PortBackend",
     "PortConfig",
     "PortLink",
-    "RxCallback",
     "port_len",
 ]

@@ -21,9 +21,10 @@ from collections.abc import Callable
 from rpmsg.errors import InvalidURLError
 from rpmsg.port.core import PortLink
 from rpmsg.port.crc import get_crc
-from rpmsg.port.spi import open_spi_link
-from rpmsg.port.spi_phys import GpioSpec, HardwarePhys, SpiPhys
-from rpmsg.port.spi_proto import Role
+from rpmsg.port.spi.backend import open_spi_link
+from rpmsg.port.spi.hardware import GpioSpec, HardwarePhys
+from rpmsg.port.spi.phys import SpiPhys
+from rpmsg.port.spi.proto import Role
 from rpmsg.registry import Connect, Opening, Transport
 from rpmsg.url import TransportURL
 
@@ -82,7 +83,7 @@ def _hardware(url: TransportURL, role: Role, buflen: int) -> Callable[[], SpiPhy
 
 
 def _simulated(url: TransportURL, role: Role, buflen: int) -> Callable[[], SpiPhys]:
-    from rpmsg.port.spisim import SimBus
+    from rpmsg.port.spi.sim import SimBus
 
     if not url.path:
         raise InvalidURLError("spisim: needs a socket path, e.g. spisim:/tmp/bus.sock")

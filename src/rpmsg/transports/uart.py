@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from rpmsg.errors import InvalidURLError
 from rpmsg.port.core import PortConfig, PortLink
-from rpmsg.port.uart import PtyStream, Stream, make_uart_port, open_serial
+from rpmsg.port.uart.backend import make_uart_port
+from rpmsg.port.uart.stream import PtyStream, Stream, open_serial
 from rpmsg.registry import Connect, Opening, Transport
 from rpmsg.url import TransportURL
 

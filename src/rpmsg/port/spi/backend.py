@@ -1,6 +1,6 @@
 """The RPMsg Port SPI backend: glue between the SPI state machine, a physical bus and the port.
 
-:class:`SpiBackend` is a :class:`~rpmsg.port.core.PortBackend`. Its bus thread runs the
+:class:`SpiBackend` is a :class:`~rpmsg.port.ops.PortBackend`. Its bus thread runs the
 exchanges (NuttX's interrupt and completion context): the master clocks once per SREQ edge
 and raises MREQ when it has something to say; the slave queues its buffer, raises SREQ and
 waits for the master to clock. Its RX thread processes received frames in order (NuttX's
@@ -16,11 +16,12 @@ from collections import deque
 from typing import Any
 
 from rpmsg.errors import EndpointClosedError, NoBufferError
-from rpmsg.port.core import DROP_TX, PortConfig, PortLink, RxCallback
+from rpmsg.port.core import PortConfig, PortLink
 from rpmsg.port.crc import CrcFunction
+from rpmsg.port.ops import DROP_TX, PortCore, RxCallback
 from rpmsg.port.queues import BufferQueue, PortBuffer
-from rpmsg.port.spi_phys import SpiPhys
-from rpmsg.port.spi_proto import Cmd, SpiFrame, SpiProtocol, State
+from rpmsg.port.spi.phys import SpiPhys
+from rpmsg.port.spi.proto import Cmd, SpiFrame, SpiProtocol, State
 
 log = logging.getLogger("rpmsg.port.spi")
 
@@ -44,7 +45,7 @@ class SpiBackend:
         self.proto = SpiProtocol(phys.role, buflen=phys.buflen, rxnum=rxnum, name=remotecpu,
                                  legacy=legacy, crc=crc, rx_threshold=rx_threshold)
         self.connect_retry = connect_retry
-        self.port: PortLink | None = None
+        self.port: PortCore | None = None
         self._rxcb: RxCallback | None = None
         self._cv = threading.Condition()
         self._edges = 0
@@ -63,7 +64,7 @@ class SpiBackend:
         self._counters = {"rx_ready_dropped": 0, "link_ups": 0, "link_downs": 0,
                           "connect_retries": 0}
 
-    def attach(self, port: PortLink) -> None:
+    def attach(self, port: PortCore) -> None:
         """Bind to the port core that owns this backend (before it starts)."""
         self.port = port
 
@@ -156,7 +157,7 @@ class SpiBackend:
 
     # Internals -------------------------------------------------------------------------------
 
-    def _port(self) -> PortLink:
+    def _port(self) -> PortCore:
         if self.port is None:
             raise RuntimeError("SpiBackend used before attach(port)")
         return self.port
@@ -180,7 +181,7 @@ class SpiBackend:
         if self.port is not None:
             self.port.mark_broken(error)
 
-    def _orderly_shutdown(self, port: PortLink) -> None:
+    def _orderly_shutdown(self, port: PortCore) -> None:
         """Let queued frames go out, then send SHUTDOWN (current protocol) before closing."""
         deadline = time.monotonic() + SHUTDOWN_WAIT
         while port.txq.nused() and time.monotonic() < deadline and not self._closing:

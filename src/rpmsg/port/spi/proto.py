@@ -3,7 +3,7 @@
 Every SPI transaction is a full-duplex exchange of one whole buffer each way. This module
 decides which frame to send (CONNECT, SHUTDOWN, DATA or AVAIL), stamps the port header
 (command, credits, CRC), validates what came back and moves the connection state; the driver
-in :mod:`rpmsg.port.spi` does the I/O. Facts: ``shared/spec/rpmsg-port.md`` §4.
+in :mod:`rpmsg.port.spi.backend` does the I/O. Facts: ``shared/spec/rpmsg-port.md`` §4.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ import time
 from typing import Any
 
 from rpmsg.errors import TransportBrokenError
-from rpmsg.port.spi_phys import BusViolationError, PhysEvents, SpiPhys
-from rpmsg.port.spi_proto import Role
+from rpmsg.port.spi.phys import BusViolationError, PhysEvents, SpiPhys
+from rpmsg.port.spi.proto import Role
 from rpmsg.wire.layout import Buffer
 
 # Bus messages: one type byte, then a fixed-size body.

@@ -1,34 +1,27 @@
 """The UART backend's I/O driver: a serial stream, an RX thread and a TX thread.
 
-The RX thread reads, feeds the :class:`~rpmsg.port.uart_framer.FrameDecoder`, hands control
-bytes to the :class:`~rpmsg.port.uart_link.UartLinkMachine` and dispatches frames through the
+The RX thread reads, feeds the :class:`~rpmsg.port.uart.framer.FrameDecoder`, hands control
+bytes to the :class:`~rpmsg.port.uart.machine.UartLinkMachine` and dispatches frames through the
 port core; it never waits for a STAYWAKE acknowledgement and never writes (replies are handed
 to the TX thread, so a full line in one direction cannot deadlock both sides). The TX thread
 is the only writer: control bytes first, then bursts of frames behind the wake handshake.
 
-Streams: any pyserial device path or URL (``/dev/ttyUSB0``, ``socket://host:port``,
-``loop://``), or a new pseudo-terminal (:class:`PtyStream`) whose other end another program
-opens by path.
+Streams are in :mod:`rpmsg.port.uart.stream`.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
-import os
-import select
-import termios
 import threading
 import time
-import tty
 from collections import deque
-from typing import Any, Protocol
+from typing import Any
 
-from rpmsg.errors import EndpointClosedError, NotAvailableError, TransportBrokenError
-from rpmsg.port.core import DROP_TX, PortConfig, PortLink, RxCallback
+from rpmsg.errors import EndpointClosedError, TransportBrokenError
+from rpmsg.port.core import PortConfig, PortLink
+from rpmsg.port.ops import DROP_TX, PortCore, RxCallback
 from rpmsg.port.queues import BufferQueue
-from rpmsg.port.uart_framer import (
+from rpmsg.port.uart.framer import (
     Control,
     Event,
     Frame,
@@ -38,7 +31,8 @@ from rpmsg.port.uart_framer import (
     UartProtocol,
     get_protocol,
 )
-from rpmsg.port.uart_link import Action, LinkDown, LinkUp, Running, UartLinkMachine, Write
+from rpmsg.port.uart.machine import Action, LinkDown, LinkUp, Running, UartLinkMachine, Write
+from rpmsg.port.uart.stream import Stream
 
 log = logging.getLogger("rpmsg.port.uart")
 
@@ -48,106 +42,10 @@ READ_SIZE = 65536
 WRITE_CHUNK = 4096
 #: Encoded bytes gathered before a write during a burst.
 BURST_BYTES = 16384
-#: Stream read timeout: how often the RX thread notices close().
-READ_TIMEOUT = 0.1
 #: Seconds close() lets queued frames wait for the wake handshake before dropping them.
 CLOSE_FLUSH_TIMEOUT = 0.5
 #: Events parked by the RX thread while it waits for a TX buffer, before it stops reading.
 DEFER_LIMIT = 4096
-
-
-class Stream(Protocol):
-    """The part of the pyserial ``Serial`` API the driver uses."""
-
-    @property
-    def in_waiting(self) -> int: ...
-
-    def read(self, size: int = 1) -> bytes: ...
-
-    def write(self, data: bytes, /) -> int | None: ...
-
-    def close(self) -> None: ...
-
-
-class PtyStream:
-    """A new pseudo-terminal: this side uses the master, another program opens :attr:`path`.
-
-    The slave end is kept open (in raw mode, no echo) so that reads do not fail while the
-    other program is not attached yet.
-    """
-
-    def __init__(self, timeout: float = READ_TIMEOUT) -> None:
-        self.master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        attrs = termios.tcgetattr(self._slave)
-        attrs[3] &= ~(termios.ECHO | termios.ICANON)
-        termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
-        self.path = os.ttyname(self._slave)
-        self.timeout = timeout
-        self._cancel_r, self._cancel_w = os.pipe()
-        os.set_blocking(self._cancel_r, False)
-        self._closed = False
-
-    @property
-    def in_waiting(self) -> int:
-        buf = bytearray(4)
-        fcntl.ioctl(self.master, termios.FIONREAD, buf)
-        return int.from_bytes(buf, "little")
-
-    def read(self, size: int = 1) -> bytes:
-        ready, _, _ = select.select([self.master, self._cancel_r], [], [], self.timeout)
-        if self._cancel_r in ready:
-            try:
-                os.read(self._cancel_r, 64)
-            except BlockingIOError:
-                pass
-            return b""
-        if not ready:
-            return b""
-        try:
-            return os.read(self.master, size)
-        except OSError as exc:
-            if exc.errno == errno.EIO:  # no slave open right now
-                time.sleep(self.timeout)
-                return b""
-            raise
-
-    def write(self, data: bytes, /) -> int:
-        view = memoryview(data)
-        while view:
-            select.select([], [self.master], [])
-            n = os.write(self.master, view)
-            view = view[n:]
-        return len(data)
-
-    def cancel_read(self) -> None:
-        if not self._closed:
-            os.write(self._cancel_w, b"x")
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        for fd in (self.master, self._slave, self._cancel_r, self._cancel_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-def open_serial(path: str, *, baudrate: int = 115200, rtscts: bool = False) -> Stream:
-    """Open a pyserial device path or URL with the driver's read timeout."""
-    try:
-        import serial
-    except ImportError:
-        raise NotAvailableError(
-            "the uart: transport needs pyserial (pip install 'rpmsg[serial]')") from None
-    try:
-        stream: Stream = serial.serial_for_url(path, baudrate=baudrate, rtscts=rtscts,
-                                               timeout=READ_TIMEOUT)
-    except (serial.SerialException, ValueError, OSError) as exc:
-        raise NotAvailableError(f"cannot open serial port {path!r}: {exc}") from exc
-    return stream
 
 
 class UartBackend:
@@ -161,7 +59,7 @@ class UartBackend:
         self.encoder = FrameEncoder(protocol, crc)
         self.decoder = FrameDecoder(protocol, crc, max_len=rx_max_len)
         self.machine = UartLinkMachine(protocol, staywake=staywake)
-        self.port: PortLink | None = None
+        self.port: PortCore | None = None
         self._callback: RxCallback | None = None
         self._cond = threading.Condition()
         self._ctrl_out = bytearray()
@@ -178,7 +76,7 @@ class UartBackend:
             b for b in (protocol.staywake1, protocol.staywake2, protocol.staywakeack1,
                         protocol.staywakeack2) if b is not None)
 
-    def attach(self, port: PortLink) -> None:
+    def attach(self, port: PortCore) -> None:
         """Give the backend its port (done by :func:`make_uart_port`)."""
         self.port = port
 
@@ -408,7 +306,7 @@ class UartBackend:
             log.exception("%s: UART transmit failed", self.name)
             self._fail(exc)
 
-    def _burst(self, port: PortLink) -> None:
+    def _burst(self, port: PortCore) -> None:
         """Wake the peer, send every ready frame, relax (spec §3.5)."""
         machine = self.machine
         while True:
@@ -479,4 +377,4 @@ def make_uart_port(stream: Stream, config: PortConfig | None = None, *, crc: str
     return link
 
 
-__all__ = ["PtyStream", "Stream", "UartBackend", "make_uart_port", "open_serial"]
+__all__ = ["UartBackend", "make_uart_port"]

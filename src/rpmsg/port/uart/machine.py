@@ -13,9 +13,10 @@ The machine does no I/O and holds no lock; the driver serialises calls to it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from rpmsg.port.uart_framer import CURRENT, UartProtocol
+from rpmsg.port.uart.framer import CURRENT, UartProtocol
 
 #: Seconds without CONNACK before CONNREQ is sent again (each CONNREQ makes a connected NuttX
 #: re-register, so not more often).
@@ -86,6 +87,7 @@ class UartLinkMachine:
             self._acks[p.staywake1] = p.staywakeack1
         if p.staywake2 is not None and p.staywakeack2 is not None:
             self._acks[p.staywake2] = p.staywakeack2
+        self._handlers = self._build_handlers()
 
     # Connection ---------------------------------------------------------------------------
 
@@ -117,56 +119,81 @@ class UartLinkMachine:
 
     def on_control(self, byte: int, now: float) -> list[Action]:
         """A control byte arrived (in or out of a frame; the framer already aborted it)."""
+        handler = self._handlers.get(byte)
+        # RELAXWAKE and anything unknown: nothing to do (no wakelock here).
+        return [] if handler is None else handler(byte, now)
+
+    def _build_handlers(self) -> dict[int, Callable[[int, float], list[Action]]]:
+        """The dispatch table: control byte -> handler (absent bytes of a protocol skipped)."""
         p = self.protocol
-        if byte in self._acks:
-            self.counts["staywake_answered"] += 1
-            return [Write(bytes([self._acks[byte]]))]
-        if byte == p.connreq:
-            self.counts["connreq_received"] += 1
-            out: list[Action] = []
-            if self.connected:
-                self.counts["peer_restarts"] += 1
-                out.append(LinkDown("the peer restarted (CONNREQ while connected)"))
-            self.connected = True
-            self._connreq_at = None
-            out.append(Write(bytes([p.connack])))
-            out.append(LinkUp())
-            return out
-        if byte == p.connack:
-            self.counts["connack_received"] += 1
-            if self.connected:
-                return []
-            self.connected = True
-            self._connreq_at = None
-            return [LinkUp()]
-        if byte in (p.staywakeack1, p.staywakeack2):
-            if self.waking and self.tx_staywake is not None and byte == self.tx_staywake - 1:
-                self.waking = False
-                self.waked = True
-                self._staywake_at = None
-            else:
-                self.counts["staywakeack_ignored"] += 1
+        table: dict[int | None, Callable[[int, float], list[Action]]] = {
+            p.connreq: self._on_connreq,
+            p.connack: self._on_connack,
+            p.staywakeack1: self._on_staywakeack,
+            p.staywakeack2: self._on_staywakeack,
+            p.poweroff: self._on_poweroff,
+            p.suspend: self._on_running,
+            p.resume: self._on_running,
+        }
+        for wake in self._acks:
+            table[wake] = self._on_staywake
+        return {byte: fn for byte, fn in table.items() if byte is not None}
+
+    def _on_staywake(self, byte: int, now: float) -> list[Action]:
+        """STAYWAKE1/2: always answered with the matching acknowledgement."""
+        self.counts["staywake_answered"] += 1
+        return [Write(bytes([self._acks[byte]]))]
+
+    def _on_connreq(self, byte: int, now: float) -> list[Action]:
+        """CONNREQ: connect and answer; while connected it means the peer restarted."""
+        self.counts["connreq_received"] += 1
+        out: list[Action] = []
+        if self.connected:
+            self.counts["peer_restarts"] += 1
+            out.append(LinkDown("the peer restarted (CONNREQ while connected)"))
+        self.connected = True
+        self._connreq_at = None
+        out.append(Write(bytes([self.protocol.connack])))
+        out.append(LinkUp())
+        return out
+
+    def _on_connack(self, byte: int, now: float) -> list[Action]:
+        """CONNACK: the peer answered our CONNREQ (ignored when already connected)."""
+        self.counts["connack_received"] += 1
+        if self.connected:
             return []
-        if byte == p.poweroff:
-            self.counts["poweroff_received"] += 1
-            if self.waking:
-                self.waking = False
-                self.waked = True
-            if self.connected:
-                self.connected = False
-                # Wait for the peer's CONNREQ, but also ask again now and then: harmless to
-                # a peer that is not connected.
-                self._connreq_at = now
-                return [LinkDown("the peer powered off")]
-            return []
-        if byte == p.suspend:
-            self.remote_running = False
-            return [Running(False)]
-        if byte == p.resume:
-            self.remote_running = True
-            return [Running(True)]
-        # RELAXWAKE and anything else: nothing to do (no wakelock here).
+        self.connected = True
+        self._connreq_at = None
+        return [LinkUp()]
+
+    def _on_staywakeack(self, byte: int, now: float) -> list[Action]:
+        """STAYWAKEACK1/2: ends our wake wait only if it answers the STAYWAKE we sent last."""
+        if self.waking and self.tx_staywake is not None and byte == self.tx_staywake - 1:
+            self.waking = False
+            self.waked = True
+            self._staywake_at = None
+        else:
+            self.counts["staywakeack_ignored"] += 1
         return []
+
+    def _on_poweroff(self, byte: int, now: float) -> list[Action]:
+        """POWEROFF: the peer goes away; the link is down until the next CONNREQ/CONNACK."""
+        self.counts["poweroff_received"] += 1
+        if self.waking:
+            self.waking = False
+            self.waked = True
+        if not self.connected:
+            return []
+        self.connected = False
+        # Wait for the peer's CONNREQ, but also ask again now and then: harmless to a peer
+        # that is not connected.
+        self._connreq_at = now
+        return [LinkDown("the peer powered off")]
+
+    def _on_running(self, byte: int, now: float) -> list[Action]:
+        """SUSPEND/RESUME: the peer's running state."""
+        self.remote_running = byte == self.protocol.resume
+        return [Running(self.remote_running)]
 
     def accept_frame(self) -> bool:
         """Whether a received frame is taken; frames are discarded while not connected."""
