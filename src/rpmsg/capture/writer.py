@@ -71,6 +71,8 @@ def open_private(path: str) -> int:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise NotAvailableError(f"cannot create capture file {path!r}: "
                                     f"{exc.strerror} (does the directory exist?)") from None
+        if exc.errno in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):  # FIFO, socket...
+            raise AccessDeniedError(f"capture path {path!r} is not a regular file") from None
         if exc.errno == errno.EISDIR:
             raise InvalidArgumentError(f"capture path {path!r} is a directory") from None
         raise NotAvailableError(f"cannot create capture file {path!r}: "

@@ -1,0 +1,107 @@
+"""The shipped Lua dissector, run by the real tshark on captures written by the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from capture_helpers import TSHARK, ping_payload, sample_session, tshark, tshark_fields
+
+from rpmsg.capture import open_capture
+from rpmsg.port.crc import frame_crc, get_crc
+from rpmsg.wire.ping import PING_ACK
+from rpmsg.wire.port import PORT_HEADER
+from rpmsg.wire.rpmsg import NS_ADDR, encode_message
+
+pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark missing: run scripts/test")
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tshark") / "sample.pcapng"
+    tap = open_capture(str(path), link_name="loop:sample")
+    sample_session(tap)
+    tap.close()
+    return path
+
+
+def test_messages_events_ns_and_ping_decoded(sample: Path) -> None:
+    rows = tshark_fields(sample, "frame.interface_name", "rpmsg.direction", "rpmsg.src",
+                         "rpmsg.dst", "rpmsg.len", "rpmsg.ns.name", "rpmsg.ns.addr",
+                         "rpmsg.ns.flags", "rpmsg.service", "rpmsg.ping.type",
+                         "rpmsg.ping.cookie", "rpmsg.ping.ack", "rpmsg.ping.len",
+                         "rpmsg.event", "rpmsg.event.detail")
+    assert len(rows) == 12
+    assert {r[0] for r in rows} == {"loop:sample"}
+    ev = [(r[13], r[14]) for r in rows if r[13]]
+    assert ev == [("open", "loop:sample"), ("link-up", ""),
+                  ("drop", "unknown destination 0x999"), ("link-down", "peer closed")]
+    msgs = [r[1:13] for r in rows if r[1]]
+    # NS CREATE received from the remote, and our own announcement.
+    assert msgs[0][:7] == ["rx", "0x00000401", "0x00000035", "40", "rpmsg-ping",
+                           "0x00000401", "0"]
+    assert msgs[1][:7] == ["tx", "0x00000400", "0x00000035", "40", "rpmsg-ping",
+                           "0x00000400", "0"]
+    # The ping request and its response, named by the name service and decoded.
+    assert msgs[2][7:] == ["rpmsg-ping", "0x00000000", "0x0000000000001234", "1", "20"]
+    assert msgs[3][7:] == ["rpmsg-ping", "0x00000002", "0x0000000000001234", "0", "20"]
+    # The echo service: named, not decoded as ping; then its DESTROY.
+    assert msgs[5][0:4] == ["tx", "0x00000403", "0x00000402", "5"]
+    assert msgs[5][7] == "rpmsg-echo" and msgs[5][8] == ""
+    assert msgs[7][4:7] == ["rpmsg-echo", "0x00000402", "1"]
+
+
+def test_ns_create_verbose_text(sample: Path) -> None:
+    text = tshark("-V", "-Y", "rpmsg.ns.flags == 0 && rpmsg.direction == \"rx\"",
+                  capture=sample)
+    assert "RPMsg rx, src 0x401, dst 0x35, len 40" in text
+    assert 'Name service CREATE "rpmsg-ping" addr 0x401' in text
+    assert "Name: rpmsg-ping" in text
+    assert "Flags: CREATE (0)" in text
+    assert "Direction: Inbound" in text  # epb_flags, understood by Wireshark itself
+
+
+def test_info_column(sample: Path) -> None:
+    lines = tshark(capture=sample).splitlines()
+    assert any('rx 0x401 -> 0x35 NS CREATE "rpmsg-ping" addr 0x401' in ln for ln in lines)
+    assert any("tx 0x400 -> 0x401 rpmsg-ping PING REQ len 20 cookie "
+               "0x0000000000001234 ack" in ln for ln in lines)
+    assert any("drop: unknown destination 0x999" in ln for ln in lines)
+
+
+def test_frames_port_uart_spi_ring(tmp_path: Path) -> None:
+    crc = get_crc("arc")
+    assert crc is not None
+    msg = encode_message(0x400, NS_ADDR, b"\x00" * 40)
+    good = bytearray(PORT_HEADER.pack(0, 0, 0, 8 + len(msg)) + msg)
+    good[0:2] = frame_crc(crc, good).to_bytes(2, "little")
+    bad = bytearray(good)
+    bad[0] ^= 0xFF
+    ping = encode_message(0x401, 0x400, ping_payload(PING_ACK, 7, b"zz"))
+    spi_data = PORT_HEADER.pack(0, 3, 5, 8 + len(ping)) + ping + b"\xee" * 10  # stale tail
+    path = tmp_path / "frames.pcapng"
+    tap = open_capture(str(path), link_name="uart:/dev/ttyX", level="frames")
+    tap.frame("rx", "port", bytes(good), {"crc": "ok", "escapes": 0, "protocol": "current"})
+    tap.frame("rx", "port", bytes(bad), {"crc": "bad", "escapes": 3, "protocol": "current"})
+    tap.frame("tx", "uart-control", b"\x79", {"name": "STAYWAKE1", "byte": 0x79})
+    tap.frame("tx", "spi", PORT_HEADER.pack(0, 1, 4, 8) + b"peer\0", {"cmd": 1, "credits": 4,
+                                                                    "crc": "none"})
+    tap.frame("rx", "spi", spi_data, {"cmd": 3, "credits": 5, "crc": "ok"})
+    tap.frame("tx", "ring", b"", {"event": "kick", "queue": "tx", "id": 5, "len": 56})
+    tap.close()
+    rows = tshark_fields(path, "rpmsg.frame.kind", "rpmsg.port.crc_status",
+                         "rpmsg.port.escapes", "rpmsg.port.len", "rpmsg.src", "rpmsg.ns.addr",
+                         "rpmsg.uart.control", "rpmsg.uart.control_name", "rpmsg.spi.cmd",
+                         "rpmsg.spi.credits", "rpmsg.spi.name", "rpmsg.ping.cookie",
+                         "rpmsg.ring.event", "rpmsg.ring.id", "_ws.expert.message")
+    assert rows[0][:6] == ["port", "ok", "0", "64", "0x00000400", "0x00000000"]
+    assert rows[0][14] == ""
+    assert rows[1][:3] == ["port", "bad", "3"]
+    assert "CRC mismatch" in rows[1][14]
+    assert rows[2][6:8] == ["0x79", "STAYWAKE1"]
+    assert rows[3][8:11] == ["1", "4", "peer"]
+    assert rows[4][8:10] == ["3", "5"] and rows[4][4] == "0x00000401"
+    assert rows[4][11] == "0x0000000000000007"
+    assert rows[5][12:14] == ["kick", "5"]
+    info = tshark(capture=path)
+    assert "[BAD CRC]" in info.splitlines()[1]
