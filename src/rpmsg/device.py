@@ -27,7 +27,7 @@ from rpmsg.core.policy import Policy, get_policy
 from rpmsg.endpoint import Endpoint, MessageCallback, StateCallback
 from rpmsg.errors import EndpointClosedError, RpmsgError, TransportBrokenError
 from rpmsg.tap import Tap
-from rpmsg.transport import Deadline, Link, Release
+from rpmsg.transport import Deadline, Link, Release, close_link
 from rpmsg.wire.layout import Buffer
 from rpmsg.wire.rpmsg import ADDR_ANY
 
@@ -197,17 +197,22 @@ class Device:
 
     # Lifecycle --------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Close every endpoint (sending NS DESTROY where due), then the link. Idempotent."""
+    def close(self, timeout: float | None = CLOSE_NS_TIMEOUT) -> None:
+        """Close every endpoint (sending NS DESTROY where due), then the link. Idempotent.
+
+        ``timeout`` is one budget for all of it; what is left of it goes to the link's own
+        ``close(timeout)``.
+        """
         if self._closed:
             return
-        self._close_deadline = Deadline(CLOSE_NS_TIMEOUT)  # one budget for all endpoints
+        budget = Deadline(timeout)
+        self._close_deadline = budget  # one budget for all endpoints
         for ept in self.endpoints:
             ept.close()
         with self.lock:
             self._closed = True
             self._state.notify_all()
-        self.link.close()
+        close_link(self.link, budget.remaining())
         if self.tap is not None:
             self.tap.event("close")
             self.tap.close()

@@ -9,6 +9,7 @@ schemes found in :mod:`rpmsg.registry`.
 from __future__ import annotations
 
 import abc
+import inspect
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -36,7 +37,13 @@ class LinkSink(Protocol):
 
         Without ``release`` the payload is valid only during the call. With it, the payload
         stays valid until ``release()`` is called, exactly once, which returns the buffer to
-        the transport (zero-copy receive).
+        the transport (zero-copy receive, and back-pressure: an endpoint whose receive queue
+        is full keeps the message in the transport's buffer until its reader catches up, or
+        drops it after a bounded hold). Transports should pass ``release`` wherever they
+        can: without it a message for a full queue can only be dropped (counted).
+        ``release`` may be called later from any thread (a reader, the Device's worker); it
+        must be thread-safe, must not block and must tolerate a link that closed meanwhile.
+        If ``deliver`` raises, the transport calls ``release`` itself.
         """
 
     def broken(self, error: Exception) -> None:
@@ -109,6 +116,12 @@ class Link(abc.ABC):
         :class:`~rpmsg.errors.RpmsgTimeoutError`). Raises
         :class:`~rpmsg.errors.RemoteDisconnectedError` while the link is down and
         :class:`~rpmsg.errors.TransportBrokenError` once broken.
+
+        With ``timeout`` 0 it must never block (short internal locks aside): the Device sends
+        its own messages (name service) that way from inside :class:`LinkSink` callbacks, on
+        the transport's threads, and queues them for later when no buffer is free. Arguments
+        arrive checked (``payload`` has ``len()`` in bytes and fits :attr:`mtu`); a buffer
+        taken here goes back to the pool on any exception.
         """
 
     def send_many(self, messages: Iterable[tuple[int, int, Buffer]],
@@ -165,12 +178,31 @@ class Link(abc.ABC):
         return 0
 
     @abc.abstractmethod
-    def close(self) -> None:
-        """Stop threads and release resources; idempotent."""
+    def close(self, timeout: float | None = None) -> None:
+        """Stop threads and release resources; idempotent.
+
+        ``timeout`` is the budget left of :meth:`rpmsg.device.Device.close` (None: no limit,
+        as before): flush what was sent before the call (UART), join threads and return
+        within it whatever the peer does; what could not be flushed in time is abandoned
+        (and counted where the link counts drops). Links written before the budget existed
+        may define ``close(self)``; the Device then calls them without it.
+        """
 
     def stats(self) -> dict[str, int]:
         """Transport counters (frames, bytes, drops by reason); empty if none."""
         return {}
+
+    def seen(self) -> str:
+        """What the link saw, in one phrase, for timeout errors and "waiting" notices.
+
+        E.g. "no frame passed the CRC: 37 dropped; check crc= on both sides" or "the link
+        is up; 12 messages received". The default lists the non-zero :meth:`stats`;
+        transports override it to say what their counters mean for the user.
+        """
+        counters = {k: v for k, v in self.stats().items() if v}
+        if not counters:
+            return "the link has carried nothing yet"
+        return "link counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items()))
 
     def describe(self) -> dict[str, Any]:
         """Facts about the link for ``--json`` output and logs."""
@@ -205,5 +237,19 @@ class Deadline:
     def expired(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
-    def timeout_error(self, what: str) -> RpmsgTimeoutError:
-        return RpmsgTimeoutError(f"{what}: no result within {self.timeout} s")
+    def timeout_error(self, what: str, seen: str = "") -> RpmsgTimeoutError:
+        """The error for a wait that ran out; ``seen`` says what the link saw meanwhile."""
+        tail = f"; {seen}" if seen else ""
+        return RpmsgTimeoutError(f"{what}: no result within {self.timeout} s{tail}")
+
+
+def close_link(link: Link, timeout: float | None) -> None:
+    """``link.close(timeout)``, or ``link.close()`` for a link that takes no budget."""
+    try:
+        params = inspect.signature(link.close).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to read
+        params = {}  # type: ignore[assignment]
+    if "timeout" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        link.close(timeout=timeout)
+    else:
+        link.close()

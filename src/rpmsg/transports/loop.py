@@ -149,7 +149,7 @@ class LoopLink(Link):
             out.cond.notify_all()
         self._stats["tx_messages"] += 1
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         if self._closed:
             return
         self._closed = True
@@ -158,7 +158,7 @@ class LoopLink(Link):
                 d.closed = True
                 d.cond.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=5 if timeout is None else timeout)
         peer = self.peer
         with _LOOPS_LOCK, self._loop.lock:
             self._loop.ends[self.side] = None
