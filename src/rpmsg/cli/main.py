@@ -26,6 +26,10 @@ COMMAND_MODULES = (
     "rpmsg.cli.bench",
     "rpmsg.cli.linux_cmds",
     "rpmsg.cli.transports",
+    "rpmsg.cli.dump",
+    "rpmsg.cli.replay",
+    "rpmsg.cli.sniff",
+    "rpmsg.cli.wireshark",
 )
 
 

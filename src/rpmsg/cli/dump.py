@@ -1,0 +1,145 @@
+"""``rpmsg dump FILE``: a capture as text, one line per record (like ``candump``/``tcpdump -r``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from rpmsg.capture import CapturedEvent, CapturedFrame, CapturedMessage, CaptureReader, Record
+from rpmsg.capture.describe import (
+    ServiceTracker,
+    decode_ns,
+    decode_ping,
+    describe_frame,
+    describe_message,
+)
+from rpmsg.errors import InvalidArgumentError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "dump", help="print a capture (pcapng) as text, one line per message",
+        description="Print the messages, link events and frames of a capture written with "
+        "capture=PATH or RPMSG_CAPTURE, one line each: time, link, direction, src -> dst, "
+        "[length], service, and the name-service, rpmsg-ping or first payload bytes.")
+    p.add_argument("file", help="capture file (pcapng)")
+    p.add_argument("--name", action="append", default=[], metavar="SERVICE",
+                   help="only messages of this service (named by the capture's name-service "
+                   "messages; 'ns' for the name service itself); repeatable")
+    p.add_argument("--addr", action="append", default=[], type=_address, metavar="ADDR",
+                   help="only messages from or to this address (e.g. 0x400); repeatable")
+    p.add_argument("--dir", choices=["tx", "rx"], help="only one direction")
+    p.add_argument("--no-events", action="store_true", help="leave out link events and frames")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="keep reading as the capture grows (Ctrl-C to stop)")
+    p.set_defaults(func=run)
+
+
+def _address(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an address: {text!r}") from None
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"address {text} is outside 0..0xffffffff")
+    return value
+
+
+def clock(ts_ns: int) -> str:
+    """Local wall-clock time with microseconds, as candump -t a and tcpdump print it."""
+    sec, ns = divmod(ts_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec)) + f".{ns // 1000:06d}"
+
+
+def message_json(rec: CapturedMessage, service: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "type": "message", "time": rec.timestamp, "time_ns": rec.timestamp_ns,
+        "link": rec.interface.name, "dir": rec.direction, "src": rec.src, "dst": rec.dst,
+        "len": len(rec.payload), "flags": rec.flags, "service": service,
+        "payload": rec.payload.hex(),
+    }
+    ns = decode_ns(rec.dst, rec.payload)
+    if ns is not None:
+        out["ns"] = {"op": ns.flags.name, "name": ns.name, "addr": ns.addr}
+    else:
+        ping = decode_ping(rec.payload, service=service)
+        if ping is not None:
+            out["ping"] = {"cmd": ping.cmd, "len": ping.len, "cookie": ping.cookie,
+                           "response": ping.is_response}
+    return out
+
+
+class Dumper:
+    """Filters and formats records; keeps the name-service state of the capture."""
+
+    def __init__(self, *, names: list[str], addrs: list[int], direction: str | None,
+                 events: bool, as_json: bool) -> None:
+        self.names = set(names)
+        self.addrs = set(addrs)
+        self.direction = direction
+        self.events = events
+        self.as_json = as_json
+        self.services = ServiceTracker()
+
+    def line(self, rec: Record) -> str | None:
+        """The output line for ``rec``, or None when the filters leave it out."""
+        if isinstance(rec, CapturedMessage):
+            link = rec.interface.id
+            service = self.services.service(link, rec.src, rec.dst)
+            self.services.feed(link, rec.dst, rec.payload)
+            if self.direction and rec.direction != self.direction:
+                return None
+            if self.addrs and rec.src not in self.addrs and rec.dst not in self.addrs:
+                return None
+            if self.names and (service or "") not in self.names:
+                ns = decode_ns(rec.dst, rec.payload)  # an announcement of a wanted service
+                if ns is None or ns.name not in self.names:
+                    return None
+            if self.as_json:
+                return json.dumps(message_json(rec, service))
+            text = describe_message(rec.direction, rec.src, rec.dst, rec.payload, rec.flags,
+                                    service)
+            return f"{clock(rec.timestamp_ns)} {rec.interface.name} {text}"
+        if not self.events or self.names or self.addrs:
+            return None
+        if isinstance(rec, CapturedEvent):
+            if self.as_json:
+                return json.dumps({"type": "event", "time": rec.timestamp,
+                                   "time_ns": rec.timestamp_ns, "link": rec.interface.name,
+                                   "event": rec.kind, "detail": rec.detail})
+            detail = f" ({rec.detail})" if rec.detail else ""
+            return f"{clock(rec.timestamp_ns)} {rec.interface.name} -- {rec.kind}{detail}"
+        if isinstance(rec, CapturedFrame):
+            if self.direction and rec.direction != self.direction:
+                return None
+            if self.as_json:
+                return json.dumps({"type": "frame", "time": rec.timestamp,
+                                   "time_ns": rec.timestamp_ns, "link": rec.interface.name,
+                                   "dir": rec.direction, "kind": rec.kind, "info": rec.info,
+                                   "data": rec.data.hex()})
+            return (f"{clock(rec.timestamp_ns)} {rec.interface.name} "
+                    f"{describe_frame(rec.direction, rec.kind, rec.data, rec.info)}")
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.follow and args.file == "-":
+        raise InvalidArgumentError("--follow needs a file, not standard input")
+    dumper = Dumper(names=args.name, addrs=args.addr, direction=args.dir,
+                    events=not args.no_events, as_json=args.json)
+    source: Any = sys.stdin.buffer if args.file == "-" else args.file
+    with CaptureReader(source, follow=args.follow) as reader:
+        if args.follow:
+            print(f"rpmsg dump: following {args.file}; Ctrl-C to stop", file=sys.stderr)
+        for rec in reader:
+            line = dumper.line(rec)
+            if line is not None:
+                print(line, flush=args.follow)
+        if reader.malformed:
+            print(f"rpmsg dump: {reader.malformed} malformed record(s) skipped; first: "
+                  f"{reader.first_malformed}", file=sys.stderr)
+    return 0
