@@ -113,17 +113,16 @@ class Dumper:
                                    "event": rec.kind, "detail": rec.detail})
             detail = f" ({rec.detail})" if rec.detail else ""
             return f"{clock(rec.timestamp_ns)} {rec.interface.name} -- {rec.kind}{detail}"
-        if isinstance(rec, CapturedFrame):
-            if self.direction and rec.direction != self.direction:
-                return None
-            if self.as_json:
-                return json.dumps({"type": "frame", "time": rec.timestamp,
-                                   "time_ns": rec.timestamp_ns, "link": rec.interface.name,
-                                   "dir": rec.direction, "kind": rec.kind, "info": rec.info,
-                                   "data": rec.data.hex()})
-            return (f"{clock(rec.timestamp_ns)} {rec.interface.name} "
-                    f"{describe_frame(rec.direction, rec.kind, rec.data, rec.info)}")
-        return None
+        assert isinstance(rec, CapturedFrame)
+        if self.direction and rec.direction != self.direction:
+            return None
+        if self.as_json:
+            return json.dumps({"type": "frame", "time": rec.timestamp,
+                               "time_ns": rec.timestamp_ns, "link": rec.interface.name,
+                               "dir": rec.direction, "kind": rec.kind, "info": rec.info,
+                               "data": rec.data.hex()})
+        return (f"{clock(rec.timestamp_ns)} {rec.interface.name} "
+                f"{describe_frame(rec.direction, rec.kind, rec.data, rec.info)}")
 
 
 def run(args: argparse.Namespace) -> int:
