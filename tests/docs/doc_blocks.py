@@ -6,6 +6,8 @@ otherwise (the comment is invisible in the rendered page):
 * ``<!-- test: skip REASON -->``: shown, not run (needs hardware, the network, runs forever).
 * ``<!-- test: background -->``: a shell block started in the background and stopped with
   Ctrl-C (SIGINT) once the document's other blocks ran, e.g. ``rpmsg remote shm:lab``.
+* ``<!-- test: uml -->``: run inside the real Linux kernel (User-Mode Linux) against
+  ``rpmsg remote vhost-user:... --echo rpmsg-raw --ping``, by ``tests/kernel/test_docs_uml.py``.
 
 Python blocks run each in a fresh interpreter; shell blocks (``sh``, ``bash``, ``console``)
 run with ``bash -e`` in one scratch directory per document, with the project's ``.venv/bin``
@@ -22,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SHELL = {"sh", "bash", "shell", "console"}
 PYTHON = {"python", "py", "python3"}
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
-_MARKER = re.compile(r"^\s*<!--\s*test:\s*(?P<kind>skip|background)\b\s*(?P<reason>.*?)\s*-->\s*$")
+_MARKER = re.compile(
+    r"^\s*<!--\s*test:\s*(?P<kind>skip|background|uml)\b\s*(?P<reason>.*?)\s*-->\s*$")
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class Block:
     line: int
     lang: str
     code: str
-    mode: str = "run"  # run, skip, background
+    mode: str = "run"  # run, skip, background, uml
     reason: str = ""
 
     @property

@@ -60,7 +60,7 @@ def test_document_blocks_run(doc: Path) -> None:
         cwd = str(ROOT) if doc == ROOT / "README.md" else scratch
         try:
             for block in blocks(doc):
-                if not block.runnable or block.mode == "skip":
+                if not block.runnable or block.mode in ("skip", "uml"):
                     continue
                 if block.mode == "background":
                     assert block.lang in SHELL, f"{block.where}: only shell runs in background"
