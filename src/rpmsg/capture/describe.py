@@ -43,29 +43,39 @@ def decode_ping(payload: Buffer, *, service: str | None) -> PingHeader | None:
 
 
 class ServiceTracker:
-    """Addresses announced by name service, per link: which service a message belongs to."""
+    """Addresses announced by name service, per link and side: which service a message
+    belongs to.
+
+    Each side has its own address space (both often start at 0x400), so an announcement
+    names an address of the side that sent it: an NS message seen in direction ``tx``
+    names an address of the ``tx`` side (the captured Device), ``rx`` one of the peer. A
+    message in direction D comes from an address of D's side and goes to one of the other.
+    """
 
     def __init__(self) -> None:
-        self._names: dict[tuple[Any, int], str] = {}
+        self._names: dict[tuple[Any, str, int], str] = {}
 
-    def feed(self, link: Any, dst: int, payload: Buffer) -> NsMessage | None:
+    def feed(self, link: Any, direction: str, dst: int, payload: Buffer) -> NsMessage | None:
         """Learn from one message; returns its NS content if it is an NS message."""
         ns = decode_ns(dst, payload)
         if ns is not None:
+            key = (link, direction, ns.addr)
             if ns.flags == NsFlags.DESTROY:
-                if self._names.get((link, ns.addr)) == ns.name:
-                    del self._names[(link, ns.addr)]
+                if self._names.get(key) == ns.name:
+                    del self._names[key]
             else:
-                self._names[(link, ns.addr)] = ns.name
+                self._names[key] = ns.name
         return ns
 
-    def service(self, link: Any, src: int, dst: int) -> str | None:
-        """The service of a message from ``src`` to ``dst`` on ``link`` (None: unknown)."""
+    def service(self, link: Any, direction: str, src: int, dst: int) -> str | None:
+        """The service of a message (None: unknown): the destination's name, else the
+        source's."""
         if dst == NS_ADDR:
             return "ns"
-        name = self._names.get((link, dst))
+        other = "rx" if direction == "tx" else "tx"
+        name = self._names.get((link, other, dst))
         if name is None:
-            name = self._names.get((link, src))
+            name = self._names.get((link, direction, src))
         return name
 
 

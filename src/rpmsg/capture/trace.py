@@ -45,8 +45,8 @@ class TraceTap:
             return
         try:
             with self._lock:
-                self._services.feed(None, dst, payload)
-                service = self._services.service(None, src, dst)
+                self._services.feed(None, direction, dst, payload)
+                service = self._services.service(None, direction, src, dst)
             self.log.debug("%s %s", self.link_name,
                            describe_message(direction, src, dst, payload, flags, service))
         except Exception:

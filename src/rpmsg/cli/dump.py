@@ -89,8 +89,8 @@ class Dumper:
         """The output line for ``rec``, or None when the filters leave it out."""
         if isinstance(rec, CapturedMessage):
             link = rec.interface.id
-            service = self.services.service(link, rec.src, rec.dst)
-            self.services.feed(link, rec.dst, rec.payload)
+            service = self.services.service(link, rec.direction, rec.src, rec.dst)
+            self.services.feed(link, rec.direction, rec.dst, rec.payload)
             if self.direction and rec.direction != self.direction:
                 return None
             if self.addrs and rec.src not in self.addrs and rec.dst not in self.addrs:

@@ -111,7 +111,7 @@ p.experts = { e.bad_crc, e.bad_len, e.short, e.event, e.broken, e.malformed_ns }
 
 local f_iface = Field.new("frame.interface_id")
 
--- Name-service state: services[iface .. ":" .. addr] = name, built on the first pass;
+-- Name-service state: services[iface:side:addr] = name, built on the first pass;
 -- the service found for each frame is kept so later (random-order) passes agree.
 local services = {}
 local frame_service = {}
@@ -209,8 +209,14 @@ local function dissect_message(tvb, offset, pinfo, tree, direction)
     if pinfo.visited then
         service = frame_service[pinfo.number]
     else
+        -- Each side has its own address space: an announcement names an address of the
+        -- side that sent it; a message goes from its direction's side to the other one.
+        local other = (direction == "tx") and "rx" or "tx"
         if dst == NS_ADDR then service = "ns"
-        else service = services[key .. ":" .. dst] or services[key .. ":" .. src] end
+        else
+            service = services[key .. ":" .. other .. ":" .. dst]
+                      or services[key .. ":" .. direction .. ":" .. src]
+        end
         frame_service[pinfo.number] = service
     end
     if service and service ~= "ns" then
@@ -232,12 +238,11 @@ local function dissect_message(tvb, offset, pinfo, tree, direction)
             local kind = NS_FLAGS[flags] or string.format("flags %d", flags)
             nt:set_text(string.format("Name service %s \"%s\" addr %s", kind, name, hex(addr)))
             if not pinfo.visited then
+                local skey = key .. ":" .. direction .. ":" .. addr
                 if flags == 1 then
-                    if services[key .. ":" .. addr] == name then
-                        services[key .. ":" .. addr] = nil
-                    end
+                    if services[skey] == name then services[skey] = nil end
                 else
-                    services[key .. ":" .. addr] = name
+                    services[skey] = name
                 end
             end
             summary = string.format("NS %s \"%s\" addr %s", kind, name, hex(addr))
