@@ -1,18 +1,19 @@
-"""Benchmark of RPMsg over shared-memory virtio between two processes, with its own floor.
+"""Benchmark of RPMsg over shared-memory virtio between two processes, next to C.
 
-:func:`run` starts the remote (virtio device) as a second Python process (``python -m
-rpmsg.bench.shm --serve ...``), measures in the same run:
+:func:`run` measures, in one run and on one machine, every driver/device pairing of our
+Python stack and a C reference of our own (``c/``: a C driver and a C device that speak the
+same layout and kick convention, built with the system compiler; see :mod:`rpmsg.bench.cref`):
 
-* ``floor``: a 1-byte ping-pong over the same kick mechanism (UNIX stream socket, one byte per
-  kick, ``poll`` + ``read``), the cost of two process wakeups;
-* ``link``: the transport alone (engine + rings + kicks, no Device/Endpoint): round-trip
-  latency for 16 and 496-byte payloads and one-way streaming throughput, the receiver checking
-  sequence numbers and a CRC-32 over every payload (nothing lost, duplicated or reordered);
-* ``endpoint``: the same through the public API (``Device``/``Endpoint``: name service
-  binding, ``send``/``send_many``, callback endpoints on the remote).
+* ``C<->C``, ``C<->rpmsg``, ``rpmsg<->C``, ``rpmsg<->rpmsg`` (driver first), where rpmsg is
+  the public Endpoint API, plus the same with ``rpmsg link`` (the bare transport link);
+* per pairing: round trip p50/p99 (16 and 496 bytes), pipelined echo throughput with 1, 16
+  and 64 messages in flight, and one-way streams checked by the device (sequence + CRC-32);
+* the floor: a 1-byte ping-pong over a socket, in Python and in C, blocking and spinning;
 
-and reports ratios to the floor. The result is a JSON-serialisable dict; timings are figures,
-never pass/fail. ``python -m rpmsg.bench.shm --json`` prints it.
+and reports ratios to C<->C within the run (time ratios for latency, rate ratios for
+throughput). Without a compiler the C rows are skipped with a one-line note. The result is a
+JSON-serialisable dict; timings are figures, never pass/fail.
+``python -m rpmsg.bench.shm [--json] [--quick]``.
 """
 
 from __future__ import annotations
@@ -21,414 +22,265 @@ import argparse
 import contextlib
 import json
 import os
-import struct
+import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
-import zlib
-from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+from rpmsg.bench import cref
 from rpmsg.bench.report import context, percentiles, render
-from rpmsg.registry import Opening, open_link
-from rpmsg.transport import Link, Release
-from rpmsg.transports.shm import ShmLink
-from rpmsg.virtio.kick import KickServer, PeerGone, SocketKick, connect
-from rpmsg.wire.layout import Buffer
+from rpmsg.bench.shm_host import Workload, measure_endpoint, measure_link
+from rpmsg.errors import NotAvailableError
 
-#: Addresses used by the link-level benchmark (no name service there).
-CTRL, ECHO, SINK, HOST = 1, 2, 3, 1024
-SEQ = struct.Struct("<Q")
-_SIZES = (16, 496)
-
-
-class _StreamCheck:
-    """Receiver-side check of a stream: sequence numbers in order and a running CRC-32."""
-
-    def __init__(self) -> None:
-        self.reset(0)
-
-    def reset(self, expected: int) -> None:
-        self.expected = expected
-        self.next = 0
-        self.crc = 0
-        self.bad_seq = 0
-        self.bytes = 0
-        self.done = threading.Event()
-
-    def take(self, payload: Buffer) -> None:
-        (seq,) = SEQ.unpack_from(payload, 0)
-        if seq != self.next:
-            self.bad_seq += 1
-        self.next = seq + 1
-        self.crc = zlib.crc32(payload, self.crc)
-        self.bytes += len(payload)
-        if self.next >= self.expected:
-            self.done.set()
-
-    def report(self) -> dict[str, int]:
-        return {"received": self.next, "bad_seq": self.bad_seq, "crc": self.crc,
-                "bytes": self.bytes}
+#: Driver/device pairings, driver first: "c", "endpoint" (public API) or "link" (bare link).
+PAIRS = (("c", "c"), ("c", "endpoint"), ("endpoint", "c"), ("endpoint", "endpoint"),
+         ("c", "link"), ("link", "c"), ("link", "link"))
+LABELS = {"c": "C", "endpoint": "rpmsg", "link": "rpmsg link"}
+QUICK = Workload(rounds=300, echo=2000, min_seconds=0.05, stream=20_000)
+DEVICE_WAIT = 60.0
 
 
-def _payloads(count: int, size: int) -> Iterator[bytes]:
-    fill = bytes(range(256)) * 2
-    tail = fill[: size - SEQ.size]
-    for seq in range(count):
-        yield SEQ.pack(seq) + tail
+def _label(driver: str, device: str) -> str:
+    return f"{LABELS[driver]}<->{LABELS[device]}"
 
 
-# Remote side -----------------------------------------------------------------------------
-
-class _RemoteSink:
-    """The device side of the link benchmark: echo on ECHO, check a stream on SINK."""
-
-    def __init__(self, link: Link) -> None:
-        self.link = link
-        self.check = _StreamCheck()
-        self.up = threading.Event()
-        self.gone = threading.Event()
-
-    def link_up(self) -> None:
-        self.up.set()
-
-    def link_down(self, reason: str) -> None:
-        self.gone.set()
-
-    def broken(self, error: Exception) -> None:
-        print(f"bench remote: broken: {error}", file=sys.stderr)
-        self.gone.set()
-
-    def deliver(self, src: int, dst: int, payload: Buffer, release: Release | None = None) -> None:
-        if dst == SINK:
-            self.check.take(payload)
-            if self.check.done.is_set():
-                self.link.send(SINK, src, json.dumps(self.check.report()).encode(), None)
-        elif dst == ECHO:
-            self.link.send(ECHO, src, payload, None)
-        elif dst == CTRL:
-            self.check.reset(int(bytes(payload)))
-            self.link.send(CTRL, src, b"ok", None)
-        if release is not None:
-            release()
+def _python_env() -> dict[str, str]:
+    """The environment for Python children: this copy of rpmsg first on the path."""
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    return env
 
 
-def serve(url: str, mode: str, floor_path: str, spin: float = 0.0) -> None:
-    """Remote process: answer the floor ping-pong, then serve ``link`` or ``endpoint`` mode."""
-    chan = connect(floor_path, "socket", Opening(floor_path, 30.0))
-    clock = time.perf_counter
-    try:
-        while chan.wait(30.0):  # the parent closes the socket when the ping-pong is over
-            chan.notify()
-            until = clock() + spin
-            while clock() < until:  # the same adaptive spin as the rings (0 = block at once)
-                if chan.wait(0):
-                    chan.notify()
-                    until = clock() + spin
-                else:
-                    os.sched_yield()
-    except PeerGone:
-        pass
-    chan.close()
-    if mode == "link":
-        link = open_link(url, side="remote")
-        sink = _RemoteSink(link)
-        link.start(sink)
-        sink.gone.wait()
-        link.close()
-        return
-    import rpmsg
+# The floor ----------------------------------------------------------------------------------
 
-    dev = rpmsg.open(url, side="remote")
-    check = _StreamCheck()
+def _python_floor(rounds: int, spin: float) -> dict[str, Any]:
+    """1-byte ping-pong between this process and a Python child, blocking then spinning."""
+    import select
 
-    def on_echo(ept: rpmsg.Endpoint, data: bytes, src: int) -> None:
-        ept.send_to(src, data)
-
-    def on_sink(ept: rpmsg.Endpoint, data: bytes, src: int) -> None:
-        if len(data) < SEQ.size:  # control: the number of messages to expect
-            check.reset(int(data))
-            ept.send_to(src, b"ok")
-            return
-        check.take(data)
-        if check.done.is_set():
-            ept.send_to(src, json.dumps(check.report()).encode())
-
-    dev.create_endpoint("bench-echo", callback=on_echo)
-    dev.create_endpoint("bench-sink", callback=on_sink)
-    was_up = False
-    deadline = time.monotonic() + 600
-    while dev.broken_error is None and time.monotonic() < deadline:
-        if dev.is_up:
-            was_up = True
-        elif was_up:
-            break  # the host closed: done
-        time.sleep(0.05)
-    dev.close()
-
-
-# Host side -------------------------------------------------------------------------------
-
-class _HostSink:
-    """The driver side of the link benchmark: collects replies."""
-
-    def __init__(self) -> None:
-        self.replies: list[bytes] = []
-        self.got = threading.Event()
-
-    def link_up(self) -> None:
-        pass
-
-    def link_down(self, reason: str) -> None:
-        self.got.set()
-
-    def broken(self, error: Exception) -> None:
-        self.replies.append(f"broken: {error}".encode())
-        self.got.set()
-
-    def deliver(self, src: int, dst: int, payload: Buffer, release: Release | None = None) -> None:
-        self.replies.append(bytes(payload))
-        if release is not None:
-            release()
-        self.got.set()
-
-
-def _floor(server: KickServer, rounds: int, spin: float) -> dict[str, dict[str, float]]:
-    """1-byte ping-pong over the kick socket: blocking (``rtt_1``), then with the same
-    adaptive spin as the rings use (``rtt_1_spin``: poll the socket for ``spin`` seconds
-    before blocking, on both sides)."""
-    chan = None
-    deadline = time.monotonic() + 30
-    while chan is None:
-        chan = server.accept("socket", 1.0)
-        if time.monotonic() > deadline:
-            raise TimeoutError("bench remote did not connect")
-    assert isinstance(chan, SocketKick)
     out = {}
     clock = time.perf_counter
     for key, this_spin in (("rtt_1", 0.0), ("rtt_1_spin", spin)):
-        chan.notify()  # tells the remote which mode: the first byte of each mode is a marker
-        chan.wait(None)
+        ours, theirs = socket.socketpair()
+        child = subprocess.Popen(
+            [sys.executable, "-m", "rpmsg.bench.shm_peer", "--floor-fd", str(theirs.fileno()),
+             "--spin", str(this_spin * 1e6)], pass_fds=[theirs.fileno()], env=_python_env())
+        theirs.close()
+        fd = ours.fileno()
+        os.set_blocking(fd, False)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
         samples = []
-        for _ in range(rounds):
-            t0 = clock()
-            chan.notify()
-            until = t0 + this_spin
-            while not chan.wait(0):
-                if clock() >= until:
-                    while not chan.wait(None):
-                        pass
-                    break
-                os.sched_yield()
-            samples.append(clock() - t0)
-        out[key] = percentiles(samples[rounds // 10 :])
-    chan.close()
-    return out
-
-
-def _spawn(url: str, mode: str, floor_path: str, spin_us: float) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.Popen([sys.executable, "-m", "rpmsg.bench.shm", "--serve", url,
-                             "--mode", mode, "--floor", floor_path, "--spin", str(spin_us)],
-                            env=env)
-
-
-def _link_rtt(link: ShmLink, sink: _HostSink, size: int, rounds: int,
-              spin: float) -> dict[str, float]:
-    """Round trips driven from this thread: send, spin briefly, then block on the kick."""
-    engine = link.engine
-    chan = link._channel
-    assert chan is not None
-    payload = bytes(size)
-    samples = []
-    clock = time.perf_counter
-    replies = sink.replies
-    for _ in range(rounds):
-        t0 = clock()
-        engine.send(HOST, ECHO, payload, None)
-        until = t0 + spin
-        while True:
-            engine.kick(rearm=False)
-            if replies:
-                break
-            if clock() < until:
-                os.sched_yield()
-                continue
-            if engine.arm():
-                chan.wait(1.0)
-        samples.append(clock() - t0)
-        replies.clear()
-    return percentiles(samples[rounds // 10 :])
-
-
-def _link_stream(link: ShmLink, sink: _HostSink, size: int, count: int,
-                 burst: int) -> dict[str, Any]:
-    sink.got.clear()
-    sink.replies.clear()
-    link.send(HOST, CTRL, str(count).encode(), None)
-    if not sink.got.wait(10) or sink.replies[-1] != b"ok":
-        raise RuntimeError(f"bench remote did not acknowledge: {sink.replies}")
-    sink.got.clear()
-    sink.replies.clear()
-    crc = 0
-    gen = _payloads(count, size)
-    t0 = time.perf_counter()
-    sent = 0
-    while sent < count:
-        chunk = []
-        for p in gen:
-            crc = zlib.crc32(p, crc)
-            chunk.append((HOST, SINK, p))
-            if len(chunk) >= burst:
-                break
-        sent += link.send_many(chunk, None)
-    if not sink.got.wait(60):
-        raise RuntimeError("bench remote did not report the end of the stream")
-    dt = time.perf_counter() - t0
-    report = json.loads(sink.replies[-1])
-    return _stream_result(report, count, size, crc, dt)
-
-
-def _stream_result(report: dict[str, Any], count: int, size: int, crc: int,
-                   dt: float) -> dict[str, Any]:
-    ok = report["received"] == count and report["bad_seq"] == 0 and report["crc"] == crc
-    return {"messages": count, "payload": size, "seconds": round(dt, 4),
-            "msgs_per_s": round(count / dt), "mb_per_s": round(count * size / dt / 1e6, 2),
-            "received": report["received"], "bad_seq": report["bad_seq"],
-            "crc_match": report["crc"] == crc, "complete_in_order": ok}
-
-
-def _endpoint_phase(url: str, rounds: int, count: int, burst: int,
-                    sizes: tuple[int, ...]) -> dict[str, Any]:
-    import rpmsg
-
-    out: dict[str, Any] = {}
-    with rpmsg.open(url) as dev:
-        echo = dev.create_endpoint("bench-echo")
-        sink = dev.create_endpoint("bench-sink")
-        echo.wait_bound(30)
-        sink.wait_bound(30)
-        clock = time.perf_counter
-        for size in sizes:
-            payload = bytes(size)
-            samples = []
+        try:
             for _ in range(rounds):
                 t0 = clock()
-                echo.send(payload)
-                echo.recv(timeout=10)
+                os.write(fd, b"\x01")
+                until = t0 + this_spin
+                while True:
+                    try:
+                        data = os.read(fd, 64)
+                    except BlockingIOError:
+                        if clock() < until:
+                            os.sched_yield()
+                        elif not poller.poll(DEVICE_WAIT * 1000):
+                            raise RuntimeError("bench: the floor's child does not answer") \
+                                from None
+                        continue
+                    if not data:
+                        raise RuntimeError("bench: the floor's child went away")
+                    break
                 samples.append(clock() - t0)
-            out[f"rtt_{size}"] = percentiles(samples[rounds // 10 :])
-        for size in sizes:
-            sink.send(str(count).encode())
-            if sink.recv(timeout=10) != b"ok":
-                raise RuntimeError("bench remote did not acknowledge")
-            crc = 0
-            gen = _payloads(count, size)
-            t0 = clock()
-            sent = 0
-            while sent < count:
-                chunk = []
-                for p in gen:
-                    crc = zlib.crc32(p, crc)
-                    chunk.append(p)
-                    if len(chunk) >= burst:
-                        break
-                sent += sink.send_many(chunk)
-            report = json.loads(sink.recv(timeout=60))
-            out[f"stream_{size}"] = _stream_result(report, count, size, crc, clock() - t0)
-        out["host_stats"] = dev.stats()
+        finally:
+            ours.close()
+            child.wait(DEVICE_WAIT)
+        out[key] = percentiles(samples[rounds // 10 :])
     return out
 
 
-def run(*, rounds: int = 2000, count: int = 200_000, burst: int = 128, spin_us: float = 50.0,
-        kick: str = "socket", endpoint: bool = True) -> dict[str, Any]:
-    """Run the whole benchmark (two processes per phase) and return the figures as a dict.
-
-    ``rounds`` round trips per latency figure, ``count`` messages per stream, ``burst``
-    messages per ``send_many``; ``spin_us`` is the adaptive spin on both sides.
-    """
-    name = f"rpmsg-bench-{uuid.uuid4().hex[:10]}"
-    url = f"shm:{name}?kick={kick}&spin={spin_us}&timeout=30"
-    floor_path = f"/tmp/{name}.floor"
-    result: dict[str, Any] = {"benchmark": "shm", **context(), "url": url, "rounds": rounds,
-                              "count": count, "burst": burst, "spin_us": spin_us}
-    server = KickServer(floor_path)
-    proc = _spawn(url, "link", floor_path, spin_us)
-    try:
-        result["floor"] = _floor(server, rounds, spin_us * 1e-6)
-        link = _open_driver(url)
-        sink = _HostSink()
-        link.engine.attach(sink)
-        try:
-            link_res: dict[str, Any] = {}
-            for size in _SIZES:
-                link_res[f"rtt_{size}"] = _link_rtt(link, sink, size, rounds, spin_us * 1e-6)
-            link.start(sink)
-            for size in _SIZES:
-                link_res[f"stream_{size}"] = _link_stream(link, sink, size, count, burst)
-            link_res["host_stats"] = link.stats()
-            result["link"] = link_res
-        finally:
-            link.close()
-        proc.wait(30)
-        if endpoint:
-            proc = _spawn(url, "endpoint", floor_path, spin_us)
-            chan = server.accept("socket", 30.0)
-            if chan is not None:
-                chan.close()
-            result["endpoint"] = _endpoint_phase(url, rounds, count, burst, _SIZES)
-            proc.wait(30)
-    finally:
-        server.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"/dev/shm/{name}")
-    floor = result["floor"]["rtt_1"]["p50_us"]
-    floor_spin = result["floor"]["rtt_1_spin"]["p50_us"]
-    ratios: dict[str, float] = {}
-    for level in ("link", "endpoint"):
-        for size in _SIZES:
-            key = f"rtt_{size}"
-            if level in result:
-                p50 = result[level][key]["p50_us"]
-                ratios[f"{level}_{key}_p50_over_floor"] = round(p50 / floor, 2)
-                ratios[f"{level}_{key}_p50_over_spin_floor"] = round(p50 / floor_spin, 2)
-    result["ratios"] = ratios
+def _c_floor(driver: Path, rounds: int, spin_us: float) -> dict[str, Any]:
+    proc = subprocess.run([str(driver), "--floor", str(rounds), "--spin", str(spin_us)],
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"C floor failed: {proc.stderr.strip()}")
+    result: dict[str, Any] = json.loads(proc.stdout)
     return result
 
 
-def _open_driver(url: str) -> ShmLink:
-    link = open_link(url, side="host")
-    assert isinstance(link, ShmLink)
-    return link
+# One pairing --------------------------------------------------------------------------------
+
+def _start_device(kind: str, name: str, url: str, programs: dict[str, Path],
+                  spin_us: float) -> subprocess.Popen[str]:
+    if kind == "c":
+        cmd = [str(programs["shm_device"]), "--shm", name, "--spin", str(spin_us),
+               "--timeout", str(DEVICE_WAIT)]
+    else:
+        cmd = [sys.executable, "-m", "rpmsg.bench.shm_peer", "--url", url, "--mode", kind]
+    return subprocess.Popen(cmd, env=_python_env(), stderr=subprocess.PIPE, text=True)
+
+
+def _c_driver(programs: dict[str, Path], name: str, work: Workload,
+              spin_us: float) -> dict[str, Any]:
+    cmd = [str(programs["shm_driver"]), "--shm", name, "--spin", str(spin_us),
+           "--timeout", str(DEVICE_WAIT), "--rounds", str(work.rounds), "--echo", str(work.echo),
+           "--min-seconds", str(work.min_seconds), "--stream", str(work.stream),
+           "--burst", str(work.burst), "--sizes", ",".join(map(str, work.sizes)),
+           "--windows", ",".join(map(str, work.windows))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"C driver failed ({proc.returncode}): {proc.stderr.strip()}")
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def run_pair(driver: str, device: str, work: Workload, *, spin_us: float = 50.0,
+             programs: dict[str, Path] | None = None) -> dict[str, Any]:
+    """Measure one driver/device pairing over a fresh shm file; the device's exit status too."""
+    name = f"rpmsg-bench-{uuid.uuid4().hex[:10]}"
+    url = f"shm:{name}?kick=socket&spin={spin_us}&timeout={DEVICE_WAIT}"
+    programs = programs or {}
+    proc = _start_device(device, name, url, programs, spin_us)
+    try:
+        if driver == "c":
+            figures = _c_driver(programs, name, work, spin_us)
+        elif driver == "endpoint":
+            figures = measure_endpoint(url, work)
+        else:
+            figures = measure_link(url, work, spin_us * 1e-6)
+        try:
+            _out, err = proc.communicate(timeout=DEVICE_WAIT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _out, err = proc.communicate()
+        if proc.returncode != 0:
+            figures["device_error"] = f"exit {proc.returncode}: {err.strip()[-500:]}"
+        return figures
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for path in (f"/dev/shm/{name}", f"/tmp/{name}.event.0"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+# The whole run ------------------------------------------------------------------------------
+
+def _compare(pairs: dict[str, Any], work: Workload) -> dict[str, dict[str, float]]:
+    """Each pairing's figures divided by C<->C's (latency: time ratio; rates: rate ratio)."""
+    base = pairs.get(_label("c", "c"))
+    if not base or "error" in base:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for label, fig in pairs.items():
+        if "error" in fig:
+            continue
+        row: dict[str, float] = {}
+        for size in work.sizes:
+            row[f"rtt_{size}_p50"] = round(fig[f"rtt_{size}"]["p50_us"]
+                                           / base[f"rtt_{size}"]["p50_us"], 2)
+            for w in work.windows:
+                key = f"echo_w{w}_{size}"
+                row[key] = round(fig[key]["msgs_per_s"] / base[key]["msgs_per_s"], 3)
+            row[f"stream_{size}"] = round(fig[f"stream_{size}"]["msgs_per_s"]
+                                          / base[f"stream_{size}"]["msgs_per_s"], 3)
+        out[label] = row
+    return out
+
+
+def run(quick: bool = False, *, work: Workload | None = None, spin_us: float = 50.0,
+        c_reference: bool = True, pairs: tuple[tuple[str, str], ...] = PAIRS) -> dict[str, Any]:
+    """Run every pairing (two processes each) and return the figures as a dict."""
+    work = work or (QUICK if quick else Workload())
+    result: dict[str, Any] = {
+        "benchmark": "shm", **context(), "spin_us": spin_us,
+        "workload": {"rounds": work.rounds, "echo": work.echo, "min_seconds": work.min_seconds,
+                     "stream": work.stream, "burst": work.burst, "sizes": list(work.sizes),
+                     "windows": list(work.windows)},
+    }
+    programs: dict[str, Path] = {}
+    if c_reference:
+        try:
+            programs = cref.build_shm()
+            result["c_reference"] = {"built": str(programs["shm_driver"].parent),
+                                     "compiler": cref.compiler()}
+        except NotAvailableError as exc:
+            result["c_reference"] = f"skipped: {exc}"
+            print(f"rpmsg bench shm: {exc}", file=sys.stderr)
+    if not programs:
+        pairs = tuple(p for p in pairs if "c" not in p)
+    result["floor"] = {"python": _python_floor(work.rounds, spin_us * 1e-6)}
+    if programs:
+        result["floor"]["c"] = _c_floor(programs["shm_driver"], work.rounds, spin_us)
+    figures: dict[str, Any] = {}
+    for driver, device in pairs:
+        label = _label(driver, device)
+        try:
+            figures[label] = run_pair(driver, device, work, spin_us=spin_us, programs=programs)
+        except Exception as exc:  # one failed pairing must not hide the others' figures
+            figures[label] = {"error": f"{type(exc).__name__}: {exc}"}
+    result["pairs"] = figures
+    result["vs_c"] = _compare(figures, work)
+    result["loadavg_end"] = context().get("loadavg")
+    return result
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The human form: one row per pairing, then the same divided by C<->C."""
+    sizes = result["workload"]["sizes"]
+    windows = result["workload"]["windows"]
+    rows = []
+    for label, fig in result["pairs"].items():
+        row: dict[str, Any] = {"driver<->device": label}
+        if "error" in fig:
+            row["error"] = fig["error"]
+            rows.append(row)
+            continue
+        for size in sizes:
+            row[f"rtt{size} p50/p99 us"] = (f"{fig[f'rtt_{size}']['p50_us']:.1f}/"
+                                            f"{fig[f'rtt_{size}']['p99_us']:.1f}")
+        for size in sizes:
+            for w in windows:
+                row[f"echo{size} w{w} k/s"] = round(fig[f"echo_w{w}_{size}"]["msgs_per_s"] / 1e3,
+                                                    1)
+        for size in sizes:
+            s = fig[f"stream_{size}"]
+            row[f"stream{size} k/s"] = round(s["msgs_per_s"] / 1e3, 1)
+        row["stream496 MB/s"] = fig.get("stream_496", {}).get("mb_per_s", "")
+        ok = all(fig[f"stream_{s}"]["complete_in_order"] for s in sizes) and all(
+            fig[f"echo_w{w}_{s}"]["in_order"] for s in sizes for w in windows)
+        row["intact"] = "yes" if ok else "NO"
+        rows.append(row)
+    floor = {f"{lang} {k}": f"{v['p50_us']:.1f} us"
+             for lang, fl in result["floor"].items() for k, v in fl.items()}
+    out: dict[str, Any] = {
+        "benchmark": "shm", "python": result["python"], "cpus": result["cpus"],
+        "loadavg": result.get("loadavg"), "c_reference": result.get("c_reference"),
+        "floor p50 (1-byte ping-pong)": floor, "figures": rows,
+    }
+    ratios = [{"driver<->device": k, **v} for k, v in result["vs_c"].items()]
+    if ratios:
+        out["ratio to C<->C (rtt: time, others: rate)"] = ratios
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m rpmsg.bench.shm [--json]``: run and print the figures."""
+    """``python -m rpmsg.bench.shm [--json] [--quick] [--no-c]``."""
     ap = argparse.ArgumentParser(prog="python -m rpmsg.bench.shm", description=__doc__)
-    ap.add_argument("--json", action="store_true", help="print the result as JSON")
-    ap.add_argument("--rounds", type=int, default=2000)
-    ap.add_argument("--count", type=int, default=200_000)
-    ap.add_argument("--burst", type=int, default=128)
+    ap.add_argument("--json", action="store_true", help="print one JSON document")
+    ap.add_argument("--quick", action="store_true", help="smaller workloads")
     ap.add_argument("--spin", type=float, default=50.0, help="adaptive spin in µs")
-    ap.add_argument("--kick", choices=["socket", "eventfd"], default="socket")
-    ap.add_argument("--no-endpoint", action="store_true", help="skip the Device/Endpoint phase")
-    ap.add_argument("--serve", help=argparse.SUPPRESS)
-    ap.add_argument("--mode", default="link", help=argparse.SUPPRESS)
-    ap.add_argument("--floor", help=argparse.SUPPRESS)
+    ap.add_argument("--no-c", action="store_true", help="skip the C reference")
+    ap.add_argument("--pair", action="append", metavar="DRIVER:DEVICE",
+                    help="only these pairings (c, endpoint, link), e.g. c:endpoint")
     args = ap.parse_args(argv)
-    if args.serve:
-        serve(args.serve, args.mode, args.floor, args.spin * 1e-6)
-        return 0
-    res = run(rounds=args.rounds, count=args.count, burst=args.burst, spin_us=args.spin,
-              kick=args.kick, endpoint=not args.no_endpoint)
-    print(json.dumps(res) if args.json else render(res))
+    pairs: tuple[tuple[str, str], ...] = PAIRS
+    if args.pair:
+        pairs = tuple((d, v) for d, v in (p.split(":", 1) for p in args.pair))
+    res = run(args.quick, spin_us=args.spin, c_reference=not args.no_c, pairs=pairs)
+    print(json.dumps(res) if args.json else render(summary(res)))
     return 0
 
 
