@@ -7,13 +7,23 @@ source or destination address on the same link; a DESTROY forgets it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from rpmsg.errors import DecodeError
+from rpmsg.port.spi.proto import Cmd
 from rpmsg.wire.layout import Buffer
 from rpmsg.wire.ping import PING_HEADER, PING_NAME, PingHeader
-from rpmsg.wire.rpmsg import NS_ADDR, NS_MESSAGE_SIZE, NsFlags, NsMessage
+from rpmsg.wire.port import PORT_HEADER, PORT_HEADER_SIZE
+from rpmsg.wire.rpmsg import (
+    HEADER_SIZE,
+    NS_ADDR,
+    NS_MESSAGE_SIZE,
+    NsFlags,
+    NsMessage,
+    decode_message,
+)
 
 #: Payload bytes shown in a text line.
 HEX_BYTES = 24
@@ -79,6 +89,12 @@ class ServiceTracker:
         return name
 
 
+def clock(ts_ns: int) -> str:
+    """Local wall-clock time with microseconds, as ``candump -t a`` and tcpdump print it."""
+    sec, ns = divmod(ts_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec)) + f".{ns // 1000:06d}"
+
+
 def hexdump(data: Buffer, limit: int = HEX_BYTES) -> str:
     raw = bytes(data[:limit])
     text = raw.hex(" ")
@@ -109,12 +125,40 @@ def describe_message(direction: str, src: int, dst: int, payload: Buffer, flags:
             f"{describe_payload(dst, payload, service)}").rstrip()
 
 
-def describe_frame(direction: str, kind: str, data: Buffer,
-                   info: Mapping[str, object]) -> str:
-    """``rx port [40] crc=bad escapes=2 ...`` with the first bytes in hex."""
+def inner_message(kind: str, data: Buffer) -> tuple[int, int, bytes] | None:
+    """(src, dst, payload) of the RPMsg message a port or SPI DATA frame carries, if any."""
+    if kind not in ("port", "spi") or len(data) < PORT_HEADER_SIZE + HEADER_SIZE:
+        return None
+    _crc, cmd, _avail, length = PORT_HEADER.unpack(data)
+    if kind == "spi" and cmd != Cmd.DATA:
+        return None
+    end = min(length, len(data))
+    try:
+        hdr, payload = decode_message(bytes(data[PORT_HEADER_SIZE:end]))
+    except DecodeError:
+        return None
+    return hdr.src, hdr.dst, bytes(payload)
+
+
+def describe_frame(direction: str, kind: str, data: Buffer, info: Mapping[str, object],
+                   services: ServiceTracker | None = None, link: Any = None) -> str:
+    """``rx port [64] crc=ok escapes=2 | rx 0x400 -> 0x35 [40] NS CREATE ...``; frames that
+    carry no message show their first bytes in hex."""
+    if kind == "uart-control" and "name" in info:
+        byte = f" ({data[0]:#04x})" if len(data) == 1 else ""
+        return f"{direction} uart-control {info['name']}{byte}"
     fields = " ".join(f"{k}={v}" for k, v in info.items())
-    return f"{direction} {kind} [{len(data)}] {fields} {hexdump(data)}".rstrip()
+    head = f"{direction} {kind} [{len(data)}] {fields}".rstrip()
+    inner = inner_message(kind, data)
+    if inner is None:
+        return f"{head} {hexdump(data)}".rstrip()
+    src, dst, payload = inner
+    service = None
+    if services is not None:
+        service = services.service(link, direction, src, dst)
+        services.feed(link, direction, dst, payload)
+    return f"{head} | {describe_message(direction, src, dst, payload, 0, service)}"
 
 
-__all__ = ["ServiceTracker", "decode_ns", "decode_ping", "describe_frame", "describe_message",
-           "describe_payload", "hexdump"]
+__all__ = ["ServiceTracker", "clock", "decode_ns", "decode_ping", "describe_frame",
+           "describe_message", "describe_payload", "hexdump", "inner_message"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
 from rpmsg.capture import CapturedEvent, CapturedFrame, CapturedMessage, CaptureReader, Record
 from rpmsg.capture.describe import (
     ServiceTracker,
+    clock,
     decode_ns,
     decode_ping,
     describe_frame,
@@ -47,12 +47,6 @@ def _address(text: str) -> int:
     if not 0 <= value <= 0xFFFFFFFF:
         raise argparse.ArgumentTypeError(f"address {text} is outside 0..0xffffffff")
     return value
-
-
-def clock(ts_ns: int) -> str:
-    """Local wall-clock time with microseconds, as candump -t a and tcpdump print it."""
-    sec, ns = divmod(ts_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec)) + f".{ns // 1000:06d}"
 
 
 def message_json(rec: CapturedMessage, service: str | None) -> dict[str, Any]:
@@ -121,8 +115,9 @@ class Dumper:
                                "time_ns": rec.timestamp_ns, "link": rec.interface.name,
                                "dir": rec.direction, "kind": rec.kind, "info": rec.info,
                                "data": rec.data.hex()})
-        return (f"{clock(rec.timestamp_ns)} {rec.interface.name} "
-                f"{describe_frame(rec.direction, rec.kind, rec.data, rec.info)}")
+        text = describe_frame(rec.direction, rec.kind, rec.data, rec.info, self.services,
+                              rec.interface.id)
+        return f"{clock(rec.timestamp_ns)} {rec.interface.name} {text}"
 
 
 def run(args: argparse.Namespace) -> int:
