@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "rpmsg.cli.demo",
     "rpmsg.cli.remote",
     "rpmsg.cli.ping",
+    "rpmsg.cli.term",
+    "rpmsg.cli.nuttx",
     "rpmsg.cli.bench",
     "rpmsg.cli.linux_cmds",
     "rpmsg.cli.transports",

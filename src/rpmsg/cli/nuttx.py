@@ -1,0 +1,367 @@
+"""Commands for the services a NuttX chip uses: ``console``, ``syslog``, ``fs-serve``, ``rtc``
+and ``nuttx`` (all of them at once). See :mod:`rpmsg.services.nuttx`.
+
+Every command except ``rtc`` also serves the host's time to the chip (``rpmsg-rtc``, only to
+a chip that binds as a client) unless ``--no-rtc`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import threading
+import tty
+from collections.abc import Callable
+from typing import IO, Any
+
+import rpmsg
+from rpmsg.cli.terminal import Terminal, waiting
+from rpmsg.device import Device
+from rpmsg.errors import RpmsgError
+from rpmsg.services.nuttx import (
+    Console,
+    FsServer,
+    NuttxHost,
+    RtcClient,
+    RtcServer,
+    SyslogLine,
+    SyslogServer,
+    find_tty,
+)
+
+WAIT_FOREVER = None
+
+
+def register(sub: Any) -> None:
+    _register_console(sub)
+    _register_syslog(sub)
+    _register_fs_serve(sub)
+    _register_rtc(sub)
+    _register_nuttx(sub)
+
+
+def _common(p: argparse.ArgumentParser, rtc: bool = True) -> None:
+    p.add_argument("url", help="transport URL, e.g. uart:/dev/ttyUSB0?baudrate=921600")
+    p.add_argument("--policy", choices=["linux", "openamp", "nuttx"], default="nuttx",
+                   help="peer behaviour preset (default nuttx)")
+    if rtc:
+        p.add_argument("--no-rtc", action="store_true",
+                       help="do not serve the host's time to the chip (rpmsg-rtc)")
+
+
+def _open(args: argparse.Namespace) -> Device:
+    return rpmsg.open(args.url, policy=args.policy)
+
+
+def _rtc(device: Device, args: argparse.Namespace) -> RtcServer | None:
+    return None if args.no_rtc else RtcServer(device)
+
+
+def _wait_interrupt(device: Device) -> int:
+    """Serve until Ctrl-C (exit 0) or until the transport breaks (exit 1)."""
+    stop = threading.Event()
+    try:
+        while not stop.wait(0.2):
+            if device.broken_error is not None:
+                print(f"rpmsg: error: transport broken: {device.broken_error}",
+                      file=sys.stderr)
+                return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+# console ---------------------------------------------------------------------------------------
+
+
+def _register_console(sub: Any) -> None:
+    p = sub.add_parser(
+        "console", help="interactive terminal on a NuttX chip's shell (rpmsg-tty*)",
+        description="Open the chip's console: the first announced service whose name starts "
+        "with rpmsg-tty (or --name). Raw terminal; Ctrl-] leaves. With --pty the console "
+        "becomes a local pseudo-terminal for screen, picocom or pexpect instead.")
+    _common(p)
+    p.add_argument("--name", help="tty service name (default: first rpmsg-tty* announced)")
+    p.add_argument("--pty", action="store_true",
+                   help="expose the console as a local pseudo-terminal (prints its path)")
+    p.add_argument("--timeout", type=float, default=WAIT_FOREVER,
+                   help="seconds to wait for the chip's console (default: forever)")
+    p.set_defaults(func=run_console)
+
+
+def _console_name(device: Device, args: argparse.Namespace) -> str:
+    if args.name:
+        return str(args.name)
+    with waiting(f"the chip's console (a service named rpmsg-tty*) on {args.url}"):
+        return find_tty(device, args.timeout)
+
+
+def run_console(args: argparse.Namespace) -> int:
+    with _open(args) as device:
+        rtc = _rtc(device, args)
+        try:
+            name = _console_name(device, args)
+            if args.pty:
+                return _serve_pty(device, name)
+            return _terminal(device, name)
+        finally:
+            if rtc is not None:
+                rtc.close()
+
+
+def _terminal(device: Device, name: str, *, attach: Callable[[Terminal], None] | None = None,
+              host: NuttxHost | None = None) -> int:
+    """The console ``name`` of ``device`` in the foreground (raw terminal)."""
+    holder: list[Console] = []
+    term = Terminal(lambda data: _typed(holder[0] if holder else None, data), mode="raw")
+    console = Console(device, name, on_output=term.write)
+    holder.append(console)
+    if host is not None:
+        host.console = console  # closed with the other services
+    if attach is not None:
+        attach(term)
+    try:
+        return term.run()
+    finally:
+        if host is None:
+            console.close()
+
+
+def _typed(console: Console | None, data: bytes) -> None:
+    if console is None:
+        return
+    try:
+        console.write(data, timeout=10)
+    except RpmsgError as exc:
+        print(f"rpmsg: input not delivered: {exc}", file=sys.stderr)
+
+
+def _serve_pty(device: Device, name: str) -> int:
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+
+    def output(data: bytes) -> None:
+        try:
+            os.write(master, data)
+        except OSError:
+            pass
+
+    console = Console(device, name, on_output=output)
+    print(f"rpmsg console: {name} is on {path} (e.g. picocom {path}); Ctrl-C to stop",
+          flush=True)
+
+    def pump() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            _typed(console, data)
+
+    threading.Thread(target=pump, name="console-pty", daemon=True).start()
+    try:
+        return _wait_interrupt(device)
+    finally:
+        console.close()
+        os.close(slave)
+        os.close(master)
+
+
+# syslog ----------------------------------------------------------------------------------------
+
+
+def _register_syslog(sub: Any) -> None:
+    p = sub.add_parser(
+        "syslog", help="print a NuttX chip's log (rpmsg-syslog server)",
+        description="Receive the chip's log (rpmsg-syslog), including the backlog it sends "
+        "when bound, and print each line with the host time it arrived.")
+    _common(p)
+    p.add_argument("--output", "-o", metavar="FILE", help="append lines to FILE")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--count", type=int, help="exit after this many lines")
+    p.set_defaults(func=run_syslog)
+
+
+def format_line(line: SyslogLine, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(line.as_dict())
+    stamp = datetime.datetime.fromtimestamp(line.time).strftime("%H:%M:%S.%f")[:-3]
+    return f"{stamp} {line.text}"
+
+
+def run_syslog(args: argparse.Namespace) -> int:
+    out: IO[str] = (open(args.output, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+                    if args.output else sys.stdout)
+    done = threading.Event()
+    seen = 0
+
+    def on_line(line: SyslogLine) -> None:
+        nonlocal seen
+        if done.is_set():
+            return
+        out.write(format_line(line, args.json) + "\n")
+        out.flush()
+        seen += 1
+        if args.count is not None and seen >= args.count:
+            done.set()
+
+    try:
+        with _open(args) as device:
+            rtc = _rtc(device, args)
+            server = SyslogServer(device, on_line)
+            try:
+                with waiting(f"the chip's log (rpmsg-syslog) on {args.url}"):
+                    while not server.bound and not done.is_set():
+                        device.check_not_broken()
+                        if done.wait(0.1):
+                            break
+                print(f"rpmsg syslog: receiving the chip's log on {args.url}; Ctrl-C to stop",
+                      file=sys.stderr, flush=True)
+                while not done.wait(0.2):
+                    device.check_not_broken()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                server.close()
+                if rtc is not None:
+                    rtc.close()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+# fs-serve --------------------------------------------------------------------------------------
+
+
+def _register_fs_serve(sub: Any) -> None:
+    p = sub.add_parser(
+        "fs-serve", help="serve a host directory to a NuttX chip (rpmsgfs server)",
+        description="Serve DIR to the chip: on the chip, mount -t rpmsgfs -o cpu=<name the "
+        "chip gives this PC>,fs=/ /mnt. The chip's fs= is a path inside DIR; nothing outside "
+        "DIR is reachable (paths, .., symlinks).")
+    _common(p)
+    p.add_argument("dir", help="directory to serve")
+    p.add_argument("--read-only", action="store_true", help="refuse every change (-EROFS)")
+    p.set_defaults(func=run_fs_serve)
+
+
+def run_fs_serve(args: argparse.Namespace) -> int:
+    if not os.path.isdir(args.dir):
+        raise SystemExit(f"rpmsg fs-serve: {args.dir}: not a directory")
+    with _open(args) as device:
+        rtc = _rtc(device, args)
+        server = FsServer(device, args.dir, read_only=args.read_only)
+        mode = "read-only" if args.read_only else "read-write"
+        print(f"rpmsg fs-serve: serving {os.path.abspath(args.dir)} ({mode}) on {args.url}; "
+              "on the chip: mount -t rpmsgfs -o cpu=<this PC>,fs=/ /mnt; Ctrl-C to stop",
+              file=sys.stderr, flush=True)
+        try:
+            return _wait_interrupt(device)
+        finally:
+            server.close()
+            if rtc is not None:
+                rtc.close()
+
+
+# rtc -------------------------------------------------------------------------------------------
+
+
+def _register_rtc(sub: Any) -> None:
+    p = sub.add_parser(
+        "rtc", help="read a NuttX chip's clock (rpmsg-rtc client)",
+        description="Bind the chip's rpmsg-rtc service and print its time (GET), the host's "
+        "and the difference.")
+    _common(p, rtc=False)
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for the service and the answer (default 10)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_rtc)
+
+
+def run_rtc(args: argparse.Namespace) -> int:
+    with _open(args) as device:
+        with waiting(f"the chip's rpmsg-rtc service on {args.url}"):
+            client = RtcClient(device, timeout=args.timeout)
+        try:
+            t = client.get(args.timeout)
+        finally:
+            client.close()
+    chip = datetime.datetime.fromtimestamp(t.time_ns / 1e9, datetime.timezone.utc)
+    host = datetime.datetime.fromtimestamp(t.host_ns / 1e9, datetime.timezone.utc)
+    if args.json:
+        print(json.dumps({"chip_ns": t.time_ns, "host_ns": t.host_ns,
+                          "offset_s": t.offset, "chip": chip.isoformat()}))
+    else:
+        print(f"chip: {chip.isoformat()}\nhost: {host.isoformat()}\n"
+              f"offset: {t.offset:+.6f} s (chip - host)")
+    return 0
+
+
+# nuttx -----------------------------------------------------------------------------------------
+
+
+def _register_nuttx(sub: Any) -> None:
+    p = sub.add_parser(
+        "nuttx", help="be a NuttX board's peer: console, log, files and time at once",
+        description="Serve time, receive the log (to --log FILE, else stderr), serve --fs DIR "
+        "if given, and open the chip's console in the foreground (Ctrl-] leaves): the "
+        "PC-side twin of NuttX's rpserver.")
+    _common(p)
+    p.add_argument("--fs", metavar="DIR", help="directory to serve (rpmsgfs)")
+    p.add_argument("--read-only", action="store_true", help="serve --fs read-only")
+    p.add_argument("--log", metavar="FILE", help="append the chip's log to FILE")
+    p.add_argument("--name", help="tty service name (default: first rpmsg-tty* announced)")
+    p.add_argument("--timeout", type=float, default=WAIT_FOREVER,
+                   help="seconds to wait for the chip's console (default: forever)")
+    p.set_defaults(func=run_nuttx)
+
+
+def run_nuttx(args: argparse.Namespace) -> int:
+    if args.fs is not None and not os.path.isdir(args.fs):
+        raise SystemExit(f"rpmsg nuttx: {args.fs}: not a directory")
+    log_file = (open(args.log, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+                if args.log else None)
+    terminal: list[Terminal] = []
+    early: list[SyslogLine] = []
+    lock = threading.Lock()
+
+    def on_log(line: SyslogLine) -> None:
+        text = format_line(line, False)
+        if log_file is not None:
+            log_file.write(text + "\n")
+            return
+        with lock:
+            if not terminal:
+                early.append(line)
+                return
+        terminal[0].note(text)
+
+    def attach(term: Terminal) -> None:
+        with lock:
+            terminal.append(term)
+            lines, early[:] = list(early), []
+        for line in lines:
+            term.note(format_line(line, False))
+
+    try:
+        with _open(args) as device:
+            host = NuttxHost(device, fs_dir=args.fs, read_only=args.read_only,
+                             rtc=not args.no_rtc, on_log=on_log, console=False)
+            try:
+                name = _console_name(device, args)
+                return _terminal(device, name, attach=attach, host=host)
+            finally:
+                host.close()
+    finally:
+        if log_file is not None:
+            log_file.close()
+
+
+__all__ = ["format_line", "register"]

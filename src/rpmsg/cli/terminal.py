@@ -1,0 +1,162 @@
+"""The interactive terminal of ``rpmsg console``, ``rpmsg nuttx`` and ``rpmsg term``.
+
+Two modes, like ``miniterm``:
+
+* ``raw`` (console): the local terminal is put in raw mode and every byte typed goes to the
+  peer as is; the peer's output is written as is (a NuttX shell echoes and sends ``\\r\\n``).
+* ``line`` (term): the terminal stays cooked; each line typed goes out as one message and
+  each message received is printed on its own line.
+
+Ctrl-] leaves (also Ctrl-D at the start of a line in line mode, and end of input). When
+stdin is not a terminal, input is forwarded until it ends, then output is shown until the
+peer has been quiet for :data:`LINGER` seconds. The terminal's state is always restored.
+Notes (log lines, "waiting for..." words) go to stderr with line ends fit for raw mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Literal
+
+EXIT_CHAR = b"\x1d"  # Ctrl-]
+#: Seconds of peer silence after the end of piped input before the terminal returns.
+LINGER = 1.0
+#: Upper bound of that wait.
+LINGER_MAX = 10.0
+
+Mode = Literal["raw", "line"]
+
+
+@contextlib.contextmanager
+def waiting(what: str, after: float = 1.0, stream: IO[str] | None = None) -> Iterator[None]:
+    """Say on stderr what we wait for if the block takes longer than ``after`` seconds."""
+    out = stream if stream is not None else sys.stderr
+    timer = threading.Timer(after, lambda: print(f"rpmsg: waiting for {what}...", file=out,
+                                                 flush=True))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+class Terminal:
+    """Connects the local terminal to ``send`` (input) and :meth:`write` (output)."""
+
+    def __init__(self, send: Callable[[bytes], None], *, mode: Mode = "raw",
+                 stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None,
+                 stderr: IO[str] | None = None, exit_char: bytes = EXIT_CHAR) -> None:
+        self.send = send
+        self.mode = mode
+        self.stdin = stdin if stdin is not None else sys.stdin.buffer
+        self.stdout = stdout if stdout is not None else sys.stdout.buffer
+        self.stderr = stderr if stderr is not None else sys.stderr
+        self.exit_char = exit_char
+        self.raw_active = False
+        self._out_lock = threading.Lock()
+        self._last_output = time.monotonic()
+        self._stop_r, self._stop_w = os.pipe()
+        self._stopped = False
+
+    # Output (any thread) -----------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Peer output, as is."""
+        with self._out_lock:
+            self._last_output = time.monotonic()
+            self.stdout.write(data)
+            self.stdout.flush()
+
+    def message(self, data: bytes) -> None:
+        """One received message, printed as a line (line mode)."""
+        text = data.decode("utf-8", "backslashreplace")
+        self.write((text if text.endswith("\n") else text + "\n").encode())
+
+    def note(self, text: str) -> None:
+        """A line for the user on stderr (works while the terminal is raw)."""
+        end = "\r\n" if self.raw_active else "\n"
+        with self._out_lock:
+            self.stderr.write(text.rstrip("\n") + end)
+            self.stderr.flush()
+
+    def stop(self) -> None:
+        """Make :meth:`run` return (e.g. the peer went away for good)."""
+        with self._out_lock:
+            if not self._stopped:
+                self._stopped = True
+                if self._stop_w >= 0:
+                    os.write(self._stop_w, b"x")
+
+    # Input loop --------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Forward input until Ctrl-], end of input or :meth:`stop`; returns 0."""
+        fd = self.stdin.fileno()
+        interactive = os.isatty(fd)
+        saved = None
+        if interactive and self.mode == "raw":
+            import termios
+            import tty
+
+            saved = termios.tcgetattr(fd)
+            tty.setraw(fd)
+            self.raw_active = True
+        if interactive:
+            self.note("--- Ctrl-] to leave ---")
+        pending = b""
+        try:
+            while True:
+                ready, _, _ = select.select([fd, self._stop_r], [], [])
+                if self._stop_r in ready:
+                    return 0
+                data = os.read(fd, 4096)
+                if not data:
+                    break
+                at = data.find(self.exit_char)
+                if at >= 0:
+                    data = data[:at]
+                if self.mode == "raw":
+                    if data:
+                        self.send(data)
+                else:
+                    pending += data
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        self.send(line.rstrip(b"\r"))
+                if at >= 0:
+                    return 0
+            if pending:
+                self.send(pending)
+            if not interactive:
+                self._linger()
+            return 0
+        finally:
+            if saved is not None:
+                import termios
+
+                termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+                self.raw_active = False
+            with self._out_lock:
+                os.close(self._stop_r)
+                os.close(self._stop_w)
+                self._stop_r = self._stop_w = -1
+
+    def _linger(self) -> None:
+        """After piped input ended: show output until the peer is quiet."""
+        self._last_output = time.monotonic()
+        end = time.monotonic() + LINGER_MAX
+        while not self._stopped and time.monotonic() < end:
+            quiet = time.monotonic() - self._last_output
+            if quiet >= LINGER:
+                return
+            time.sleep(min(LINGER - quiet, 0.1) + 0.01)
+
+
+__all__ = ["EXIT_CHAR", "LINGER", "Terminal", "waiting"]
