@@ -14,11 +14,11 @@ from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint
 from rpmsg.errors import TransportBrokenError
 from rpmsg.transport import Release
-from rpmsg.transports.shm import pair
 from rpmsg.virtio.device import DeviceEngine
 from rpmsg.virtio.driver import DriverEngine
 from rpmsg.virtio.layout import OPENAMP_LINUX
 from rpmsg.virtio.memory import FlatMemory
+from rpmsg.virtio.shm_pair import pair
 from rpmsg.virtio.vring import QueueAddrs
 from rpmsg.wire.layout import Buffer
 
@@ -208,8 +208,8 @@ def test_device_engine_random_memory(raw: bytes) -> None:
 def test_driver_engine_random_used_ring(used: bytes, header: bytes) -> None:
     sink = Sink()
     mem = bytearray(0x400)
-    engine = DriverEngine(FlatMemory(mem), lambda q: None, sink=sink, buffer_size=32)
-    engine.start(SMALL, [0x200, 0x220, 0x240, 0x260], [0x300, 0x320], features=1)
+    engine = DriverEngine(FlatMemory(mem), lambda q: None, sink=sink, buffer_size=64)
+    engine.start(SMALL, [0x200, 0x240, 0x280, 0x2C0], [0x300, 0x340], features=1)
     mem[0x200:0x220] = header
     mem[SMALL[0].used : SMALL[0].used + 4 + 8 * 4] = used[: 4 + 32]
     engine.kick()

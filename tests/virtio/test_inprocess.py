@@ -12,8 +12,9 @@ import pytest
 import rpmsg
 from rpmsg.device import Device
 from rpmsg.errors import MessageTooLargeError, NoBufferError, RemoteDisconnectedError
-from rpmsg.transports.shm import ShmLink, pair
 from rpmsg.virtio.layout import ShmLayout
+from rpmsg.virtio.shm_link import ShmLink
+from rpmsg.virtio.shm_pair import pair
 
 SERVICE = "rpmsg-openamp-demo-channel"
 

@@ -131,7 +131,7 @@ class VhostUserLink(Link):
         stays open and the next front-end is served."""
         self._server.drop(reason)
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         if self._closed:
             return
         self._closed = True

@@ -28,6 +28,7 @@ GET_QUEUE_NUM             reply u64 number of queues
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rpmsg.vhost_user.messages import (
@@ -194,91 +195,141 @@ class VhostUserBackend:
         return events
 
     def _dispatch(self, msg: Message) -> list[Event]:
-        req = msg.request
-        if req == Request.SET_OWNER:
-            expect_no_payload(msg)
-            self.owner = True
-            return []
-        if req == Request.RESET_OWNER:
-            expect_no_payload(msg)
-            events = self._stop("front-end reset the owner")
-            self.owner = False
-            self.acked_features = 0
-            self.queues = [_Queue() for _ in range(self.num_queues)]
-            return events
-        if req == Request.GET_FEATURES:
-            expect_no_payload(msg)
-            return [Reply(encode_u64_reply(req, self.features))]
-        if req == Request.SET_FEATURES:
-            value = decode_u64(msg)
-            if value & ~self.features:
+        handler = _HANDLERS.get(msg.request)
+        if handler is None:
+            raise VhostUserError(f"unsupported {msg.name} (payload {len(msg.payload)} bytes)")
+        return handler(self, msg)
+
+    # Handlers, one per request (the table is _HANDLERS below) ----------------------------
+
+    def _set_owner(self, msg: Message) -> list[Event]:
+        expect_no_payload(msg)
+        self.owner = True
+        return []
+
+    def _reset_owner(self, msg: Message) -> list[Event]:
+        expect_no_payload(msg)
+        events = self._stop("front-end reset the owner")
+        self.owner = False
+        self.acked_features = 0
+        self.queues = [_Queue() for _ in range(self.num_queues)]
+        return events
+
+    def _get_features(self, msg: Message) -> list[Event]:
+        expect_no_payload(msg)
+        return [Reply(encode_u64_reply(msg.request, self.features))]
+
+    def _set_features(self, msg: Message) -> list[Event]:
+        value = decode_u64(msg)
+        if value & ~self.features:
+            raise VhostUserError(
+                f"{msg.name}: features {value:#x} include bits not offered "
+                f"({value & ~self.features:#x}; offered {self.features:#x})")
+        self.acked_features = value
+        if not value >> VHOST_USER_F_PROTOCOL_FEATURES & 1:
+            # Without protocol features rings start enabled (vhost-user spec).
+            for q in self.queues:
+                q.enabled = True
+        return self._maybe_start()
+
+    def _get_protocol_features(self, msg: Message) -> list[Event]:
+        expect_no_payload(msg)
+        return [Reply(encode_u64_reply(msg.request, self.protocol_features))]
+
+    def _set_protocol_features(self, msg: Message) -> list[Event]:
+        value = decode_u64(msg)
+        if value & ~self.protocol_features:
+            raise VhostUserError(
+                f"{msg.name}: protocol features {value:#x} include bits not offered "
+                f"(offered {self.protocol_features:#x})")
+        self.acked_protocol_features = value
+        return []
+
+    def _get_queue_num(self, msg: Message) -> list[Event]:
+        expect_no_payload(msg)
+        return [Reply(encode_u64_reply(msg.request, self.num_queues))]
+
+    def _set_backend_req_fd(self, msg: Message) -> list[Event]:
+        if not self._proto(ProtocolFeature.BACKEND_REQ):
+            raise VhostUserError(f"{msg.name} without the BACKEND_REQ protocol feature")
+        return [BackendReqFd(decode_single_fd(msg))]
+
+    def _set_mem_table(self, msg: Message) -> list[Event]:
+        regions = decode_mem_table(msg)
+        events = self._stop("memory table replaced")
+        self.regions = tuple(MemRegion(r.guest_addr, r.size, r.user_addr,
+                                       r.mmap_offset, -1) for r in regions)
+        events.append(MemoryTable(tuple(regions)))
+        return events + self._maybe_start()
+
+    def _set_vring_addr(self, msg: Message) -> list[Event]:
+        addr = decode_vring_addr(msg)
+        q = self._queue(msg, addr.index)
+        events = self._stop(f"queue {addr.index} address changed")
+        for name, value in (("desc", addr.desc), ("avail", addr.avail), ("used", addr.used)):
+            if not any(r.contains_user(value) for r in self.regions):
                 raise VhostUserError(
-                    f"{msg.name}: features {value:#x} include bits not offered "
-                    f"({value & ~self.features:#x}; offered {self.features:#x})")
-            self.acked_features = value
-            if not value >> VHOST_USER_F_PROTOCOL_FEATURES & 1:
-                # Without protocol features rings start enabled (vhost-user spec).
-                for q in self.queues:
-                    q.enabled = True
-            return self._maybe_start()
-        if req == Request.GET_PROTOCOL_FEATURES:
-            expect_no_payload(msg)
-            return [Reply(encode_u64_reply(req, self.protocol_features))]
-        if req == Request.SET_PROTOCOL_FEATURES:
-            value = decode_u64(msg)
-            if value & ~self.protocol_features:
-                raise VhostUserError(
-                    f"{msg.name}: protocol features {value:#x} include bits not offered "
-                    f"(offered {self.protocol_features:#x})")
-            self.acked_protocol_features = value
-            return []
-        if req == Request.GET_QUEUE_NUM:
-            expect_no_payload(msg)
-            return [Reply(encode_u64_reply(req, self.num_queues))]
-        if req == Request.SET_BACKEND_REQ_FD:
-            if not self._proto(ProtocolFeature.BACKEND_REQ):
-                raise VhostUserError(f"{msg.name} without the BACKEND_REQ protocol feature")
-            return [BackendReqFd(decode_single_fd(msg))]
-        if req == Request.SET_MEM_TABLE:
-            regions = decode_mem_table(msg)
-            events = self._stop("memory table replaced")
-            self.regions = tuple(MemRegion(r.guest_addr, r.size, r.user_addr,
-                                           r.mmap_offset, -1) for r in regions)
-            events.append(MemoryTable(tuple(regions)))
-            return events + self._maybe_start()
-        if req in (Request.SET_VRING_NUM, Request.SET_VRING_BASE, Request.SET_VRING_ENABLE,
-                   Request.GET_VRING_BASE):
-            return self._vring_state(msg)
-        if req == Request.SET_VRING_ADDR:
-            addr = decode_vring_addr(msg)
-            q = self._queue(msg, addr.index)
-            events = self._stop(f"queue {addr.index} address changed")
-            for name, value in (("desc", addr.desc), ("avail", addr.avail),
-                                ("used", addr.used)):
-                if not any(r.contains_user(value) for r in self.regions):
-                    raise VhostUserError(
-                        f"{msg.name}: queue {addr.index} {name} address {value:#x} is outside "
-                        "the memory table")
-            q.addr = (addr.desc, addr.avail, addr.used)
-            return events + self._maybe_start()
-        if req in (Request.SET_VRING_KICK, Request.SET_VRING_CALL, Request.SET_VRING_ERR):
-            vfd = decode_vring_fd(msg)
-            try:
-                q = self._queue(msg, vfd.index)
-            except VhostUserError:
-                if vfd.fd is not None:
-                    close_fds([vfd.fd])
-                raise
-            kind = {Request.SET_VRING_KICK: "kick", Request.SET_VRING_CALL: "call",
-                    Request.SET_VRING_ERR: "err"}[Request(req)]
-            events = [QueueFd(kind, vfd.index, vfd.fd)]
-            if kind == "kick":
-                q.kick_set = True
-                if not self._proto_features_acked():
-                    q.enabled = True
-                events += self._maybe_start()
-            return events
-        raise VhostUserError(f"unsupported {msg.name} (payload {len(msg.payload)} bytes)")
+                    f"{msg.name}: queue {addr.index} {name} address {value:#x} is outside "
+                    "the memory table")
+        q.addr = (addr.desc, addr.avail, addr.used)
+        return events + self._maybe_start()
+
+    def _set_vring_fd(self, msg: Message) -> list[Event]:
+        """SET_VRING_KICK, SET_VRING_CALL and SET_VRING_ERR: a descriptor for one queue."""
+        vfd = decode_vring_fd(msg)
+        try:
+            q = self._queue(msg, vfd.index)
+        except VhostUserError:
+            if vfd.fd is not None:
+                close_fds([vfd.fd])
+            raise
+        kind = _VRING_FD_KINDS[msg.request]
+        events: list[Event] = [QueueFd(kind, vfd.index, vfd.fd)]
+        if kind == "kick":
+            q.kick_set = True
+            if not self._proto_features_acked():
+                q.enabled = True
+            events += self._maybe_start()
+        return events
+
+    def _set_vring_num(self, msg: Message) -> list[Event]:
+        state = decode_vring_state(msg)
+        q = self._queue(msg, state.index)
+        num = state.num
+        if num == 0 or num & (num - 1) or num > MAX_QUEUE_SIZE:
+            raise VhostUserError(f"{msg.name}: queue {state.index} size {num} is not a "
+                                 f"power of two in 1..{MAX_QUEUE_SIZE}")
+        events = self._stop(f"queue {state.index} resized")
+        q.num = num
+        return events + self._maybe_start()
+
+    def _set_vring_base(self, msg: Message) -> list[Event]:
+        state = decode_vring_state(msg)
+        q = self._queue(msg, state.index)
+        if state.num > 0xFFFF:
+            raise VhostUserError(f"{msg.name}: base {state.num} does not fit 16 bits")
+        events = self._stop(f"queue {state.index} base changed")
+        q.base = state.num
+        return events + self._maybe_start()
+
+    def _set_vring_enable(self, msg: Message) -> list[Event]:
+        state = decode_vring_state(msg)
+        q = self._queue(msg, state.index)
+        if state.num not in (0, 1):
+            raise VhostUserError(f"{msg.name}: enable value {state.num} is not 0 or 1")
+        q.enabled = bool(state.num)
+        if not q.enabled:
+            return self._stop(f"queue {state.index} disabled")
+        return self._maybe_start()
+
+    def _get_vring_base(self, msg: Message) -> list[Event]:
+        """Stop, then the driver supplies the queue's next avail index."""
+        state = decode_vring_state(msg)
+        q = self._queue(msg, state.index)
+        events = self._stop(f"queue {state.index} stopped by GET_VRING_BASE")
+        q.kick_set = False  # the ring restarts only after a new SET_VRING_KICK
+        events.append(VringBaseWanted(state.index))
+        return events
 
     def _proto_features_acked(self) -> bool:
         return bool(self.acked_features >> VHOST_USER_F_PROTOCOL_FEATURES & 1)
@@ -288,37 +339,6 @@ class VhostUserBackend:
             raise VhostUserError(f"{msg.name}: queue index {index} (device has "
                                  f"{self.num_queues} queues)")
         return self.queues[index]
-
-    def _vring_state(self, msg: Message) -> list[Event]:
-        state = decode_vring_state(msg)
-        q = self._queue(msg, state.index)
-        req = msg.request
-        if req == Request.SET_VRING_NUM:
-            num = state.num
-            if num == 0 or num & (num - 1) or num > MAX_QUEUE_SIZE:
-                raise VhostUserError(f"{msg.name}: queue {state.index} size {num} is not a "
-                                     f"power of two in 1..{MAX_QUEUE_SIZE}")
-            events = self._stop(f"queue {state.index} resized")
-            q.num = num
-            return events + self._maybe_start()
-        if req == Request.SET_VRING_BASE:
-            if state.num > 0xFFFF:
-                raise VhostUserError(f"{msg.name}: base {state.num} does not fit 16 bits")
-            events = self._stop(f"queue {state.index} base changed")
-            q.base = state.num
-            return events + self._maybe_start()
-        if req == Request.SET_VRING_ENABLE:
-            if state.num not in (0, 1):
-                raise VhostUserError(f"{msg.name}: enable value {state.num} is not 0 or 1")
-            q.enabled = bool(state.num)
-            if not q.enabled:
-                return self._stop(f"queue {state.index} disabled")
-            return self._maybe_start()
-        # GET_VRING_BASE: stop, then the driver supplies the index.
-        events = self._stop(f"queue {state.index} stopped by GET_VRING_BASE")
-        q.kick_set = False  # the ring restarts only after a new SET_VRING_KICK
-        events.append(VringBaseWanted(state.index))
-        return events
 
     def vring_base_reply(self, index: int, next_avail: int) -> Reply:
         """The reply to GET_VRING_BASE for queue ``index``; remembers it as the new base."""
@@ -364,3 +384,28 @@ class VhostUserBackend:
         self.acked_protocol_features = 0
         self.regions = ()
         self.queues = [_Queue() for _ in range(self.num_queues)]
+
+
+Handler = Callable[[VhostUserBackend, Message], list[Event]]
+#: Request -> handler: the whole protocol this back-end speaks (anything else is refused).
+_HANDLERS: dict[int, Handler] = {
+    Request.SET_OWNER: VhostUserBackend._set_owner,
+    Request.RESET_OWNER: VhostUserBackend._reset_owner,
+    Request.GET_FEATURES: VhostUserBackend._get_features,
+    Request.SET_FEATURES: VhostUserBackend._set_features,
+    Request.GET_PROTOCOL_FEATURES: VhostUserBackend._get_protocol_features,
+    Request.SET_PROTOCOL_FEATURES: VhostUserBackend._set_protocol_features,
+    Request.GET_QUEUE_NUM: VhostUserBackend._get_queue_num,
+    Request.SET_BACKEND_REQ_FD: VhostUserBackend._set_backend_req_fd,
+    Request.SET_MEM_TABLE: VhostUserBackend._set_mem_table,
+    Request.SET_VRING_NUM: VhostUserBackend._set_vring_num,
+    Request.SET_VRING_BASE: VhostUserBackend._set_vring_base,
+    Request.SET_VRING_ADDR: VhostUserBackend._set_vring_addr,
+    Request.SET_VRING_ENABLE: VhostUserBackend._set_vring_enable,
+    Request.GET_VRING_BASE: VhostUserBackend._get_vring_base,
+    Request.SET_VRING_KICK: VhostUserBackend._set_vring_fd,
+    Request.SET_VRING_CALL: VhostUserBackend._set_vring_fd,
+    Request.SET_VRING_ERR: VhostUserBackend._set_vring_fd,
+}
+_VRING_FD_KINDS: dict[int, str] = {Request.SET_VRING_KICK: "kick", Request.SET_VRING_CALL: "call",
+                   Request.SET_VRING_ERR: "err"}

@@ -20,7 +20,7 @@ import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from rpmsg.errors import AlreadyOpenError, NotAvailableError, ProtocolError, TransportBrokenError
 from rpmsg.vhost_user.backend import (
@@ -335,29 +335,10 @@ class VhostUserServer:
     def _apply(self, session: _Session, events: list[Event]) -> None:
         start: Start | None = None
         for ev in events:
-            if isinstance(ev, Reply):
-                session.conn.sendall(ev.data)
-            elif isinstance(ev, MemoryTable):
-                if session.memory is not None:
-                    session.memory.close()
-                    session.memory = None
-                session.memory = GuestMemory.map_regions(ev.regions)
-            elif isinstance(ev, QueueFd):
-                self._set_fd(session, ev)
-            elif isinstance(ev, BackendReqFd):
-                old = session.other_fds.pop(("backend-req", 0), None)
-                if old is not None:
-                    close_fds([old])
-                session.other_fds[("backend-req", 0)] = ev.fd
-            elif isinstance(ev, Stop):
-                if session.started:
-                    session.started = False
-                    session.bases = self.handler.session_stop(ev.reason)
-            elif isinstance(ev, VringBaseWanted):
-                base = session.bases.get(ev.index, session.backend.queues[ev.index].base)
-                session.conn.sendall(session.backend.vring_base_reply(ev.index, base).data)
-            elif isinstance(ev, Start):
+            if isinstance(ev, Start):
                 start = ev  # after the replies: the front-end may be waiting for an ack
+            else:
+                _EVENT_HANDLERS[type(ev)](self, session, ev)
         if start is not None:
             if session.memory is None:
                 raise VhostUserError("queues enabled before a memory table was set")
@@ -365,6 +346,30 @@ class VhostUserServer:
             session.bases = {}
             self.handler.session_start(session.memory, start.queues, start.features,
                                        self._notifier(session))
+
+    def _on_reply(self, session: _Session, ev: Reply) -> None:
+        session.conn.sendall(ev.data)
+
+    def _on_memory_table(self, session: _Session, ev: MemoryTable) -> None:
+        if session.memory is not None:
+            session.memory.close()
+            session.memory = None
+        session.memory = GuestMemory.map_regions(ev.regions)
+
+    def _on_backend_req(self, session: _Session, ev: BackendReqFd) -> None:
+        old = session.other_fds.pop(("backend-req", 0), None)
+        if old is not None:
+            close_fds([old])
+        session.other_fds[("backend-req", 0)] = ev.fd
+
+    def _on_stop(self, session: _Session, ev: Stop) -> None:
+        if session.started:
+            session.started = False
+            session.bases = self.handler.session_stop(ev.reason)
+
+    def _on_vring_base(self, session: _Session, ev: VringBaseWanted) -> None:
+        base = session.bases.get(ev.index, session.backend.queues[ev.index].base)
+        session.conn.sendall(session.backend.vring_base_reply(ev.index, base).data)
 
     def _set_fd(self, session: _Session, ev: QueueFd) -> None:
         if ev.fd is not None:
@@ -435,3 +440,14 @@ class VhostUserServer:
             session.conn.close()
             log.info("vhost-user front-end on %s gone: %s", self.path, reason)
             self.handler.session_closed(reason)
+
+
+#: What the server does with each back-end event (Start is handled last, in _apply).
+_EVENT_HANDLERS: dict[type, Callable[[VhostUserServer, _Session, Any], None]] = {
+    Reply: VhostUserServer._on_reply,
+    MemoryTable: VhostUserServer._on_memory_table,
+    QueueFd: VhostUserServer._set_fd,
+    BackendReqFd: VhostUserServer._on_backend_req,
+    Stop: VhostUserServer._on_stop,
+    VringBaseWanted: VhostUserServer._on_vring_base,
+}

@@ -46,20 +46,16 @@ and the driver is interrupted only when its ``VRING_AVAIL_F_NO_INTERRUPT`` flag 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
 from rpmsg.errors import ProtocolError
 from rpmsg.transport import LinkSink
-from rpmsg.virtio.engine import HDR, ErrorHandler, Notify, RingEngine
+from rpmsg.virtio.engine import ErrorHandler, Notify, RingEngine
 from rpmsg.virtio.memory import FlatMemory, Memory
 from rpmsg.virtio.vring import DeviceRing, QueueAddrs, device_ring, full_barrier
 from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE
-from rpmsg.wire.virtio import VIRTIO_RPMSG_F_NS, VRING_USED, VRING_USED_ELEM
-
-_USED_ELEM_PACK = VRING_USED_ELEM.struct.pack_into
-_USED_RING_AT = VRING_USED.size
+from rpmsg.wire.virtio import VIRTIO_RPMSG_F_NS
 
 __all__ = ["DeviceEngine", "QueueAddrs"]
 
@@ -69,6 +65,7 @@ class DeviceEngine(RingEngine):
 
     role = "device"
     tx_queue = 0
+    rx_queue = 1
 
     def __init__(self, memory: Memory, notify: Notify, *, sink: LinkSink | None = None,
                  on_error: ErrorHandler | None = None,
@@ -172,86 +169,52 @@ class DeviceEngine(RingEngine):
         full_barrier()
         return ring.avail_pending() == 0
 
-    def _scan_rx(self, rearm: bool = True) -> int:
+    def _rx_take(self) -> list[tuple[int, memoryview, int]]:
         ring = self.rxq
-        sink = self.sink
         assert ring is not None
+        pending = ring.avail_pending()
+        if not pending:
+            return []
+        ring.set_notifications(False)
+        with self.rx_lock:
+            batch = ring.pop_many(pending)
         memory = self.memory
         # Fast path for one flat buffer: bounds-check and slice here instead of a call.
         flat = memory if type(memory) is FlatMemory else None
         mv, base, msize = (flat.mv, flat.base, flat.size) if flat else (None, 0, 0)
-        lock = self.rx_lock
-        release_fn = self._release_rx
-        partial = functools.partial
-        unpack_hdr = HDR.unpack_from
-        generation = self.generation
-        delivered = 0
-        nbytes = 0
-        self._batching = True
-        try:
-            while True:
-                pending = ring.avail_pending()
-                if not pending:
-                    if not rearm or self.arm():
-                        break
-                    continue
-                ring.set_notifications(False)
-                with lock:
-                    batch = ring.pop_many(pending)
-                for head, addr, length in batch:
-                    if length < HEADER_SIZE:
-                        raise ring.error(f"desc[{head}].len = {length} is shorter than the "
-                                         f"{HEADER_SIZE}-byte rpmsg header")
-                    off = addr - base
-                    if mv is not None and off >= 0 and off + length <= msize:
-                        buf = mv[off : off + length]
-                    else:
-                        try:
-                            buf = memory.view(addr, length)
-                        except ProtocolError as exc:
-                            raise ring.error(f"desc[{head}].addr = {addr:#x} len {length}: "
-                                             f"{exc}") from None
-                    src, dst, _res, size, _flags = unpack_hdr(buf, 0)
-                    if size > length - HEADER_SIZE:
-                        raise ring.error(f"desc[{head}]: header len {size} exceeds the "
-                                         f"{length - HEADER_SIZE} bytes after the header")
-                    delivered += 1
-                    nbytes += size
-                    release = partial(release_fn, generation, head, length)
-                    if sink is not None:
-                        sink.deliver(src, dst, buf[HEADER_SIZE : HEADER_SIZE + size], release)
-                    else:
-                        release()
-                self._flush_rx()  # return this batch's buffers before looking for more
-        finally:
-            self._batching = False
-            self.counters["rx_messages"] += delivered
-            self.counters["rx_bytes"] += nbytes
-            self._flush_rx()
-        return delivered
+        out = []
+        for head, addr, length in batch:
+            if length < HEADER_SIZE:
+                raise ring.error(f"desc[{head}].len = {length} is shorter than the "
+                                 f"{HEADER_SIZE}-byte rpmsg header")
+            off = addr - base
+            if mv is not None and off >= 0 and off + length <= msize:
+                buf = mv[off : off + length]
+            else:
+                try:
+                    buf = memory.view(addr, length)
+                except ProtocolError as exc:
+                    raise ring.error(f"desc[{head}].addr = {addr:#x} len {length}: "
+                                     f"{exc}") from None
+            out.append((head, buf, length))
+        return out
 
-    def _release_rx(self, generation: int, head: int, length: int) -> None:
-        """Return a received buffer to the driver (published at once outside a batch)."""
-        with self.rx_lock:
-            ring = self.rxq
-            if generation != self.generation or ring is None or not ring.held[head]:
-                return
-            idx = ring.used_idx
-            _USED_ELEM_PACK(ring.used, _USED_RING_AT + 8 * (idx & ring.mask), head, length)
-            ring.used_idx = (idx + 1) & 0xFFFF
-            ring.held[head] = 0
-            ring.num_held -= 1
-            if self._batching:
-                return
-            ring.publish()
-            wanted = ring.peer_wants_interrupt()
-        self._notify(1, wanted)
+    def _rx_bad_len(self, token: int, size: int, length: int) -> ProtocolError:
+        assert self.rxq is not None
+        return self.rxq.error(f"desc[{token}]: header len {size} exceeds the "
+                              f"{length - HEADER_SIZE} bytes after the header")
 
-    def _flush_rx(self) -> None:
-        with self.rx_lock:
-            ring = self.rxq
-            if ring is None or ring.used_idx == ring.read_used_idx():
-                return
-            ring.publish()
-            wanted = ring.peer_wants_interrupt()
-        self._notify(1, wanted)
+    def _rx_recycle(self, token: int) -> bool:
+        """Return received buffer ``token`` (its head) on vq1's used ring."""
+        assert self.rxq is not None
+        return self.rxq.give_back(token)
+
+    def _rx_publish(self) -> bool:
+        ring = self.rxq
+        assert ring is not None
+        ring.publish()
+        return ring.peer_wants_interrupt()
+
+    def _rx_unpublished(self) -> bool:
+        ring = self.rxq
+        return ring is not None and ring.used_idx != ring.read_used_idx()

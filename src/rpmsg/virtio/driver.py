@@ -9,12 +9,12 @@ vq1 except while a sender waits for a buffer. Received messages are checked with
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
+from rpmsg.errors import ProtocolError
 from rpmsg.transport import LinkSink
-from rpmsg.virtio.engine import HDR, ErrorHandler, Notify, RingEngine
+from rpmsg.virtio.engine import ErrorHandler, Notify, RingEngine
 from rpmsg.virtio.memory import Memory
 from rpmsg.virtio.vring import DriverRing, QueueAddrs, driver_ring, full_barrier
 from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE
@@ -26,6 +26,7 @@ class DriverEngine(RingEngine):
 
     role = "driver"
     tx_queue = 1
+    rx_queue = 0
 
     def __init__(self, memory: Memory, notify: Notify, *, sink: LinkSink | None = None,
                  on_error: ErrorHandler | None = None,
@@ -34,6 +35,9 @@ class DriverEngine(RingEngine):
         self.rxq: DriverRing | None = None
         self.txq: DriverRing | None = None
         self._rx_views: dict[int, memoryview] = {}
+        self._rx_index: dict[int, int] = {}
+        #: 1 for each receive buffer delivered and not yet given back.
+        self._rx_out = bytearray()
         self._tx_views: dict[int, memoryview] = {}
         self._tx_fresh: list[int] = []
         self._tx_free: list[int] = []
@@ -65,6 +69,8 @@ class DriverEngine(RingEngine):
             self.features = features
             self.rxq, self.txq = rxq, txq
             self._rx_views = {a: self.memory.view(a, size) for a in rx}
+            self._rx_index = {a: i for i, a in enumerate(rx)}
+            self._rx_out = bytearray(len(rx))
             self._tx_views = {a: self.memory.view(a, size) for a in tx}
             self._tx_fresh = tx[::-1]
             self._tx_free = []
@@ -145,71 +151,48 @@ class DriverEngine(RingEngine):
         full_barrier()
         return not ring.used_pending()
 
-    def _scan_rx(self, rearm: bool = True) -> int:
+    def _rx_take(self) -> list[tuple[int, memoryview, int]]:
         ring = self.rxq
         assert ring is not None
-        sink = self.sink
-        lock = self.rx_lock
+        with self.rx_lock:
+            items = ring.reap()
+        if not items:
+            return []
+        ring.set_interrupts(False)
         views = self._rx_views
-        release_fn = self._release_rx
-        generation = self.generation
-        delivered = 0
-        nbytes = 0
-        self._batching = True
-        try:
-            while True:
-                with lock:
-                    items = ring.reap()
-                if not items:
-                    if not rearm or self.arm():
-                        break
-                    continue
-                ring.set_interrupts(False)
-                for head, used_len, offered, addr in items:
-                    if used_len > offered or used_len < HEADER_SIZE:
-                        raise ring.error(f"used len {used_len} for buffer {head} is outside "
-                                         f"{HEADER_SIZE}..{offered} (inbound msg too big)")
-                    buf = views[addr]
-                    src, dst, _res, size, _flags = HDR.unpack_from(buf, 0)
-                    if size > used_len - HEADER_SIZE:
-                        raise ring.error(f"buffer {head}: header len {size} exceeds used len "
-                                         f"{used_len} - {HEADER_SIZE}")
-                    delivered += 1
-                    nbytes += size
-                    release = functools.partial(release_fn, generation, addr)
-                    if sink is not None:
-                        sink.deliver(src, dst, buf[HEADER_SIZE : HEADER_SIZE + size], release)
-                    else:
-                        release()
-                self._flush_rx()  # return this batch's buffers before looking for more
-        finally:
-            self._batching = False
-            self.counters["rx_messages"] += delivered
-            self.counters["rx_bytes"] += nbytes
-            self._flush_rx()
-        return delivered
+        out = []
+        for head, used_len, offered, addr in items:
+            if used_len > offered or used_len < HEADER_SIZE:
+                raise ring.error(f"used len {used_len} for buffer {head} is outside "
+                                 f"{HEADER_SIZE}..{offered} (inbound msg too big)")
+            self._rx_out[self._rx_index[addr]] = 1
+            out.append((addr, views[addr], used_len))
+        return out
 
-    def _release_rx(self, generation: int, addr: int) -> None:
-        """Queue a receive buffer on vq0 again (published at once outside a batch)."""
-        with self.rx_lock:
-            ring = self.rxq
-            if generation != self.generation or ring is None:
-                return
-            ring.add(addr, self.buffer_size, VRING_DESC_F_WRITE)
-            if self._batching:
-                return
-            ring.publish()
-            wanted = ring.peer_wants_notify()
-        self._notify(0, wanted)
+    def _rx_bad_len(self, token: int, size: int, length: int) -> ProtocolError:
+        assert self.rxq is not None
+        return self.rxq.error(f"buffer at {token:#x}: header len {size} exceeds used len "
+                              f"{length} - {HEADER_SIZE}")
 
-    def _flush_rx(self) -> None:
-        with self.rx_lock:
-            ring = self.rxq
-            if ring is None or ring.avail_idx == ring.read_avail_idx():
-                return
-            ring.publish()
-            wanted = ring.peer_wants_notify()
-        self._notify(0, wanted)
+    def _rx_recycle(self, token: int) -> bool:
+        """Queue receive buffer ``token`` (its address) on vq0 again."""
+        index = self._rx_index[token]
+        if not self._rx_out[index]:
+            return False
+        self._rx_out[index] = 0
+        assert self.rxq is not None
+        self.rxq.add(token, self.buffer_size, VRING_DESC_F_WRITE)
+        return True
+
+    def _rx_publish(self) -> bool:
+        ring = self.rxq
+        assert ring is not None
+        ring.publish()
+        return ring.peer_wants_notify()
+
+    def _rx_unpublished(self) -> bool:
+        ring = self.rxq
+        return ring is not None and ring.avail_idx != ring.read_avail_idx()
 
 
 __all__ = ["DriverEngine"]

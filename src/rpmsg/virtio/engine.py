@@ -9,23 +9,27 @@ callable and the owner calls :meth:`RingEngine.kick` when the peer kicks.
 
 from __future__ import annotations
 
+import functools
 import logging
+import struct
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from rpmsg.errors import (
+    InvalidArgumentError,
     MessageTooLargeError,
     NoBufferError,
     ProtocolError,
     RemoteDisconnectedError,
+    RpmsgError,
     TransportBrokenError,
 )
 from rpmsg.transport import Deadline, LinkSink, TxBuffer
 from rpmsg.virtio.memory import Memory
 from rpmsg.virtio.vring import full_barrier
 from rpmsg.wire.layout import Buffer
-from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE, RPMSG_HEADER
+from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE, MIN_MTU, RPMSG_HEADER
 from rpmsg.wire.virtio import VIRTIO_RPMSG_F_NS
 
 log = logging.getLogger("rpmsg.virtio")
@@ -33,6 +37,8 @@ log = logging.getLogger("rpmsg.virtio")
 HDR = RPMSG_HEADER.struct
 Notify = Callable[[int], None]
 ErrorHandler = Callable[[TransportBrokenError], None]
+#: Smallest buffer a link may use: the header plus a name-service message.
+MIN_BUFFER_SIZE = HEADER_SIZE + MIN_MTU
 #: Longest single sleep while waiting for a transmit buffer; the ring is re-checked after it,
 #: so a kick the peer never sends (or one lost in a race) costs at most this much.
 TX_POLL_INTERVAL = 0.02
@@ -41,20 +47,41 @@ TX_POLL_INTERVAL = 0.02
 class RingEngine:
     """Base of :class:`~rpmsg.virtio.device.DeviceEngine` and the driver engine.
 
-    Thread rules: :meth:`kick` is called from one thread only (it delivers messages to the
-    sink in ring order); :meth:`send`, :meth:`send_many` and :meth:`alloc_tx` may be called
-    from any thread, including from inside ``sink.deliver``.
+    Threads: :meth:`kick` and :meth:`poll` may be called from any thread, one scanner at a
+    time (``scan_lock``), which delivers messages to the sink in ring order; :meth:`send`,
+    :meth:`send_many` and :meth:`alloc_tx` may be called from any thread, including from
+    inside ``sink.deliver``; a received buffer's ``release()`` from any thread.
+
+    Locks (never taken in the reverse order, never held while calling the sink):
+
+    * ``lock`` (and ``tx_cond`` on it) guards the transmit queue's ring state, the spare
+      buffer list, ``running``/``generation``/``error`` and the transmit counters;
+    * ``rx_lock`` guards the receive queue's ring indices, shared by the scanning thread and
+      zero-copy receivers releasing buffers from other threads;
+    * ``scan_lock`` makes one thread at a time scan the receive queue.
+
+    Role hooks (a subclass supplies them; the lock each is called with is named):
+
+    * transmit, ``lock`` held: :meth:`_take_tx`, :meth:`_give_back_tx`, :meth:`_commit_tx`,
+      :meth:`_flush_tx`, :meth:`_tx_wakeups`;
+    * receive: :meth:`_rx_take` (``scan_lock`` held; takes ``rx_lock`` for the ring),
+      :meth:`_rx_recycle`, :meth:`_rx_publish` and :meth:`_rx_unpublished` (``rx_lock``
+      held), :meth:`rx_pending` and :meth:`arm` (no lock).
     """
 
     role = ""
     #: Index of the queue this role transmits on (device: 0, driver: 1).
     tx_queue = 0
+    #: Index of the queue this role receives on (device: 1, driver: 0).
+    rx_queue = 1
 
     def __init__(self, memory: Memory, notify: Notify, *, sink: LinkSink | None = None,
                  on_error: ErrorHandler | None = None,
                  buffer_size: int = DEFAULT_BUFFER_SIZE) -> None:
-        if buffer_size <= HEADER_SIZE:
-            raise ValueError(f"buffer size {buffer_size} leaves no room after the header")
+        if buffer_size < MIN_BUFFER_SIZE:
+            raise ValueError(f"buffer size {buffer_size} is below {MIN_BUFFER_SIZE} "
+                             f"({HEADER_SIZE}-byte header + a {MIN_MTU}-byte name-service "
+                             "message)")
         self.memory = memory
         self.notify = notify
         self.sink = sink
@@ -65,8 +92,6 @@ class RingEngine:
         self.lock = threading.Lock()
         self.tx_cond = threading.Condition(self.lock)
         self.rx_lock = threading.Lock()
-        #: Held by whichever thread scans the receive ring (the transport's worker, or a
-        #: receiver polling in Endpoint.recv), so messages are delivered once and in order.
         self.scan_lock = threading.Lock()
         self.running = False
         self.generation = 0
@@ -129,7 +154,7 @@ class RingEngine:
         """Stop using the rings and report ``link_down(reason)`` if the link was up."""
         raise NotImplementedError
 
-    # Role hooks (called with self.lock held) -------------------------------------------
+    # Role hooks: transmit (self.lock held) --------------------------------------------
 
     def _take_tx(self) -> tuple[Any, memoryview] | None:
         """A free transmit buffer (token, whole-buffer view), or None if none right now."""
@@ -151,8 +176,25 @@ class RingEngine:
         """Ask the peer to notify us when transmit buffers come back (or stop asking)."""
         raise NotImplementedError
 
-    def _scan_rx(self, rearm: bool = True) -> int:
-        """Deliver everything received; called by :meth:`kick`. Returns messages delivered."""
+    # Role hooks: receive ----------------------------------------------------------------
+
+    def _rx_take(self) -> list[tuple[int, memoryview, int]]:
+        """Take what arrived, with the peer's receive notifications suppressed meanwhile:
+        ``(token, buffer, length)`` each, ``length`` checked to hold at least the header and
+        to lie within ``buffer``; [] when nothing is pending. ``scan_lock`` held."""
+        raise NotImplementedError
+
+    def _rx_recycle(self, token: int) -> bool:
+        """Give received buffer ``token`` back to the ring (not yet published); False if it
+        was given back already. ``rx_lock`` held."""
+        raise NotImplementedError
+
+    def _rx_publish(self) -> bool:
+        """Publish recycled buffers; True if the peer wants a notification. ``rx_lock`` held."""
+        raise NotImplementedError
+
+    def _rx_unpublished(self) -> bool:
+        """Whether recycled buffers wait for :meth:`_rx_publish`. ``rx_lock`` held."""
         raise NotImplementedError
 
     def arm(self) -> bool:
@@ -202,13 +244,29 @@ class RingEngine:
                 self.tx_waiters -= 1
                 self._tx_wakeups(False)
 
-    def _fill(self, view: memoryview, src: int, dst: int, payload: Buffer) -> int:
-        size = len(payload)
-        if size > len(view) - HEADER_SIZE:
-            raise MessageTooLargeError(size, len(view) - HEADER_SIZE)
-        HDR.pack_into(view, 0, src, dst, 0, size, 0)
-        view[HEADER_SIZE : HEADER_SIZE + size] = payload
+    def _fill(self, token: Any, view: memoryview, src: int, dst: int, payload: Buffer) -> int:
+        """Write header and payload into a taken buffer; on any failure the buffer goes back
+        (lock held)."""
+        try:
+            size = len(payload)
+            if size > len(view) - HEADER_SIZE:
+                raise MessageTooLargeError(size, len(view) - HEADER_SIZE)
+            HDR.pack_into(view, 0, src, dst, 0, size, 0)
+            view[HEADER_SIZE : HEADER_SIZE + size] = payload
+        except BaseException as exc:
+            self._give_back_tx(token, view)
+            raise self._send_error(exc, src, dst) from None
         return size
+
+    def _send_error(self, exc: BaseException, src: object, dst: object) -> BaseException:
+        """What a failed fill raises: a payload or address the header cannot hold is an
+        InvalidArgumentError (the runtime checks arguments first; this keeps direct callers
+        typed), anything else unchanged."""
+        if isinstance(exc, struct.error | TypeError) or (
+                isinstance(exc, ValueError) and not isinstance(exc, RpmsgError)):
+            return InvalidArgumentError(
+                f"virtio {self.role}: cannot send from {src!r} to {dst!r}: {exc}")
+        return exc
 
     def send(self, src: int, dst: int, payload: Buffer, timeout: float | None) -> None:
         """Copy one message into a transmit buffer and notify the peer if it wants it."""
@@ -218,11 +276,7 @@ class RingEngine:
         try:
             with self.lock:
                 token, view = self._wait_tx(None, timeout, False)
-                try:
-                    self._fill(view, src, dst, payload)
-                except MessageTooLargeError:
-                    self._give_back_tx(token, view)
-                    raise
+                size = self._fill(token, view, src, dst, payload)
                 self._commit_tx(token, HEADER_SIZE + size)
                 wanted = self._flush_tx()
                 self.counters["tx_messages"] += 1
@@ -256,11 +310,14 @@ class RingEngine:
                         if got is None:
                             got = self._wait_tx(deadline, timeout, pending)
                         token, view = got
-                        if size > len(view) - HEADER_SIZE:
+                        try:
+                            if size > len(view) - HEADER_SIZE:
+                                raise MessageTooLargeError(size, len(view) - HEADER_SIZE)
+                            pack_hdr(view, 0, src, dst, 0, size, 0)
+                            view[HEADER_SIZE : HEADER_SIZE + size] = payload
+                        except BaseException as exc:
                             self._give_back_tx(token, view)
-                            raise MessageTooLargeError(size, len(view) - HEADER_SIZE)
-                        pack_hdr(view, 0, src, dst, 0, size, 0)
-                        view[HEADER_SIZE : HEADER_SIZE + size] = payload
+                            raise self._send_error(exc, src, dst) from None
                         commit(token, HEADER_SIZE + size)
                         pending = True
                         count += 1
@@ -293,8 +350,12 @@ class RingEngine:
                 if generation != self.generation:
                     raise RemoteDisconnectedError(
                         f"virtio {self.role}: the link was reset before the buffer was sent")
-                self._check_locked()
-                HDR.pack_into(view, 0, src, dst, 0, length, 0)
+                try:
+                    self._check_locked()
+                    HDR.pack_into(view, 0, src, dst, 0, length, 0)
+                except BaseException as exc:
+                    self._give_back_tx(token, view)
+                    raise self._send_error(exc, src, dst) from None
                 self._commit_tx(token, HEADER_SIZE + length)
                 wanted = self._flush_tx()
                 self.counters["tx_messages"] += 1
@@ -354,3 +415,74 @@ class RingEngine:
             return 0
         finally:
             self.scan_lock.release()
+
+    def _scan_rx(self, rearm: bool = True) -> int:
+        """Deliver everything received, batch by batch, in ring order (both roles).
+
+        Each batch's buffers are published back to the peer once the batch is delivered
+        (those a zero-copy receiver keeps follow when it releases them). If checking or
+        delivering raises, the buffers of the batch the sink never got are given back before
+        the error propagates (one the sink got is the sink's to release).
+        """
+        sink = self.sink
+        release_fn = self._release_rx
+        partial = functools.partial
+        unpack_hdr = HDR.unpack_from
+        generation = self.generation
+        take = self._rx_take
+        delivered = 0
+        nbytes = 0
+        self._batching = True
+        try:
+            while True:
+                batch = take()
+                if not batch:
+                    if not rearm or self.arm():
+                        break
+                    continue
+                handed = 0  # buffers of this batch the sink got (with their release)
+                try:
+                    for token, buf, length in batch:
+                        src, dst, _res, size, _flags = unpack_hdr(buf, 0)
+                        if size > length - HEADER_SIZE:
+                            raise self._rx_bad_len(token, size, length)
+                        handed += 1
+                        nbytes += size
+                        release = partial(release_fn, generation, token)
+                        if sink is not None:
+                            sink.deliver(src, dst, buf[HEADER_SIZE : HEADER_SIZE + size],
+                                         release)
+                        else:
+                            release()
+                finally:
+                    delivered += handed
+                    for token, _buf, _length in batch[handed:]:  # only after an error
+                        release_fn(generation, token)
+                self._flush_rx()  # return this batch's buffers before looking for more
+        finally:
+            self._batching = False
+            self.counters["rx_messages"] += delivered
+            self.counters["rx_bytes"] += nbytes
+            self._flush_rx()
+        return delivered
+
+    def _rx_bad_len(self, token: int, size: int, length: int) -> ProtocolError:
+        """The error for a received header whose len exceeds the buffer (role: names it)."""
+        raise NotImplementedError
+
+    def _release_rx(self, generation: int, token: int) -> None:
+        """Give a received buffer back (published at once outside a batch); idempotent."""
+        with self.rx_lock:
+            if generation != self.generation or not self._rx_recycle(token):
+                return
+            if self._batching:
+                return
+            wanted = self._rx_publish()
+        self._notify(self.rx_queue, wanted)
+
+    def _flush_rx(self) -> None:
+        with self.rx_lock:
+            if not self.running or not self._rx_unpublished():
+                return
+            wanted = self._rx_publish()
+        self._notify(self.rx_queue, wanted)

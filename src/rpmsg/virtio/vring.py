@@ -230,6 +230,9 @@ class DeviceRing(_Ring):
         self.used_idx: int = self.used16[1]
         self.held = bytearray(num)
         self.num_held = 0
+        #: Descriptor length of each held head, read once when it was popped: a buffer is
+        #: returned with it (never re-read from the table the driver may have changed).
+        self.taken_len = [0] * num
 
     def avail_pending(self) -> int:
         """How many buffers the driver offered that we have not popped; checked against num."""
@@ -262,6 +265,7 @@ class DeviceRing(_Ring):
         self.last_avail = (self.last_avail + 1) & 0xFFFF
         self.held[head] = 1
         self.num_held += 1
+        self.taken_len[head] = length
         return head, addr, length, flags
 
     def pop_many(self, count: int) -> list[tuple[int, int, int]]:
@@ -269,6 +273,7 @@ class DeviceRing(_Ring):
         (head, addr, len) each, with the same checks as :meth:`pop`."""
         out = []
         desc, held, mask, num = self.desc, self.held, self.mask, self.num
+        taken_len = self.taken_len
         avail16, unpack_desc = self.avail16, _DESC.unpack_from
         last = self.last_avail
         for _ in range(count):
@@ -285,6 +290,7 @@ class DeviceRing(_Ring):
                 raise self.error(f"desc[{head}].flags = {flags:#x}: chained or indirect "
                                  "descriptors are not used by rpmsg")
             held[head] = 1
+            taken_len[head] = length
             self.num_held += 1
             last = self.last_avail = (last + 1) & 0xFFFF
             out.append((head, addr, length))
@@ -303,6 +309,14 @@ class DeviceRing(_Ring):
         self.used_idx = (self.used_idx + 1) & 0xFFFF
         self.held[head] = 0
         self.num_held -= 1
+
+    def give_back(self, head: int) -> bool:
+        """Return a held buffer unchanged in size (its descriptor length, as OpenAMP does for
+        received buffers); False if ``head`` is not held (already returned)."""
+        if not self.held[head]:
+            return False
+        self.push(head, self.taken_len[head])
+        return True
 
     def read_used_idx(self) -> int:
         """The used index as published in ring memory."""
