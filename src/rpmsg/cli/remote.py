@@ -1,4 +1,5 @@
-"""``rpmsg remote URL``: run a simulated remote processor serving echo and rpmsg-ping."""
+"""``rpmsg remote URL``: run a simulated remote processor serving echo, rpmsg-ping and
+Linux's rpmsg-tty (``--tty``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import rpmsg
 from rpmsg.device import Device
 from rpmsg.services import EchoService, PingService
+from rpmsg.services.tty import LINUX_TTY_NAME, TtyService
 
 DEFAULT_ECHO = "rpmsg-echo"
 
@@ -25,6 +27,11 @@ def register(sub: Any) -> None:
                    help="announce NAME and echo every message back to its sender (repeatable)")
     p.add_argument("--ping", action="store_true",
                    help="serve NuttX's rpmsg-ping service")
+    p.add_argument("--tty", action="append", default=[], metavar="NAME",
+                   help=f"serve NAME for Linux's rpmsg_tty driver (it binds the exact name "
+                   f"{LINUX_TTY_NAME!r}: /dev/ttyRPMSGn in the guest); echo unless --tty-exec")
+    p.add_argument("--tty-exec", metavar="CMD",
+                   help="connect each --tty to CMD's stdin/stdout instead of echoing")
     p.add_argument("--policy", choices=["linux", "openamp", "nuttx"],
                    help="peer behaviour preset (default: the transport's)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing once serving")
@@ -40,14 +47,20 @@ def serve(device: Device, echo: list[str], ping: bool) -> list[EchoService | Pin
 
 
 def run(args: argparse.Namespace) -> int:
-    echo, ping = list(args.echo), args.ping
-    if not echo and not ping:
+    echo, ping, ttys = list(args.echo), args.ping, list(args.tty)
+    if args.tty_exec and not ttys:
+        raise SystemExit("rpmsg remote: --tty-exec needs --tty NAME")
+    if not echo and not ping and not ttys:
         echo, ping = [DEFAULT_ECHO], True
     stop = threading.Event()
     with rpmsg.open(args.url, policy=args.policy, side="remote") as device:
-        services = serve(device, echo, ping)
+        services: list[EchoService | PingService | TtyService] = [
+            *serve(device, echo, ping),
+            *(TtyService(device, n, args.tty_exec) for n in ttys)]
         if not args.quiet:
-            names = [f"echo {n!r}" for n in echo] + (["rpmsg-ping"] if ping else [])
+            names = [f"echo {n!r}" for n in echo] + (["rpmsg-ping"] if ping else []) + [
+                f"tty {n!r}" + (f" ({args.tty_exec})" if args.tty_exec else " (echo)")
+                for n in ttys]
             print(f"rpmsg remote: serving {', '.join(names)} on {args.url} "
                   f"(mtu {device.mtu}); Ctrl-C to stop", flush=True)
         try:

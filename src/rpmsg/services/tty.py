@@ -1,0 +1,115 @@
+"""The remote side of Linux's ``rpmsg_tty`` driver: a scripted co-processor behind
+``/dev/ttyRPMSGn``.
+
+Linux's ``drivers/tty/rpmsg_tty.c`` binds every channel announced with the exact name
+``rpmsg-tty`` and turns it into a tty: bytes written to the tty arrive as messages of at most
+the MTU, and every message received is pushed to the tty as is. There is no header and no
+flow control; an empty message is refused by the driver, so none is ever sent.
+:class:`TtyService` announces that channel and either echoes what arrives or connects it to a
+command's standard input and output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+import threading
+
+from rpmsg.device import Device
+from rpmsg.endpoint import Endpoint
+from rpmsg.errors import RpmsgError
+
+log = logging.getLogger("rpmsg.services")
+
+#: The channel name Linux's rpmsg_tty driver matches (exactly).
+LINUX_TTY_NAME = "rpmsg-tty"
+SEND_TIMEOUT = 5.0
+
+
+class TtyService:
+    """Serves ``name`` for Linux's rpmsg_tty: echo, or ``command``'s stdin/stdout.
+
+    With ``command`` (a shell-like string or an argument list) the command starts at once;
+    what it prints waits for the tty's first message (Linux sends nothing before the tty is
+    used, and only then is its address known). When it exits, input is dropped (counted).
+    """
+
+    def __init__(self, device: Device, name: str = LINUX_TTY_NAME,
+                 command: str | list[str] | None = None) -> None:
+        self.name = name
+        self.received = 0
+        self.sent = 0
+        self.dropped = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self.endpoint = device.create_endpoint(name, callback=self._on_message)
+        if command is not None:
+            argv = shlex.split(command) if isinstance(command, str) else list(command)
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=None, bufsize=0)
+            self._reader = threading.Thread(target=self._pump_output, name=f"tty-{name}",
+                                            daemon=True)
+            self._reader.start()
+
+    def _on_message(self, ept: Endpoint, data: bytes, src: int) -> None:
+        self.received += len(data)
+        if self.proc is None:
+            self._send(ept, src, data)
+            return
+        stdin = self.proc.stdin
+        try:
+            if stdin is None or self.proc.poll() is not None:
+                raise BrokenPipeError
+            stdin.write(data)
+            stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            self.dropped += len(data)
+
+    def _send(self, ept: Endpoint, dst: int, data: bytes) -> None:
+        mtu = ept.mtu
+        try:
+            for i in range(0, len(data), mtu):
+                ept.send_to(dst, data[i:i + mtu], timeout=SEND_TIMEOUT)
+                self.sent += len(data[i:i + mtu])
+        except RpmsgError as exc:
+            log.warning("%s: %d bytes not sent: %s", self.name, len(data), exc)
+
+    def _pump_output(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            try:
+                dst = self.endpoint.wait_bound()  # the tty's address: its first message
+            except RpmsgError:
+                return
+            self._send(self.endpoint, dst, data)
+
+    def close(self) -> None:
+        """Stop the command (if any) and close the endpoint (NS DESTROY: the tty goes)."""
+        if self.proc is not None:
+            if self.proc.stdin is not None:
+                try:
+                    self.proc.stdin.close()
+                except OSError:
+                    pass
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.endpoint.close()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+__all__ = ["LINUX_TTY_NAME", "TtyService"]
