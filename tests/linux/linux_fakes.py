@@ -3,8 +3,15 @@
 The tree copies the real layout (``shared/spec/linux-chardev.md`` §5.4): bus devices below
 their virtio device, class devices as children (``rpmsg/rpmsgM`` glue directory below a bus
 device, ``rpmsgM`` directly below ``rpmsg_ctrlN``), ``device`` links to parents, and
-``/sys/class/rpmsg`` and ``/sys/bus/rpmsg/devices`` as symlinks. Device nodes are regular
-files; endpoints the transport opens are socketpairs whose other end the test holds.
+``/sys/class/rpmsg`` and ``/sys/bus/rpmsg/devices`` as symlinks. Remote processors
+(:meth:`FakeKernel.add_remoteproc`) sit below a platform device with their virtio devices below
+them, in the pre-6.1 (``remoteprocN#vdev0buffer``) or 6.1+ (``rproc-virtio.N.auto``) layout
+(drivers/remoteproc/remoteproc_core.c), and :meth:`FakeKernel.write_attr` writes their
+``state``/``firmware`` with the kernel's rules (remoteproc_sysfs.c). Device nodes are
+character devices with the numbers their sysfs ``dev`` says (those of /dev/null, so opening one
+is harmless: reads are empty, writes vanish), or regular files where this process may not
+make device nodes (:attr:`FakeKernel.char_nodes` False); endpoints the transport opens are
+socketpairs whose other end the test holds.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import errno
 import os
 import shutil
 import socket
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +33,20 @@ from rpmsg.wire.linux import EndpointInfo
 
 def signed(addr: int) -> int:
     return addr - (1 << 32) if addr >= 1 << 31 else addr
+
+
+#: Device number of the fake nodes: /dev/null's (1:3), harmless to open, read and write.
+NODE_RDEV = os.makedev(1, 3)
+
+
+def make_node(path: Path, rdev: int = NODE_RDEV) -> bool:
+    """A character device node at ``path``; a regular file if mknod is not permitted."""
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o600, rdev)
+        return True
+    except PermissionError:
+        path.touch()
+        return False
 
 
 class FakeKernel:
@@ -49,6 +71,13 @@ class FakeKernel:
         self.fd_index: dict[int, int] = {}
         self.remotes: dict[int, socket.socket] = {}
         self.endpoints: list[Endpoint] = []
+        #: Where each virtio device's directory is (below a remote processor, or not).
+        self.virtio_dirs: dict[str, Path] = {}
+        self.rproc_class = self.sys / "class" / "remoteproc"
+        #: errno that writing "start" to remoteprocN/state fails with (a failing boot).
+        self.boot_errors: dict[int, int] = {}
+        #: Whether device nodes are real character devices (False: regular files).
+        self.char_nodes = True
 
     # Building ---------------------------------------------------------------------------
 
@@ -63,10 +92,63 @@ class FakeKernel:
         for key, value in attrs.items():
             (path / key).write_text(f"{value}\n")
 
+    def add_remoteproc(self, index: int, name: str, *, state: str = "offline",
+                       firmware: str = "rproc-fw.elf", virtio: str | None = None,
+                       layout: str = "6.1") -> Path:
+        """``remoteprocN`` below a platform device; ``virtio`` names its virtio device,
+        placed as Linux 6.1+ (``rproc-virtio.N.auto``) or older (``remoteprocN#vdev0buffer``)
+        kernels do."""
+        parent = self.sys / "devices" / "platform" / "soc" / f"{index + 1}0000000.{name}"
+        d = parent / "remoteproc" / f"remoteproc{index}"
+        d.mkdir(parents=True)
+        self._attrs(d, name=name, state=state, firmware=firmware, recovery="enabled",
+                    coredump="disabled")
+        self.rproc_class.mkdir(parents=True, exist_ok=True)
+        (self.rproc_class / f"remoteproc{index}").symlink_to(d)
+        (d / "subsystem").symlink_to(self.rproc_class)  # as every sysfs device has
+        if virtio is not None:
+            glue = f"rproc-virtio.{index}.auto" if layout == "6.1" else \
+                f"remoteproc{index}#vdev0buffer"
+            vdir = d / glue / virtio
+            vdir.mkdir(parents=True)
+            self.virtio_dirs[virtio] = vdir
+        return d
+
+    def write_attr(self, path: Path, text: str) -> None:
+        """Write a remoteproc attribute as the kernel would (remoteproc_sysfs.c)."""
+        entry = Path(os.path.realpath(path.parent))
+        index = int(path.parent.name[len("remoteproc"):])
+        state = (entry / "state").read_text().strip()
+        running = state in ("running", "attached")
+        if path.name == "state":
+            if text == "start":
+                if running:
+                    raise OSError(errno.EBUSY, "Device or resource busy")
+                if index in self.boot_errors:
+                    raise OSError(self.boot_errors[index], os.strerror(self.boot_errors[index]))
+                text = "running"
+            elif text == "stop":
+                if not running:
+                    raise OSError(errno.EINVAL, "Invalid argument")
+                text = "offline"
+            else:
+                raise OSError(errno.EINVAL, "Invalid argument")
+        elif path.name == "firmware":
+            if state != "offline":
+                raise OSError(errno.EBUSY, "Device or resource busy")
+            if not text.split("\n")[0]:
+                raise OSError(errno.EINVAL, "Invalid argument")
+        else:
+            raise OSError(errno.EACCES, "Permission denied")
+        (entry / path.name).write_text(text + "\n")
+
+    def virtio_dir(self, virtio: str) -> Path:
+        return self.virtio_dirs.get(virtio, self.devices / virtio)
+
     def add_channel(self, name: str, src: int, dst: int, *, virtio: str = "virtio0",
                     driver: str | None = None, announce: bool = False) -> str:
         devname = f"{virtio}.{name}.{signed(src)}.{signed(dst)}"
-        d = self.devices / virtio / devname
+        d = self.virtio_dir(virtio) / devname
         d.mkdir(parents=True)
         self._attrs(d, name=name, src=f"0x{src:x}", dst=f"0x{dst:x}",
                     announce="true" if announce else "false", driver_override="(null)",
@@ -91,9 +173,8 @@ class FakeKernel:
         c = bus_dev / "rpmsg" / f"rpmsg_ctrl{index}"
         c.mkdir(parents=True)
         (c / "device").symlink_to(bus_dev)
-        (c / "dev").write_text(f"245:{index}\n")
+        self._node(c, f"rpmsg_ctrl{index}")
         (self.class_dir / f"rpmsg_ctrl{index}").symlink_to(c)
-        (self.dev / f"rpmsg_ctrl{index}").touch()
 
     def add_ept(self, index: int, name: str, src: int, dst: int, *, ctrl: int | None = None,
                 channel: str | None = None) -> None:
@@ -105,11 +186,15 @@ class FakeKernel:
             parent = self.devices_of(channel)
             e = parent / "rpmsg" / f"rpmsg{index}"
         e.mkdir(parents=True)
-        self._attrs(e, name=name, src=str(signed(src)), dst=str(signed(dst)),
-                    dev=f"246:{index}")
+        self._attrs(e, name=name, src=str(signed(src)), dst=str(signed(dst)))
         (e / "device").symlink_to(parent)
+        self._node(e, f"rpmsg{index}")
         (self.class_dir / f"rpmsg{index}").symlink_to(e)
-        (self.dev / f"rpmsg{index}").touch()
+
+    def _node(self, class_dev: Path, name: str) -> None:
+        """The /dev node of a class device and its sysfs ``dev`` number."""
+        (class_dev / "dev").write_text(f"{os.major(NODE_RDEV)}:{os.minor(NODE_RDEV)}\n")
+        self.char_nodes = make_node(self.dev / name) and self.char_nodes
 
     def remove_ept(self, index: int) -> None:
         link = self.class_dir / f"rpmsg{index}"
@@ -204,3 +289,28 @@ class FakeKernel:
             ep.close()
         for sock in self.remotes.values():
             sock.close()
+
+
+def run_as_nobody(fn: object) -> tuple[int, str]:
+    """Run ``fn()`` in a forked child with uid/gid nobody; (exit status, what it raised)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        status = 0
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            fn()  # type: ignore[operator]
+            os.write(w, b"no error")
+        except BaseException as exc:
+            os.write(w, f"{type(exc).__name__}|{exc}".encode())
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read().decode()
+    _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out

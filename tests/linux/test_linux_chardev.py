@@ -7,6 +7,8 @@ import errno
 import fcntl
 import os
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -205,9 +207,13 @@ def test_open_and_errors(fake: FakeKernel) -> None:
     with Endpoint.open("rpmsg0", sysfs=fake.sysfs) as ep:
         assert ep.path == str(fake.dev / "rpmsg0")
         assert ep.info().name == "e"
-        assert ep.recv(timeout=0) == b""  # a regular file reads empty: a 0-byte "message"
-    fd = Endpoint.open_fd(f"{fake.dev}/rpmsg0")
+        assert ep.recv(timeout=0) == b""  # the fake node reads empty: a 0-byte "message"
+    fd = Endpoint.open_fd(f"{fake.dev}/rpmsg0", sysfs=fake.sysfs)
     os.close(fd)
+    # Without the sysfs that lists it, a node of no rpmsg driver (here /dev/null's number)
+    # is not trusted.
+    with pytest.raises(NotAvailableError, match="of no rpmsg driver"):
+        Endpoint.open_fd(f"{fake.dev}/rpmsg0")
 
 
 def test_destroy_and_flow_control_use_the_ioctls(fake: FakeKernel) -> None:
@@ -228,12 +234,29 @@ def test_destroy_and_flow_control_use_the_ioctls(fake: FakeKernel) -> None:
 
 
 def test_busy_open_is_already_open(monkeypatch: pytest.MonkeyPatch, fake: FakeKernel) -> None:
-    def busy(path: str, flags: int) -> int:
-        raise OSError(errno.EBUSY, "Device or resource busy")
+    """rpmsg_char's single opener: EBUSY is AlreadyOpenError naming the process holding it."""
+    fake.add_ctrl(0)
+    fake.add_ept(0, "e", 0xFFFFFFFF, 0x400, ctrl=0)
+    node = str(fake.dev / "rpmsg0")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import os,sys; fd=os.open({node!r}, os.O_RDWR); "
+         "print('open', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        real_open = os.open
 
-    monkeypatch.setattr(os, "open", busy)
-    with pytest.raises(AlreadyOpenError):
-        Endpoint.open_fd(0, sysfs=fake.sysfs)
+        def busy(path: str, flags: int, *args: int) -> int:
+            if path == node:  # what the kernel answers a second opener
+                raise OSError(errno.EBUSY, "Device or resource busy")
+            return real_open(path, flags, *args)
+
+        monkeypatch.setattr(os, "open", busy)
+        with pytest.raises(AlreadyOpenError, match=f"held by pid {holder.pid} "):
+            Endpoint.open_fd(0, sysfs=fake.sysfs)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_asyncio(seqpacket: Pair) -> None:

@@ -6,7 +6,7 @@ import os
 import threading
 
 import pytest
-from linux_fakes import FakeKernel
+from linux_fakes import FakeKernel, make_node
 
 from rpmsg.errors import NotAvailableError
 from rpmsg.linux.chardev import Endpoint
@@ -99,7 +99,7 @@ def test_node_made_after_the_device_is_waited_for(fake: FakeKernel) -> None:
     node = fake.dev / "rpmsg1"
     node.unlink()
     sysfs = Sysfs(fake.sys, fake.dev, node_wait=30)
-    timer = threading.Timer(0.05, node.touch)
+    timer = threading.Timer(0.05, make_node, (node,))
     timer.start()
     try:
         fd = Endpoint.open_fd(1, sysfs=sysfs)

@@ -1,4 +1,5 @@
-"""``rpmsg list|create|destroy|send|listen``: the Linux char device subcommands.
+"""``rpmsg list|create|destroy|send|listen``: the Linux char device subcommands
+(``rproc`` and ``udev-rules`` are in :mod:`rpmsg.cli.rproc_cmds`, registered from here).
 
 Thin wrappers over :mod:`rpmsg.linux`. Each handler returns the exit code and lets library
 errors (:class:`~rpmsg.errors.RpmsgError`) propagate to the main entry point, which prints
@@ -13,9 +14,11 @@ import sys
 import time
 from typing import Any
 
+from rpmsg.cli import rproc_cmds
 from rpmsg.errors import RpmsgTimeoutError
 from rpmsg.linux.chardev import Endpoint
 from rpmsg.linux.ctrl import Ctrl, destroy_endpoint_device
+from rpmsg.linux.remoteproc import list_remoteprocs
 from rpmsg.linux.sysfs import default_sysfs, format_addr
 from rpmsg.wire.rpmsg import ADDR_ANY, DEFAULT_MTU
 
@@ -46,12 +49,16 @@ def _positive_float(text: str) -> float:
 
 def register(subparsers: Any) -> None:
     """Add the Linux char device subcommands to an argparse ``add_subparsers()`` object."""
-    p = subparsers.add_parser("list", help="list rpmsg channels, endpoint and control devices",
-                              description="List rpmsg channels (/sys/bus/rpmsg/devices), "
-                              "endpoint devices (/dev/rpmsgN) and control devices "
-                              "(/dev/rpmsg_ctrlN) with their names and addresses.")
+    p = subparsers.add_parser("list", help="list remote processors, rpmsg channels, endpoint "
+                              "and control devices",
+                              description="List remote processors (/sys/class/remoteproc: "
+                              "name, state, firmware, and their rpmsg devices), rpmsg channels "
+                              "(/sys/bus/rpmsg/devices), endpoint devices (/dev/rpmsgN) and "
+                              "control devices (/dev/rpmsg_ctrlN) with their names and "
+                              "addresses.")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_list)
+    rproc_cmds.register(subparsers)
 
     p = subparsers.add_parser("create", help="create an endpoint device through /dev/rpmsg_ctrlN",
                               description="Create /dev/rpmsgN for NAME (RPMSG_CREATE_EPT_IOCTL) "
@@ -104,12 +111,18 @@ def register(subparsers: Any) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     sysfs = default_sysfs()
     channels, endpoints, controls = sysfs.channels(), sysfs.endpoints(), sysfs.controls()
+    procs = list_remoteprocs(sysfs)
     if args.json:
-        json.dump({"channels": [c.to_dict() for c in channels],
+        json.dump({"remoteprocs": [p.to_dict() for p in procs],
+                   "channels": [c.to_dict() for c in channels],
                    "endpoints": [e.to_dict() for e in endpoints],
                    "controls": [c.to_dict() for c in controls]}, sys.stdout, indent=2)
         print()
         return 0
+    if procs:
+        print("remote processors:")
+        for proc in procs:
+            rproc_cmds.print_remoteproc(proc, indent="  ")
     if not (channels or endpoints or controls):
         print(f"no rpmsg devices ({sysfs.class_dir} and {sysfs.bus_dir} are empty or absent)")
         return 0

@@ -1,6 +1,7 @@
 """Linux userspace rpmsg: ``/dev/rpmsg_ctrlN`` (:class:`Ctrl`), ``/dev/rpmsgN``
-(:class:`Endpoint`), sysfs discovery and channel binding, with the kernel's errors mapped to
-the library's.
+(:class:`Endpoint`), sysfs discovery and channel binding, remote processors
+(:mod:`~rpmsg.linux.remoteproc`), service lookup (:mod:`~rpmsg.linux.service`), udev rules
+(:mod:`~rpmsg.linux.udev`), with the kernel's errors mapped to the library's.
 
 Example::
 
@@ -15,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+from rpmsg.linux import nodes, remoteproc, udev
 from rpmsg.linux.bind import CHRDEV_DRIVER, bind_channel
 from rpmsg.linux.chardev import AsyncEndpoint, Endpoint
 from rpmsg.linux.ctrl import Ctrl, destroy_endpoint_device
@@ -33,6 +35,7 @@ from rpmsg.linux.ioctl import (
     RPMSG_RELEASE_DEV_IOCTL,
     RPMSG_SET_INCOMING_FLOWCONTROL,
 )
+from rpmsg.linux.remoteproc import RemoteProc, find_remoteproc, list_remoteprocs
 from rpmsg.linux.sysfs import Channel, ControlDevice, EndpointDevice, Sysfs
 from rpmsg.wire.linux import ENDPOINT_INFO_SIZE, EndpointInfo
 
@@ -77,12 +80,18 @@ __all__ = [
     "EndpointDevice",
     "EndpointInfo",
     "KernelError",
+    "RemoteProc",
     "Sysfs",
     "TruncatedMessageError",
     "bind_channel",
     "destroy_endpoint_device",
+    "find_remoteproc",
     "list_channels",
     "list_controls",
     "list_endpoints",
+    "list_remoteprocs",
     "map_os_error",
+    "nodes",
+    "remoteproc",
+    "udev",
 ]

@@ -4,6 +4,8 @@ Semantics from ``shared/spec/linux-chardev.md`` §5.2-5.3: EMSGSIZE (payload abo
 EAGAIN (empty queue or no TX buffer with O_NONBLOCK), EPIPE / ENETRESET (endpoint gone),
 raw errno 512 (``ERESTARTSYS`` leaking after the kernel's 15 s wait for a TX buffer),
 EBUSY (single opener), EINVAL (write on a receive-only endpoint, unknown ioctl, ...).
+``AccessDeniedError`` is :class:`rpmsg.AccessDeniedError` (both ``RpmsgError`` and
+``PermissionError``), re-exported here.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from typing import Literal
 
 from rpmsg.errors import (
+    AccessDeniedError,
     AlreadyOpenError,
     MessageTooLargeError,
     NoBufferError,
@@ -29,17 +32,30 @@ ERESTARTSYS = 512
 
 Op = Literal["open", "read", "write", "ioctl", "sysfs"]
 
+__all__ = ["ERESTARTSYS", "AccessDeniedError", "AmbiguousEndpointError", "AmbiguousNameError",
+           "KernelError", "RemoteprocStateError", "TruncatedMessageError", "map_os_error",
+           "not_on_linux"]
+
 
 class KernelError(RpmsgError, OSError):
     """An rpmsg system call failed with an errno that has no more specific library error."""
 
 
-class AccessDeniedError(NotAvailableError, PermissionError):
-    """The device node or sysfs file exists but this process may not use it."""
+class AmbiguousNameError(RpmsgError, LookupError):
+    """A name matches several devices (channels, remote processors); give a precise one."""
 
 
-class AmbiguousEndpointError(RpmsgError, LookupError):
+class AmbiguousEndpointError(AmbiguousNameError):
     """Several endpoint devices match a name/address query; pass the device index instead."""
+
+
+class RemoteprocStateError(RpmsgError):
+    """A remote processor is not in a state that allows the request (start while running,
+    stop while offline, new firmware while running). ``state`` is the state sysfs showed."""
+
+    def __init__(self, message: str, state: str | None = None) -> None:
+        super().__init__(message)
+        self.state = state
 
 
 class TruncatedMessageError(MessageTooLargeError):
@@ -84,8 +100,9 @@ def map_os_error(exc: OSError, op: Op, what: str, *, size: int = 0,
             return AlreadyOpenError(f"{what} is already open (the kernel allows one opener)")
         return AlreadyOpenError(f"{what}: device or resource busy")
     if code in (errno.EACCES, errno.EPERM):
-        return AccessDeniedError(f"permission denied: {what} (run as root or adjust the "
-                                 "device's permissions, e.g. with a udev rule)")
+        from rpmsg.linux.nodes import ACCESS_FIX
+
+        return AccessDeniedError(f"permission denied: {what}: {ACCESS_FIX}")
     if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO) and op in ("open", "sysfs"):
         return NotAvailableError(f"{what} does not exist ({errno.errorcode.get(code, code)})")
     if code == errno.EINVAL and op == "write":

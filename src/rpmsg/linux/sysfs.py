@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rpmsg.errors import NotAvailableError
+from rpmsg.errors import NotAvailableError, RpmsgError
 from rpmsg.wire.rpmsg import ADDR_ANY
 
 _EPT_RE = re.compile(r"rpmsg(\d+)")
@@ -162,6 +162,8 @@ class Sysfs:
         self.class_dir = self.sys_root / "class" / "rpmsg"
         self.bus_dir = self.sys_root / "bus" / "rpmsg" / "devices"
         self.drivers_dir = self.sys_root / "bus" / "rpmsg" / "drivers"
+        #: ``remoteprocN`` class devices (drivers/remoteproc/remoteproc_sysfs.c).
+        self.remoteproc_dir = self.sys_root / "class" / "remoteproc"
 
     def __repr__(self) -> str:
         return f"Sysfs({str(self.sys_root)!r}, {str(self.dev_root)!r})"
@@ -198,17 +200,22 @@ class Sysfs:
         return node.exists()
 
     def open_node(self, path: str, flags: int, hint: str) -> int:
-        """``os.open(path, flags)``, waiting for the node as :meth:`wait_node` does; a missing
-        node raises NotAvailableError (``hint``: see :func:`missing_node_error`), other
-        failures the mapped error of :func:`rpmsg.linux.errors.map_os_error`."""
+        """Open device node ``path`` (checked by :func:`rpmsg.linux.nodes.open_node`: a
+        character device with the number sysfs gives, never a link or file put in its place),
+        waiting for the node as :meth:`wait_node` does; a missing node raises
+        NotAvailableError (``hint``: see :func:`missing_node_error`), other failures the
+        mapped error of :func:`rpmsg.linux.errors.map_os_error`."""
         from rpmsg.linux.errors import map_os_error
+        from rpmsg.linux.nodes import open_node
 
         for attempt in range(2):
             try:
-                return os.open(path, flags)
+                return open_node(path, flags, self)
             except FileNotFoundError:
                 if attempt or not self.wait_node(path):
                     raise missing_node_error(path, self, hint) from None
+            except RpmsgError:  # AccessDeniedError is an OSError too
+                raise
             except OSError as exc:
                 raise map_os_error(exc, "open", path) from exc
         raise AssertionError("unreachable")

@@ -7,9 +7,17 @@ kernel endpoint device:
 * ``linux:`` or ``linux:rpmsg_ctrlN`` (``/dev/rpmsg_ctrlN``, ``?ctrl=N``): each
   ``create_endpoint(name, src, dst)`` creates ``/dev/rpmsgM`` through the control device
   (``RPMSG_CREATE_EPT_IOCTL``), and closing the endpoint destroys it again.
-* ``linux:/dev/rpmsgM`` (or ``linux:rpmsgM``): one existing endpoint device, e.g. a channel's
-  default endpoint (``rpmsg-raw``, or one bound with ``rpmsg.linux.bind_channel``). Its
-  destination comes from sysfs, so ``create_endpoint()`` needs no arguments.
+* ``linux:/dev/rpmsgM`` (or ``linux:rpmsgM``, or a link such as ``/dev/rpmsg/<rproc>/<name>``
+  from ``rpmsg udev-rules``): one existing endpoint device, e.g. a channel's default endpoint
+  (``rpmsg-raw``, or one bound with ``rpmsg.linux.bind_channel``). Its destination comes from
+  sysfs, so ``create_endpoint()`` needs no arguments.
+* ``linux:?service=NAME`` and ``linux:?rproc=NAME&service=NAME``: the channel the remote
+  announced as NAME (on that remote processor), found in sysfs as TI's ti-rpmsg-char does
+  (:mod:`rpmsg.linux.service`): its own endpoint device if it has one, else endpoints are
+  created on the control device of its virtio device with the service's name and address, so
+  ``create_endpoint()`` needs no arguments either. The open waits (its ``timeout``, default
+  30 s) while the service is not announced yet, saying after a second what it waits for.
+  ``linux:?rproc=NAME`` alone is that processor's control device.
 
 Addresses: the kernel does not tell userspace the source of a received message, so
 ``Message.src`` is the endpoint's destination address (the only peer it talks to), or
@@ -27,6 +35,7 @@ import os
 import re
 import select
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,11 +55,14 @@ from rpmsg.errors import (
 from rpmsg.linux.chardev import Endpoint as ChardevEndpoint
 from rpmsg.linux.chardev import endpoint_node
 from rpmsg.linux.ctrl import Ctrl
-from rpmsg.linux.sysfs import Sysfs, default_sysfs, missing_node_error
+from rpmsg.linux.nodes import canonical_path, check_path
+from rpmsg.linux.service import describe_scope, find_service, wait_hint
+from rpmsg.linux.sysfs import Sysfs, default_sysfs, format_addr, missing_node_error
 from rpmsg.registry import Connect, Opening, Transport
-from rpmsg.transport import Link, LinkSink
+from rpmsg.transport import Deadline, Link, LinkSink
 from rpmsg.url import TransportURL
 from rpmsg.wire.layout import Buffer
+from rpmsg.wire.linux import EndpointInfo
 from rpmsg.wire.rpmsg import ADDR_ANY, DEFAULT_MTU, RESERVED_ADDRESSES
 
 log = logging.getLogger("rpmsg.linux")
@@ -85,12 +97,18 @@ class LinuxLink(Link):
     mtu = DEFAULT_MTU
 
     def __init__(self, *, ctrl: Ctrl | None = None, device: int | str | None = None,
-                 sysfs: Sysfs | None = None, opener: Opener | None = None) -> None:
-        """Use exactly one of ``ctrl`` (owned: closed with the link) or ``device``."""
+                 sysfs: Sysfs | None = None, opener: Opener | None = None,
+                 service: tuple[str, int] | None = None) -> None:
+        """Use exactly one of ``ctrl`` (owned: closed with the link) or ``device``.
+
+        ``service`` (name, remote address) fills in the name and destination of endpoints
+        created on ``ctrl`` without them (a ``linux:?service=`` URL).
+        """
         if (ctrl is None) == (device is None):
             raise ValueError("give exactly one of ctrl= or device=")
         self._ctrl = ctrl
         self._device = device
+        self.service = service
         self._sysfs = sysfs or (ctrl.sysfs if ctrl is not None else default_sysfs())
         self._opener: Opener = opener or self._open_chardev
         self._lock = threading.Lock()
@@ -114,6 +132,8 @@ class LinuxLink(Link):
         return {"role": self.role, "mtu": self.mtu,
                 "ctrl": self._ctrl.path if self._ctrl is not None else None,
                 "device": None if self._device is None else str(self._device),
+                "service": None if self.service is None else
+                {"name": self.service[0], "dst": self.service[1]},
                 "endpoints": eps}
 
     def stats(self) -> dict[str, int]:
@@ -128,7 +148,11 @@ class LinuxLink(Link):
         self._thread.start()
         sink.link_up()  # the kernel is the core: it is there as long as the device is
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the reader, destroy the endpoint devices this link created, close the
+        descriptors; within ``timeout`` (the reader never blocks on anything but its wake-up
+        pipe, and destroying is one ioctl per endpoint)."""
+        budget = Deadline(timeout)
         with self._lock:
             if self._closed:
                 return
@@ -137,7 +161,9 @@ class LinuxLink(Link):
             self._eps.clear()
         self._wake()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=budget.remaining())
+            if self._thread.is_alive():
+                log.warning("linux: reader thread still running after close's budget")
         for kep in eps:
             self._release(kep)
         if self._ctrl is not None:
@@ -158,6 +184,9 @@ class LinuxLink(Link):
 
     def open_endpoint(self, name: str, src: int, dst: int) -> tuple[int, int]:
         if self._ctrl is not None:
+            if self.service is not None:
+                name = name or self.service[0]
+                dst = self.service[1] if dst == ADDR_ANY else dst
             return self._open_via_ctrl(self._ctrl, name, src, dst)
         return self._open_device(name, src, dst)
 
@@ -190,6 +219,9 @@ class LinuxLink(Link):
             kep.index = ctrl.create_endpoint(name, src, dst)
             kep.created = True
             self._stats["endpoints_created"] += 1
+            log.info("created %s for endpoint %r (src %s, dst %s) on %s",
+                     self._sysfs.endpoint_node(kep.index), name, format_addr(src),
+                     format_addr(dst), ctrl.path)
             kep.chardev = self._opener(kep.index)
         except BaseException:
             self._unreserve(kep)
@@ -256,8 +288,10 @@ class LinuxLink(Link):
                 pass
             elif chardev is not None and not chardev.closed:
                 chardev.destroy()
+                log.info("destroyed %s", chardev.path)
             elif kep.index is not None and self._ctrl is not None:
                 self._ctrl.destroy_endpoint(index=kep.index)
+                log.info("destroyed %s", self._sysfs.endpoint_node(kep.index))
         except RpmsgError as exc:  # gone already (remote reset) or busy: nothing to free
             log.info("endpoint device rpmsg%s not destroyed: %s", kep.index, exc)
         finally:
@@ -359,40 +393,105 @@ class LinuxLink(Link):
             self._generation += 1
             report = not self._down
             self._down = True
-        if report and self._sink is not None:
-            self._sink.link_down(reason)
+        if report:
+            log.info("remote gone: %s", reason)
+            if self._sink is not None:
+                self._sink.link_down(reason)
+
+
+def _check_name(url: TransportURL, key: str) -> str | None:
+    """Option ``key`` as an rpmsg name (1..31 bytes, as the kernel's 32-byte field holds)."""
+    raw = url.take(key)
+    if raw is None:
+        return None
+    text = str(raw)
+    try:
+        if not text:
+            raise ValueError("is empty")
+        EndpointInfo(text)
+    except (ValueError, RpmsgError) as exc:
+        raise InvalidURLError(f"linux: option {key}={text!r}: {exc}") from None
+    return text
 
 
 def configure(url: TransportURL) -> Connect:
-    """Check ``linux:``, ``linux:rpmsg_ctrlN`` and ``linux:/dev/rpmsgN``; open on connect."""
+    """Check a ``linux:`` URL (see the module docstring) without I/O; open on connect."""
     sys_root = url.get_str("sysfs", "/sys")
     dev_root = url.get_str("dev", "/dev")
     ctrl_opt = url.take("ctrl")
+    service = _check_name(url, "service")
+    rproc = url.take("rproc")
+    if rproc is not None and not str(rproc).strip():
+        raise InvalidURLError("linux: option rproc= is empty")
     path = url.path.strip()
     if ctrl_opt is not None and path:
         raise InvalidURLError(f"linux: give a path or ?ctrl=, not both, in {url.text!r}")
+    if (service is not None or rproc is not None) and (path or ctrl_opt is not None):
+        raise InvalidURLError(f"linux: ?rproc=/?service= find the device themselves; give no "
+                              f"path or ?ctrl= with them in {url.text!r}")
     if ctrl_opt is not None:
         path = f"rpmsg_ctrl{url.get_int('ctrl', 0, minimum=0)}"
-    if path in ("", "/dev/rpmsg_ctrl"):
+    if path in ("", "/dev/rpmsg_ctrl") and service is None and rproc is None:
         path = "rpmsg_ctrl0"
-    ctrl_match = _CTRL_RE.fullmatch(path)
-    if ctrl_match is None and not _EPT_RE.fullmatch(path):
+    if path and not (path.startswith("/") or _CTRL_RE.fullmatch(path)
+                     or _EPT_RE.fullmatch(path)):
         raise InvalidURLError(
             f"linux: {path!r} is neither a control device (rpmsg_ctrlN) nor an endpoint "
-            "device (/dev/rpmsgN)")
+            "device (/dev/rpmsgN, or a link to one such as /dev/rpmsg/<rproc>/<name>)")
 
     def connect(opening: Opening) -> LinuxLink:
         sysfs = (default_sysfs() if (sys_root, dev_root) == ("/sys", "/dev")
                  else Sysfs(sys_root, dev_root))
-        if ctrl_match is not None:
-            target = path if path.startswith("/") else int(ctrl_match.group(1))
-            return LinuxLink(ctrl=Ctrl.open(target, sysfs=sysfs), sysfs=sysfs)
-        node, _index = endpoint_node(path, sysfs)
-        if not sysfs.wait_node(node):
-            raise missing_node_error(node, sysfs, "no such endpoint device (see `rpmsg list`)")
-        return LinuxLink(device=path, sysfs=sysfs)
+        if not path:
+            return _connect_service(opening, sysfs, service,
+                                    None if rproc is None else str(rproc).strip())
+        return _connect_path(path, sysfs)
 
     return connect
+
+
+def _connect_path(path: str, sysfs: Sysfs) -> LinuxLink:
+    """A link on a control device or on one endpoint device given by path or name."""
+    if path.startswith("/"):
+        path = canonical_path(path)  # follow /dev/rpmsg/<rproc>/<name> to its node
+    ctrl_match = _CTRL_RE.fullmatch(path) or _CTRL_RE.fullmatch(os.path.basename(path))
+    if ctrl_match is not None:
+        target = path if path.startswith("/") else int(ctrl_match.group(1))
+        return LinuxLink(ctrl=Ctrl.open(target, sysfs=sysfs), sysfs=sysfs)
+    node, _index = endpoint_node(path, sysfs)
+    if not sysfs.wait_node(node):
+        raise missing_node_error(node, sysfs, "no such endpoint device (see `rpmsg list`)")
+    check_path(node, sysfs)  # refuse a planted link or file now, not at create_endpoint
+    return LinuxLink(device=path, sysfs=sysfs)
+
+
+#: Pause between two looks at sysfs while waiting for a service (grows to the maximum).
+_SERVICE_POLL = (0.02, 0.25)
+
+
+def _connect_service(opening: Opening, sysfs: Sysfs, service: str | None,
+                     rproc: str | None) -> LinuxLink:
+    """Wait (within the open's deadline) for ``service`` on ``rproc``, then link to it."""
+    what = (f"service {service!r}" if service is not None else "a control device") + \
+        (f" on remote processor {rproc!r}" if rproc is not None else "")
+    delay = _SERVICE_POLL[0]
+    while True:
+        target = find_service(sysfs, service, rproc)
+        if target is not None:
+            break
+        if opening.expired():
+            raise opening.timeout_error(what, describe_scope(sysfs, rproc))
+        opening.waiting(what, wait_hint(sysfs, rproc))
+        remaining = opening.remaining()
+        time.sleep(delay if remaining is None else min(delay, remaining))
+        delay = min(delay * 2, _SERVICE_POLL[1])
+    if target.node is not None:
+        log.info("linux: %s is %s", what, target.node)
+        return LinuxLink(device=target.node, sysfs=sysfs)
+    assert target.ctrl is not None
+    defaults = (target.name, target.dst) if target.channel is not None else None
+    log.info("linux: %s is reached through %s", what, sysfs.ctrl_node(target.ctrl))
+    return LinuxLink(ctrl=Ctrl.open(target.ctrl, sysfs=sysfs), sysfs=sysfs, service=defaults)
 
 
 TRANSPORT = Transport(
