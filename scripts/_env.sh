@@ -5,7 +5,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-python3}"
-EXTRAS="${RPMSG_EXTRAS:-dev,serial,docs}"
+EXTRAS="${RPMSG_EXTRAS:-dev,serial,docs,crc}"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
