@@ -27,6 +27,8 @@ from rpmsg.wire.rpmsg import (
 
 #: Payload bytes shown in a text line.
 HEX_BYTES = 24
+#: Link events after which announced addresses are void (the peer announces again).
+RESETS = frozenset({"link-down", "restart"})
 
 
 def decode_ns(dst: int, payload: Buffer) -> NsMessage | None:
@@ -77,16 +79,25 @@ class ServiceTracker:
                 self._names[key] = ns.name
         return ns
 
-    def service(self, link: Any, direction: str, src: int, dst: int) -> str | None:
-        """The service of a message (None: unknown): the destination's name, else the
-        source's."""
+    def lookup(self, link: Any, direction: str, src: int, dst: int) -> tuple[str | None, bool]:
+        """(service, whether ``dst`` is the address announced for it): the destination's
+        name, else the source's; ``("ns", True)`` for the name service itself."""
         if dst == NS_ADDR:
-            return "ns"
+            return "ns", True
         other = "rx" if direction == "tx" else "tx"
         name = self._names.get((link, other, dst))
-        if name is None:
-            name = self._names.get((link, direction, src))
-        return name
+        if name is not None:
+            return name, True
+        return self._names.get((link, direction, src)), False
+
+    def service(self, link: Any, direction: str, src: int, dst: int) -> str | None:
+        """The service of a message (None: unknown)."""
+        return self.lookup(link, direction, src, dst)[0]
+
+    def forget(self, link: Any) -> None:
+        """The link went down or the peer restarted: its addresses mean nothing any more."""
+        for key in [k for k in self._names if k[0] == link]:
+            del self._names[key]
 
 
 def clock(ts_ns: int) -> str:
@@ -160,5 +171,5 @@ def describe_frame(direction: str, kind: str, data: Buffer, info: Mapping[str, o
     return f"{head} | {describe_message(direction, src, dst, payload, 0, service)}"
 
 
-__all__ = ["ServiceTracker", "clock", "decode_ns", "decode_ping", "describe_frame",
+__all__ = ["RESETS", "ServiceTracker", "clock", "decode_ns", "decode_ping", "describe_frame",
            "describe_message", "describe_payload", "hexdump", "inner_message"]

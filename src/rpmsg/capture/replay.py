@@ -1,13 +1,13 @@
 """Replaying a capture: send the captured messages of one direction to a new peer.
 
-Like python-can's player, with RPMsg's addressing on top: a captured endpoint's addresses
-are not the new peer's, so the replay first creates one endpoint per captured service name
-(the names come from the capture's own name-service messages) and waits until the new peer
-binds each one; then it sends every message with the original spacing divided by ``speed``
-(or back to back), from the endpoint standing in for the captured source, to the address the
-new peer gave that service. Messages of endpoints that no name identifies go from an endpoint
-at the captured source address (or any address, if taken) to the captured destination.
-Name-service messages themselves are not replayed: the Device sends its own.
+Like python-can's player, with RPMsg's addressing on top: the captured addresses are not the
+new peer's, so each message is tied to the service it belonged to when captured (from the
+capture's own name-service messages, forgotten at each link-down or restart). The replay
+first creates one endpoint per service and waits until the new peer binds each one; then it
+sends every message with the original spacing divided by ``speed`` (or back to back), from
+that service's endpoint to the address the new peer gave the service. Messages no service
+names go from an endpoint at the captured source address (or any address, if taken) to the
+captured destination. Name-service messages are not replayed: the Device sends its own.
 """
 
 from __future__ import annotations
@@ -17,24 +17,41 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from rpmsg.capture.describe import ServiceTracker
-from rpmsg.capture.reader import CapturedMessage, Interface, Record
+from rpmsg.capture.describe import RESETS, ServiceTracker
+from rpmsg.capture.reader import CapturedEvent, CapturedMessage, Interface, Record
 from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint
 from rpmsg.errors import AddressInUseError, InvalidArgumentError
 from rpmsg.wire.rpmsg import ADDR_ANY, NS_ADDR
 
 
+@dataclass(frozen=True)
+class ReplayItem:
+    """One message to send, with the service it belonged to when it was captured (None if
+    no name-service message named it) and whether it went to that service's announced
+    address (then it goes to the new peer's address for the service)."""
+
+    message: CapturedMessage
+    service: str | None
+    to_peer: bool
+
+
 @dataclass
 class ReplayPlan:
-    """What to send: the messages of one direction of one captured link, and the service
-    name (if any) of each captured source address."""
+    """What to send: the messages of one direction of one captured link."""
 
     interface: Interface
     direction: str
-    messages: list[CapturedMessage]
-    #: captured source address -> service name it belongs to
-    names: dict[int, str] = field(default_factory=dict)
+    items: list[ReplayItem]
+
+    @property
+    def messages(self) -> list[CapturedMessage]:
+        return [i.message for i in self.items]
+
+    @property
+    def services(self) -> list[str]:
+        """The service names to bind, in order of first use."""
+        return list(dict.fromkeys(i.service for i in self.items if i.service is not None))
 
 
 @dataclass
@@ -60,19 +77,19 @@ def plan_replay(records: Iterable[Record], direction: str = "tx",
     if direction not in ("tx", "rx"):
         raise InvalidArgumentError(f"direction must be tx or rx, not {direction!r}")
     tracker = ServiceTracker()
-    by_iface: dict[int, tuple[Interface, list[CapturedMessage], dict[int, str]]] = {}
+    by_iface: dict[int, tuple[Interface, list[ReplayItem]]] = {}
     for rec in records:
+        if isinstance(rec, CapturedEvent) and rec.kind in RESETS:
+            tracker.forget(rec.interface.id)
         if not isinstance(rec, CapturedMessage):
             continue
         iface = rec.interface
-        entry = by_iface.setdefault(iface.id, (iface, [], {}))
-        service = tracker.service(iface.id, rec.direction, rec.src, rec.dst)
+        entry = by_iface.setdefault(iface.id, (iface, []))
+        service, to_peer = tracker.lookup(iface.id, rec.direction, rec.src, rec.dst)
         tracker.feed(iface.id, rec.direction, rec.dst, rec.payload)
         if rec.direction != direction or rec.dst == NS_ADDR:
             continue
-        entry[1].append(rec)
-        if service is not None and rec.src not in entry[2]:
-            entry[2][rec.src] = service
+        entry[1].append(ReplayItem(rec, service, to_peer))
     candidates = [e for e in by_iface.values() if e[1]]
     if link is not None:
         candidates = [e for e in candidates
@@ -86,71 +103,79 @@ def plan_replay(records: Iterable[Record], direction: str = "tx",
         names = ", ".join(f"{e[0].id}: {e[0].name}" for e in candidates)
         raise InvalidArgumentError(f"the capture holds {direction} messages of several links "
                                    f"({names}); choose one with --link")
-    iface, messages, sources = candidates[0]
-    return ReplayPlan(iface, direction, messages, sources)
+    iface, items = candidates[0]
+    return ReplayPlan(iface, direction, items)
 
 
 class Replayer:
     """Binds the plan's services on ``device``, then sends the messages."""
 
     def __init__(self, device: Device, plan: ReplayPlan, *, speed: float | None = 1.0,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         if speed is not None and not speed > 0:
             raise InvalidArgumentError(f"speed must be > 0 (or max), not {speed!r}")
         self.device = device
         self.plan = plan
         self.speed = speed
         self.timeout = timeout
+        self._clock = clock
+        self._sleep = sleep
         self.result = ReplayResult()
         self._lock = threading.Lock()
-        self._endpoints: dict[int, Endpoint] = {}
-        self._dst_map: dict[int, int] = {}
+        self._by_service: dict[str, Endpoint] = {}
+        self._by_src: dict[int, Endpoint] = {}
 
     def _reply(self, ept: Endpoint, data: bytes, src: int) -> None:
         with self._lock:
             self.result.replies += 1
 
     def bind(self, say: Callable[[str], None] = lambda s: None) -> None:
-        """Create the endpoints: one per named source (waiting for its binding), one per
-        anonymous source."""
-        for src in dict.fromkeys(m.src for m in self.plan.messages):
-            name = self.plan.names.get(src)
-            if name is not None:
-                ept = self.device.create_endpoint(name, callback=self._reply)
-                say(f"waiting for the peer to bind service {name!r}")
-                dst = ept.wait_bound(self.timeout)
-                captured = [m.dst for m in self.plan.messages if m.src == src]
-                for old in dict.fromkeys(captured):
-                    self._dst_map.setdefault(old, dst)
-                self.result.bindings[name] = (captured[0], dst)
-            else:
+        """One endpoint per service, each waiting until the new peer binds it; one per
+        source address of the messages no service names."""
+        for name in self.plan.services:
+            ept = self.device.create_endpoint(name, callback=self._reply)
+            self._by_service[name] = ept
+            say(f"waiting for the peer to bind service {name!r}")
+            dst = ept.wait_bound(self.timeout)
+            captured = next((i.message.dst for i in self.plan.items
+                             if i.service == name and i.to_peer), ADDR_ANY)
+            self.result.bindings[name] = (captured, dst)
+        for item in self.plan.items:
+            src = item.message.src
+            if item.service is None and src not in self._by_src:
                 try:
                     ept = self.device.create_endpoint(src=src, callback=self._reply)
                 except AddressInUseError:
                     ept = self.device.create_endpoint(src=ADDR_ANY, callback=self._reply)
-            self._endpoints[src] = ept
+                self._by_src[src] = ept
 
     def run(self) -> ReplayResult:
         """Send every message with the original timing scaled by ``speed``."""
-        msgs = self.plan.messages
-        start = time.monotonic()
-        t0 = msgs[0].timestamp_ns if msgs else 0
-        for m in msgs:
+        items = self.plan.items
+        start = self._clock()
+        t0 = items[0].message.timestamp_ns if items else 0
+        for item in items:
+            m = item.message
             if self.speed is not None:
                 due = start + (m.timestamp_ns - t0) / 1e9 / self.speed
-                delay = due - time.monotonic()
+                delay = due - self._clock()
                 if delay > 0:
-                    time.sleep(delay)
-            ept = self._endpoints[m.src]
-            ept.send_to(self._dst_map.get(m.dst, m.dst), m.payload, timeout=self.timeout)
+                    self._sleep(delay)
+            if item.service is not None:
+                ept = self._by_service[item.service]
+                dst = ept.dst if item.to_peer else m.dst
+            else:
+                ept, dst = self._by_src[m.src], m.dst
+            ept.send_to(dst, m.payload, timeout=self.timeout)
             self.result.sent += 1
             self.result.bytes += len(m.payload)
-        self.result.seconds = time.monotonic() - start
+        self.result.seconds = self._clock() - start
         return self.result
 
     def close(self) -> None:
-        for ept in self._endpoints.values():
+        for ept in [*self._by_service.values(), *self._by_src.values()]:
             ept.close()
 
 
-__all__ = ["ReplayPlan", "ReplayResult", "Replayer", "plan_replay"]
+__all__ = ["ReplayItem", "ReplayPlan", "ReplayResult", "Replayer", "plan_replay"]

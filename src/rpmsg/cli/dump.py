@@ -9,6 +9,7 @@ from typing import Any
 
 from rpmsg.capture import CapturedEvent, CapturedFrame, CapturedMessage, CaptureReader, Record
 from rpmsg.capture.describe import (
+    RESETS,
     ServiceTracker,
     clock,
     decode_ns,
@@ -98,6 +99,8 @@ class Dumper:
             text = describe_message(rec.direction, rec.src, rec.dst, rec.payload, rec.flags,
                                     service)
             return f"{clock(rec.timestamp_ns)} {rec.interface.name} {text}"
+        if isinstance(rec, CapturedEvent) and rec.kind in RESETS:
+            self.services.forget(rec.interface.id)
         if not self.events or self.names or self.addrs:
             return None
         if isinstance(rec, CapturedEvent):

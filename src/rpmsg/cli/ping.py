@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import rpmsg
+from rpmsg.cli.stats import StatsReporter
 from rpmsg.services.ping import ping
 from rpmsg.wire.ping import PING_NAME
 
@@ -33,6 +34,8 @@ def register(sub: Any) -> None:
     p.add_argument("--policy", choices=["linux", "openamp", "nuttx"],
                    help="peer behaviour preset (default: the transport's)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--stats", action="store_true",
+                   help="print the link counters once a second on stderr")
     p.set_defaults(func=run)
 
 
@@ -40,9 +43,14 @@ def run(args: argparse.Namespace) -> int:
     if args.count < 1:
         raise SystemExit("rpmsg ping: --count must be at least 1")
     with rpmsg.open(args.url, policy=args.policy) as device:
-        result = ping(device, service=args.service, count=args.count, size=args.size,
-                      timeout=args.timeout, protocol=args.protocol,
-                      random_size=args.random_size, interval=args.interval)
+        reporter = StatsReporter(device.stats).start() if args.stats else None
+        try:
+            result = ping(device, service=args.service, count=args.count, size=args.size,
+                          timeout=args.timeout, protocol=args.protocol,
+                          random_size=args.random_size, interval=args.interval)
+        finally:
+            if reporter is not None:
+                reporter.stop()
     if args.json:
         print(json.dumps(result.summary(), indent=2))
     else:

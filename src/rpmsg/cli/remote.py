@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 import rpmsg
+from rpmsg.cli.stats import StatsReporter
 from rpmsg.device import Device
 from rpmsg.services import EchoService, PingService
 from rpmsg.services.tty import LINUX_TTY_NAME, TtyService
@@ -35,6 +36,8 @@ def register(sub: Any) -> None:
     p.add_argument("--policy", choices=["linux", "openamp", "nuttx"],
                    help="peer behaviour preset (default: the transport's)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing once serving")
+    p.add_argument("--stats", action="store_true",
+                   help="print the link counters once a second on stderr")
     p.set_defaults(func=run)
 
 
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
                 for n in ttys]
             print(f"rpmsg remote: serving {', '.join(names)} on {args.url} "
                   f"(mtu {device.mtu}); Ctrl-C to stop", flush=True)
+        reporter = StatsReporter(device.stats).start() if args.stats else None
         try:
             while not stop.wait(0.2):
                 if device.broken_error is not None:
@@ -71,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
                     return 1
         except KeyboardInterrupt:
             pass
+        finally:
+            if reporter is not None:
+                reporter.stop()
         for svc in services:
             svc.close()
     return 0
