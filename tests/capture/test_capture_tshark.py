@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,3 +109,45 @@ def test_frames_port_uart_spi_ring(tmp_path: Path) -> None:
     assert rows[5][12:14] == ["kick", "5"]
     info = tshark(capture=path)
     assert "[BAD CRC]" in info.splitlines()[1]
+
+
+@pytest.mark.timeout(300)
+def test_demo_capture_decoded_by_tshark(tmp_path: Path) -> None:
+    """``RPMSG_CAPTURE=...-%p.pcapng rpmsg demo``: the host and the simulated remote (a child
+    process) each write their own capture; tshark with the plugin decodes both."""
+    env = dict(os.environ, RPMSG_CAPTURE=str(tmp_path / "demo-%p.pcapng"))
+    env.pop("RPMSG_CAPTURE_LEVEL", None)
+    proc = subprocess.run([sys.executable, "-m", "rpmsg", "demo", "--count", "40", "--json"],
+                          capture_output=True, text=True, timeout=240, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["echo_ok"] is True
+    files = sorted(tmp_path.glob("demo-*.pcapng"))
+    assert len(files) == 2  # host and remote: %p kept them apart
+    by_role = {}
+    for f in files:
+        names = {r[0] for r in tshark_fields(f, "frame.interface_name")}
+        assert len(names) == 1
+        ns_rows = tshark_fields(f, "rpmsg.direction", "rpmsg.ns.name", "rpmsg.ns.addr",
+                                display_filter="rpmsg.ns.flags == 0")
+        # The remote announces (tx); the host learns the announcements (rx).
+        role = "remote" if all(r[0] == "tx" for r in ns_rows) else "host"
+        by_role[role] = (f, ns_rows)
+    assert set(by_role) == {"host", "remote"}
+    host, ns_rows = by_role["host"]
+    announced = {r[1]: r[2] for r in ns_rows if r[0] == "rx"}
+    assert set(announced) == {"rpmsg-echo", "rpmsg-ping"}
+    remote_file, remote_ns = by_role["remote"]
+    assert {r[1]: r[2] for r in remote_ns} == announced  # the same addresses both sides
+    # The host received its greeting back from the echo service, named by the name service.
+    echo = tshark_fields(host, "rpmsg.src", "rpmsg.service", "rpmsg.payload",
+                         display_filter="rpmsg.direction == \"rx\" && rpmsg.len == 19")
+    assert [announced["rpmsg-echo"], "rpmsg-echo", b"hello from the host".hex()] in echo
+    # rpmsg-ping responses decoded on the host, requests (with ack) on the remote.
+    rsp = tshark_fields(host, "rpmsg.ping.type", "rpmsg.ping.ack", "rpmsg.src",
+                        display_filter="rpmsg.service == \"rpmsg-ping\" && rpmsg.ping.len")
+    assert len(rsp) >= 20
+    assert all(r == ["0x00000002", "0", announced["rpmsg-ping"]] for r in rsp)
+    req = tshark_fields(remote_file, "rpmsg.ping.type", "rpmsg.ping.ack", "rpmsg.dst",
+                        display_filter="rpmsg.direction == \"rx\" && rpmsg.ping.len")
+    assert len(req) == len(rsp)
+    assert all(r == ["0x00000000", "1", announced["rpmsg-ping"]] for r in req)
