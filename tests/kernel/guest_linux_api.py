@@ -12,6 +12,7 @@ host in ``RPMSG_TEST_PARAMS``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import stat
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import rpmsg
-from rpmsg.linux import Ctrl, list_endpoints
+from rpmsg.linux import Ctrl, Endpoint, list_endpoints
 
 PARAMS: dict[str, Any] = json.loads(os.environ["RPMSG_TEST_PARAMS"])
 ECHO: int = PARAMS["echo_addr"]
@@ -290,6 +291,155 @@ def _cli() -> dict[str, Any]:
     out["err_listen_timeout"] = cli("listen", quiet_node, "--count", "1", "--timeout", "0.3")
     cli("destroy", quiet_node)
     out["err_no_ctrl"] = cli("create", "--ctrl", "7", "cli-x")
+    return out
+
+
+def ask(addr: int, command: bytes) -> bytes:
+    """Send ``command`` to the remote's endpoint ``addr`` and return its answer."""
+    with Ctrl.open(0) as ctrl:
+        n = ctrl.create_endpoint(name="api-ask", dst=addr)
+    try:
+        with Endpoint.open(n) as ep:
+            ep.send(command)
+            return ep.recv(timeout=WAIT) or b""
+    finally:
+        with Ctrl.open(0) as ctrl:
+            ctrl.destroy_endpoint(name="api-ask", dst=addr)
+
+
+def opened_in_thread(url: str, timeout: float) -> tuple[threading.Thread, dict[str, Any]]:
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["dev"] = rpmsg.open(url, timeout=timeout)
+        except BaseException as exc:
+            result["error"] = f"{type(exc).__name__}: {exc}"
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, result
+
+
+@check("service")
+def _service() -> dict[str, Any]:
+    """linux:?service= against real announcements (no remoteproc in UML: no rproc=)."""
+    from rpmsg import registry
+    from rpmsg.linux.service import find_service
+    from rpmsg.linux.sysfs import default_sysfs
+
+    out: dict[str, Any] = {}
+    notices: list[str] = []
+
+    class Grab(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            notices.append(record.getMessage())
+
+    wait_log = logging.getLogger("rpmsg.wait")
+    wait_log.addHandler(Grab())
+    wait_log.setLevel(logging.INFO)
+    registry.WAIT_NOTICE_AFTER = 0.0  # say it at once: the notice is this test's signal
+    out["before"] = find_service(default_sysfs(), "svc-late", None) is None
+    thread, result = opened_in_thread("linux:?service=svc-late", 60)
+    deadline = time.monotonic() + 30
+    while not notices and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    out["notice"] = notices[:1]
+    out["still_waiting"] = thread.is_alive()
+    out["announce"] = ask(PARAMS["announcer_addr"], b"announce:svc-late").decode()
+    thread.join(60)
+    if "error" in result:
+        raise AssertionError(result["error"])
+    with result["dev"] as dev:
+        out["link_service"] = dev.link.describe()["service"]
+        ep = dev.create_endpoint()
+        out["ep_dst"] = ep.dst
+        out["kernel"] = {k: v for k, v in kernel_endpoints("svc-late")["svc-late"].items()
+                         if k in ("name", "dst", "ctrl")}
+        ep.send(b"late hello")
+        out["echo"] = (ep.recv(timeout=WAIT) or b"").decode()
+    out["left"] = sorted(kernel_endpoints("svc-late"))
+    try:
+        rpmsg.open("linux:?service=never-announced", timeout=0.5)
+        out["timeout"] = "no error"
+    except Exception as exc:
+        out["timeout"] = f"{type(exc).__name__}: {exc}"
+    t0 = time.monotonic()
+    out["rproc"] = error_name(lambda: rpmsg.open("linux:?rproc=m4&service=x", timeout=60))
+    out["rproc_seconds"] = time.monotonic() - t0
+    # A service with its own endpoint device: rpmsg-raw, bound by rpmsg_char.
+    out["announce_raw"] = ask(PARAMS["control_addr"], b"announce-raw").decode()
+    with rpmsg.open("linux:?service=rpmsg-raw", timeout=30) as dev:
+        out["raw_device"] = dev.link.describe()["device"]
+        raw_ep = dev.create_endpoint()
+        raw_ep.send(b"raw hello")
+        out["raw_echo"] = (raw_ep.recv(timeout=WAIT) or b"").decode()
+    listing = cli("list", "--json")
+    out["list_remoteprocs"] = json.loads(listing["out"])["remoteprocs"] \
+        if listing["rc"] == 0 else listing
+    return out
+
+
+def run_as_nobody(fn: Callable[[], Any]) -> str:
+    """``fn()`` in a forked child with uid/gid nobody; what it raised (``Type|message``)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 0
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            fn()
+            os.write(w, b"no error")
+        except BaseException as exc:
+            os.write(w, f"{type(exc).__name__}|{exc}".encode())
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read().decode()
+    os.waitpid(pid, 0)
+    return out
+
+
+@check("nodes")
+def _nodes() -> dict[str, Any]:
+    """rpmsg_char's one opener (EBUSY) names the holder; EACCES names the node and the fix."""
+    import encodings.ascii  # noqa: F401  (the unprivileged child can import nothing more)
+    import grp  # noqa: F401
+    import pwd  # noqa: F401
+
+    out: dict[str, Any] = {}
+    with Ctrl.open(0) as ctrl:
+        n = ctrl.create_endpoint(name="api-busy", dst=ECHO)
+    node = f"/dev/rpmsg{n}"
+    appears(node)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import os,sys; fd=os.open(sys.argv[1], os.O_RDWR); "
+         "print('open', flush=True); sys.stdin.read()", node],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        out["holder_open"] = holder.stdout.readline().strip()
+        out["holder_pid"] = holder.pid
+        try:
+            Endpoint.open(n)
+            out["busy"] = "no error"
+        except Exception as exc:
+            out["busy"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        holder.kill()
+        holder.wait()
+    os.chmod(node, 0o600)
+    out["denied"] = run_as_nobody(lambda: Endpoint.open_fd(n))
+    with Endpoint.open(n) as ep:  # root still may, and the device works
+        ep.send(b"after")
+        out["after"] = (ep.recv(timeout=WAIT) or b"").decode()
+    with Ctrl.open(0) as ctrl:
+        ctrl.destroy_endpoint(name="api-busy", dst=ECHO)
     return out
 
 

@@ -4,8 +4,9 @@ One UML boot runs ``guest_linux_api.py``, which uses ``rpmsg.open("linux:...")``
 Device/Endpoint API over ``/dev/rpmsg_ctrl0`` and ``/dev/rpmsgN``) and runs ``python -m rpmsg
 list|create|send|listen|destroy`` as subprocesses, against the host's vhost-user device
 (:class:`~tests.kernel.remote.TestRemote`: its unannounced ``echo`` service, plus a ``relay``
-added here). Only endpoints created through the control device are used: no name-service
-announcement, so nothing runs in UML's hard-IRQ vring callback path except message delivery.
+and an ``announcer`` added here). The service checks have the remote announce services while
+the guest waits for them (``linux:?service=``); UML has no remoteproc, so ``rproc=`` is
+checked on fake sysfs trees in ``tests/linux``.
 """
 
 from __future__ import annotations
@@ -50,17 +51,34 @@ def relayed() -> list[tuple[int, bytes]]:
     return []
 
 
+def announcer_callback(remote: TestRemote, made: list[Endpoint]) -> Any:
+    """``announce:<name>`` creates an announced echo service ``<name>`` (NS CREATE)."""
+
+    def announce(ept: Endpoint, data: bytes, src: int) -> None:
+        if data.startswith(b"announce:"):
+            made.append(remote.device.create_endpoint(data[9:].decode(),
+                                                      callback=TestRemote._echo))
+        ept.send_to(src, b"ok:" + data, timeout=REPLY_TIMEOUT)
+
+    return announce
+
+
 @pytest.fixture(scope="module")
 def run(remote: TestRemote, relayed: list[tuple[int, bytes]]) -> Run:
-    remote.withdraw_raw()  # no announcement during this boot
+    remote.withdraw_raw()  # announced only when the guest asks
     relay = remote.device.create_endpoint("relay", announce=False,
                                           callback=relay_callback(relayed))
-    params = dict(remote.addresses(), relay_addr=relay.addr)
+    made: list[Endpoint] = []
+    announcer = remote.device.create_endpoint("announcer", announce=False,
+                                              callback=announcer_callback(remote, made))
+    params = dict(remote.addresses(), relay_addr=relay.addr, announcer_addr=announcer.addr)
     try:
         result = boot(GUEST, devices=[(remote.path, VIRTIO_ID_RPMSG)], timeout=BOOT_TIMEOUT,
                       env={"RPMSG_TEST_PARAMS": json.dumps(params)})
     finally:
-        relay.close()
+        for ept in (relay, announcer, *made):
+            ept.close()
+        remote.withdraw_raw()
     result.check()
     return Run(remote, result)
 
@@ -181,6 +199,48 @@ def test_cli_errors_are_one_line(run: Run, case: str) -> None:
     lines = result["err"].splitlines()
     assert len(lines) == 1 and lines[0].startswith("rpmsg: error: "), result
     assert "Traceback" not in result["err"]
+
+
+def test_service_url_waits_for_the_announcement(run: Run) -> None:
+    v = run.value("service")
+    assert v["before"] is True and v["still_waiting"] is True
+    assert len(v["notice"]) == 1
+    assert "waiting for service 'svc-late' on linux:?service=svc-late" in v["notice"][0]
+    assert "announces it (name service)" in v["notice"][0]
+    assert v["announce"] == "ok:announce:svc-late"
+    addr = v["link_service"]["dst"]
+    assert v["link_service"]["name"] == "svc-late" and v["ep_dst"] == addr
+    assert v["kernel"] == {"name": "svc-late", "dst": addr, "ctrl": 0}  # made on rpmsg_ctrl0
+    assert v["echo"] == "late hello"
+    assert v["left"] == []  # closing the device destroyed the endpoint it created
+
+
+def test_service_url_timeout_and_rproc_without_remoteproc(run: Run) -> None:
+    v = run.value("service")
+    assert v["timeout"].startswith("RpmsgTimeoutError: linux:?service=never-announced: no "
+                                   "service 'never-announced' within 0.5 s; services seen: ")
+    assert "svc-late" in v["timeout"]
+    assert v["rproc"] == "NotAvailableError" and v["rproc_seconds"] < 30
+    assert v["list_remoteprocs"] == []
+
+
+def test_service_url_with_its_own_device(run: Run) -> None:
+    v = run.value("service")
+    assert v["announce_raw"] == "ok:announce-raw"
+    assert v["raw_device"].startswith("/dev/rpmsg")
+    assert v["raw_echo"] == "raw hello"
+
+
+def test_busy_and_denied_nodes_are_explained(run: Run) -> None:
+    v = run.value("nodes")
+    assert v["holder_open"] == "open"
+    assert v["busy"].startswith("AlreadyOpenError: ")
+    assert f"held by pid {v['holder_pid']} (" in v["busy"]
+    kind, _, message = v["denied"].partition("|")
+    assert kind == "AccessDeniedError", v["denied"]
+    assert "permission denied opening /dev/rpmsg" in message
+    assert "owner root:root, mode 0600" in message and "udev-rules" in message
+    assert v["after"] == "after"
 
 
 def test_kernel_reports_no_bug(run: Run) -> None:
