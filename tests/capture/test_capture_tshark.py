@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from capture_helpers import TSHARK, ping_payload, sample_session, tshark, tshark_fields
+from capture_helpers import TSHARK, ns, ping_payload, sample_session, tshark, tshark_fields
 
 from rpmsg.capture import open_capture
 from rpmsg.port.crc import frame_crc, get_crc
@@ -151,3 +151,21 @@ def test_demo_capture_decoded_by_tshark(tmp_path: Path) -> None:
                         display_filter="rpmsg.direction == \"rx\" && rpmsg.ping.len")
     assert len(req) == len(rsp)
     assert all(r == ["0x00000000", "1", announced["rpmsg-ping"]] for r in req)
+
+
+def test_link_down_forgets_announced_addresses(tmp_path: Path) -> None:
+    path = tmp_path / "reset.pcapng"
+    tap = open_capture(str(path), link_name="loop:reset")
+    tap.message("rx", 0x400, NS_ADDR, ns("rpmsg-echo", 0x400))
+    tap.message("tx", 0x401, 0x400, b"before")
+    tap.event("link-down", "peer gone")
+    tap.event("link-up")
+    tap.message("tx", 0x401, 0x400, b"after")  # 0x400 was not announced again
+    tap.close()
+    rows = tshark_fields(path, "rpmsg.payload", "rpmsg.service",
+                         display_filter="rpmsg.len && rpmsg.dst != 0x35")
+    assert rows == [[b"before".hex(), "rpmsg-echo"], [b"after".hex(), ""]]
+    out = subprocess.run([sys.executable, "-m", "rpmsg", "dump", str(path)],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    lines = [ln for ln in out.splitlines() if "0x401 -> 0x400" in ln]
+    assert "rpmsg-echo" in lines[0] and "rpmsg-echo" not in lines[1]

@@ -83,12 +83,20 @@ def test_two_devices_share_one_file_with_an_interface_each(tmp_path: Path) -> No
     b.message("rx", 0x400, 0x401, b"ping")
     a.close()
     b.message("tx", 0x401, 0x400, b"pong")  # the file stays open for b
-    b.close()
-    recs = read_capture(path)
-    assert [(r.interface.name, r.direction, r.payload) for r in recs
+    b.flush()  # type: ignore[attr-defined]
+    assert [(r.interface.name, r.direction, r.payload) for r in read_capture(path)
             if isinstance(r, CapturedMessage)] == [
         ("loop:x host", "tx", b"ping"), ("loop:x remote", "rx", b"ping"),
         ("loop:x remote", "tx", b"pong")]
+    b.close()
+    c = open_capture(path, link_name="loop:x host")  # a new file, so the name is free again
+    c.close()
+    same = [open_capture(path, link_name="loop:y") for _ in range(3)]
+    for tap in same:
+        tap.event("link-up")
+        tap.close()
+    assert [r.interface.name for r in read_capture(path)] == ["loop:y", "loop:y (2)",
+                                                            "loop:y (3)"]
 
 
 def test_file_is_private_and_pid_is_expanded(tmp_path: Path) -> None:

@@ -118,6 +118,7 @@ class CaptureFile:
         self._write_lock = threading.Lock()
         self._if_lock = threading.Lock()
         self._interfaces = 0
+        self._names: set[str] = set()
         self._users = 0
         self.size = 0
         #: Blocks written, and blocks lost (queue overflow, size limit, write error).
@@ -152,7 +153,14 @@ class CaptureFile:
             ident = self._interfaces
             self._interfaces += 1
             self._users += 1
-            self.put(interface_description(name, description))
+            # Two Devices on one URL (the two ends of a loop:) must stay apart in Wireshark.
+            unique = name
+            n = 2
+            while unique in self._names:
+                unique = f"{name} ({n})"
+                n += 1
+            self._names.add(unique)
+            self.put(interface_description(unique, description))
         return ident
 
     # Writing --------------------------------------------------------------------------------

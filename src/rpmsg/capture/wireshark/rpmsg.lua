@@ -286,6 +286,13 @@ local function dissect_event(tvb, offset, info_len, pinfo, tree, kind)
     else
         ei:add_proto_expert_info(e.event)
     end
+    if (kind == 3 or kind == 4) and not pinfo.visited then
+        -- link-down or restart: the peer announces again, maybe at other addresses
+        local prefix = iface_id() .. ":"
+        for k in pairs(services) do
+            if string.sub(k, 1, #prefix) == prefix then services[k] = nil end
+        end
+    end
     if detail ~= "" then return name .. ": " .. detail end
     return name
 end
