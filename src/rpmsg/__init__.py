@@ -14,11 +14,12 @@ Quick start::
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
 from rpmsg.core.policy import LINUX, NUTTX, OPENAMP, Policy
 from rpmsg.device import Device
-from rpmsg.endpoint import AsyncEndpoint, Endpoint, Message, RxBuffer
+from rpmsg.endpoint import Endpoint, Message
 from rpmsg.errors import (
     AccessDeniedError,
     AddressInUseError,
@@ -41,12 +42,25 @@ from rpmsg.errors import (
     WouldBlockError,
 )
 from rpmsg.registry import CaptureOptions, Transport, list_transports, prepare, register_transport
+from rpmsg.rxqueue import RxBuffer
 from rpmsg.tap import Tap
 from rpmsg.transport import Link
 from rpmsg.url import TransportURL
 from rpmsg.wire.rpmsg import ADDR_ANY, NS_ADDR, RESERVED_ADDRESSES
 
+if TYPE_CHECKING:
+    from rpmsg.aio import AsyncEndpoint
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The asyncio twin is imported on first use: ``import rpmsg`` does not import asyncio.
+    if name == "AsyncEndpoint":
+        from rpmsg.aio import AsyncEndpoint
+
+        return AsyncEndpoint
+    raise AttributeError(f"module 'rpmsg' has no attribute {name!r}")
 
 
 def open(url: str, *, policy: Policy | str | None = None, side: str = "host",
@@ -66,7 +80,7 @@ def open(url: str, *, policy: Policy | str | None = None, side: str = "host",
     if policy is not None:
         options = {**options, "policy": policy}
     prepared = prepare(url, options, side=side)
-    tap = _open_capture(prepared.capture, url)
+    tap = _open_taps(prepared.capture, url)
     try:
         link = prepared.open_link()
     except BaseException:
@@ -77,7 +91,7 @@ def open(url: str, *, policy: Policy | str | None = None, side: str = "host",
         if tap is not None and prepared.capture is not None \
                 and prepared.capture.level == "frames":
             link.tap = tap
-        return Device(link, policy=prepared.policy, tap=tap)
+        return Device(link, policy=prepared.policy, tap=tap, name=url)
     except BaseException:
         link.close()
         if tap is not None:
@@ -85,15 +99,21 @@ def open(url: str, *, policy: Policy | str | None = None, side: str = "host",
         raise
 
 
-def _open_capture(options: CaptureOptions | None, url: str) -> Tap | None:
-    if options is None:
+def _open_taps(options: CaptureOptions | None, url: str) -> Tap | None:
+    """The Device's tap: a pcapng capture if asked for, plus the ``rpmsg.trace`` logger's
+    tracing tap when that logger is enabled (DEBUG) at open; None when neither."""
+    trace = logging.getLogger("rpmsg.trace")  # off unless its own level was set to DEBUG
+    tracing = trace.level != logging.NOTSET and trace.isEnabledFor(logging.DEBUG)
+    if options is None and not tracing:
         return None
-    # Only programs that capture pay for the import.
-    from rpmsg.capture import open_capture  # type: ignore[import-not-found,attr-defined,unused-ignore]
+    # Only programs that capture or trace pay for the import.
+    from rpmsg.capture import combine, open_capture, trace_tap
 
-    tap: Tap = open_capture(options.path, link_name=url, level=options.level,
-                        max_bytes=options.max_bytes)
-    return tap
+    capture: Tap | None = None
+    if options is not None:
+        capture = open_capture(options.path, link_name=url, level=options.level,
+                               max_bytes=options.max_bytes)
+    return combine(capture, trace_tap(url) if tracing else None)
 
 
 __all__ = [

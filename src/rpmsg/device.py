@@ -1,22 +1,32 @@
 """The runtime around the sans-IO core: one Device per link to one remote processor.
 
 A :class:`Device` owns a :class:`~rpmsg.transport.Link` and a :class:`~rpmsg.core.RpmsgCore`;
-it turns link callbacks into core calls, executes the core's events (sending NS messages,
-waking endpoints) and hands out :class:`~rpmsg.endpoint.Endpoint` objects. All core state is
-guarded by one lock that is never held while calling into the link.
+it turns link callbacks into core calls, carries out the core's events (its own name-service
+messages go through a :class:`~rpmsg.worker.DeviceWorker`, so no transport thread waits for a
+buffer), hands messages to endpoints through :class:`~rpmsg.boundary.EndpointPeer` and serves
+them as their :class:`~rpmsg.boundary.EndpointHost`. ``self.lock`` guards the core's state
+and is never held while calling into the link, an endpoint or user code. Everything sent and
+delivered is shown to the :class:`~rpmsg.tap.Tap`, if any; logs say what happened (INFO: link
+up/down, name service, bindings; DEBUG: every drop and why).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, cast
 
+from rpmsg import checks
+from rpmsg.boundary import EndpointPeer, Taken
 from rpmsg.core.core import (
     Bound,
+    Dropped,
     EndpointRecord,
     Event,
+    Note,
+    NsReceived,
     RpmsgCore,
     Send,
     ServiceAnnounced,
@@ -24,29 +34,67 @@ from rpmsg.core.core import (
     Unbound,
 )
 from rpmsg.core.policy import Policy, get_policy
-from rpmsg.endpoint import Endpoint, MessageCallback, StateCallback
-from rpmsg.errors import EndpointClosedError, RpmsgError, TransportBrokenError
+from rpmsg.endpoint import Endpoint, MessageCallback, StateCallback, check_count
+from rpmsg.errors import (
+    ArgumentTypeError,
+    EndpointClosedError,
+    InvalidArgumentError,
+    TransportBrokenError,
+)
+from rpmsg.rxqueue import DEFAULT_HOLD, DEFAULT_QUEUE
 from rpmsg.tap import Tap
-from rpmsg.transport import Deadline, Link, Release, close_link
-from rpmsg.wire.layout import Buffer
-from rpmsg.wire.rpmsg import ADDR_ANY
+from rpmsg.transport import Deadline, Link, Release, TxBuffer, close_link
+from rpmsg.wire.layout import Buffer, encode_name
+from rpmsg.wire.rpmsg import ADDR_ANY, NsFlags
+from rpmsg.worker import DeviceWorker, DropKind, OwnMessage
 
 log = logging.getLogger("rpmsg")
 
 ServiceCallback = Callable[["Device", str, int], None]
 
-#: How long a name-service message may wait for a transmit buffer before it is counted lost.
-NS_SEND_TIMEOUT = 15.0
-#: How long closing (one endpoint, or a whole device) may wait for its NS DESTROY messages
-#: to get a buffer: a stuck peer must not make close() hang (counted as ns_send_failures).
-CLOSE_NS_TIMEOUT = 1.0
+#: Default budget of :meth:`Device.close` (NS DESTROY sends, flushing, joining threads).
+CLOSE_TIMEOUT = 1.0
+#: Share of the close budget the queued name-service messages may use; the rest is the link's.
+CLOSE_FLUSH_SHARE = 0.5
+#: Seconds without a queue-full drop after which the next one is logged again (one line per
+#: episode, not one per message).
+FULL_EPISODE_GAP = 10.0
+_OWN_DROP_COUNTERS: dict[DropKind, str] = {"refused": "ns_send_failures",
+                                           "stale": "ns_dropped_link_down",
+                                           "closed": "ns_dropped_at_close"}
+
+_now = time.time
+_COPIED, _KEPT, _HOLD_STARTED = Taken.COPIED, Taken.KEPT, Taken.HOLD_STARTED
+_DROPPED_FULL = Taken.DROPPED_FULL
+_NS_NAMES = {NsFlags.CREATE: "CREATE", NsFlags.DESTROY: "DESTROY",
+             NsFlags.CREATE_ACK: "CREATE_ACK"}
+
+
+def call_user(fn: Callable[..., Any], *args: Any) -> None:
+    """Run a user callback on a transport thread; an exception is logged, not fatal."""
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("user callback %r raised; the transport keeps running", fn)
+
+
+def check_name(name: object) -> str:
+    """An endpoint name: a str of at most 31 UTF-8 bytes without NUL ("" for none)."""
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"endpoint name must be a str, not {type(name).__name__}")
+    if "\0" in name:
+        raise InvalidArgumentError(f"endpoint name {name!r} contains a NUL character")
+    if name:
+        encode_name(name, "endpoint")  # NameTooLongError past 31 bytes
+    return name
 
 
 class Device:
     """An RPMsg device: the endpoints of this side on one link to one remote.
 
     Use :func:`rpmsg.open` to make one from a transport string. It is a context manager;
-    :meth:`close` is idempotent and closes every endpoint and the link.
+    :meth:`close` is idempotent and closes every endpoint and the link. ``name`` (the URL
+    for :func:`rpmsg.open`) names it in logs and captures.
     """
 
     #: Seconds a receiver polls the transport itself (where the transport allows it) before
@@ -54,8 +102,10 @@ class Device:
     DEFAULT_RX_SPIN = 50e-6
 
     def __init__(self, link: Link, *, policy: Policy | str | None = None,
-                 rx_spin: float = DEFAULT_RX_SPIN, tap: Tap | None = None) -> None:
+                 rx_spin: float = DEFAULT_RX_SPIN, tap: Tap | None = None,
+                 name: str | None = None) -> None:
         self.link = link
+        self.name = name or f"{type(link).__name__}({link.role})"
         #: Observer of this Device's traffic (capture, tracing); None costs one test.
         self.tap = tap
         self.rx_spin = rx_spin if link.can_poll else 0.0
@@ -64,10 +114,16 @@ class Device:
         self.lock = threading.Lock()
         self._state = threading.Condition(self.lock)
         self._closed = False
-        self._close_deadline: Deadline | None = None
+        self._closing = False
         self._broken: Exception | None = None
         self._service_handlers: list[tuple[str | None, ServiceCallback]] = []
-        self.ns_send_failures = 0
+        self._counters = {"dropped_queue_full": 0, "dropped_closed": 0, "ns_sent": 0,
+                         "ns_send_failures": 0, "ns_dropped_link_down": 0,
+                         "ns_dropped_at_close": 0, "link_ups": 0, "link_downs": 0}
+        self._last_full_drop: dict[int, float] = {}  # endpoint address -> monotonic time
+        self._worker = DeviceWorker(self.name, link.send, self._own_sent, self._own_dropped)
+        if tap is not None:
+            tap.event("open", self.name)
         link.start(self)
 
     # Properties -------------------------------------------------------------------------
@@ -87,6 +143,11 @@ class Device:
         return self._closed
 
     @property
+    def ns_send_failures(self) -> int:
+        """Name-service messages the link refused for good (not counting link-down drops)."""
+        return self._counters["ns_send_failures"]
+
+    @property
     def services(self) -> list[tuple[str, int]]:
         """Services the remote announced that no local endpoint has taken: (name, addr)."""
         with self.lock:
@@ -98,17 +159,27 @@ class Device:
             return [r.owner for r in self.core.endpoints.values() if isinstance(r.owner, Endpoint)]
 
     def stats(self) -> dict[str, int]:
-        """Counters of the core (drops by reason) and of the transport."""
+        """Counters of the core (drops by reason), of this runtime (queue-full and closing
+        drops, name-service sends, link ups/downs) and of the transport (``link_*``)."""
         with self.lock:
             out = dict(vars(self.core.stats))
-        out["ns_send_failures"] = self.ns_send_failures
+            out.update(self._counters)
+        out["ns_queued"] = self._worker.queued
         for key, value in self.link.stats().items():
             out[f"link_{key}"] = value
         return out
 
+    def seen(self) -> str:
+        """What the link saw, in one phrase (for timeout messages)."""
+        if self._broken is not None:
+            state = f"the transport broke: {self._broken}"
+        else:
+            state = "link up" if self.core.link_up else "link down"
+        return f"{state}; {self.link.seen()}"
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("up" if self.is_up else "down")
-        return f"<rpmsg.Device {type(self.link).__name__} {self.policy.name} {state}>"
+        return f"<rpmsg.Device {self.name} {self.policy.name} {state}>"
 
     # Endpoints --------------------------------------------------------------------------
 
@@ -123,6 +194,8 @@ class Device:
         on_bound: StateCallback | None = None,
         on_unbound: StateCallback | None = None,
         zero_copy: bool = False,
+        queue: int = DEFAULT_QUEUE,
+        hold: float | None = DEFAULT_HOLD,
     ) -> Endpoint:
         """Create a local endpoint.
 
@@ -131,34 +204,39 @@ class Device:
         or as ``announce`` says. With ``callback`` messages go to ``callback(ept, data, src)``
         on the transport's thread instead of the receive queue. With ``zero_copy`` received
         messages stay in the transport's buffer until released (see :meth:`Endpoint.recv_buffer`).
+        ``queue`` (default 256) bounds the receive queue: beyond it messages stay in the
+        transport's buffers (back-pressure) for at most ``hold`` seconds (default 1; None:
+        for ever), then they are dropped and counted so other endpoints keep receiving.
         """
+        name = check_name(name)
+        src = checks.address(src, "src")
+        dst = checks.address(dst, "dst")
+        if announce is not None and not isinstance(announce, bool):
+            raise ArgumentTypeError(f"announce must be a bool or None, not "
+                                    f"{type(announce).__name__}")
+        for what, fn in (("callback", callback), ("on_bound", on_bound),
+                         ("on_unbound", on_unbound)):
+            if fn is not None and not callable(fn):
+                raise ArgumentTypeError(f"{what} must be callable, not {type(fn).__name__}")
+        size = check_count(queue, "queue")
+        held = checks.timeout(hold, "hold")
         self._check_open()
         src, dst = self.link.open_endpoint(name, src, dst)
         try:
             with self.lock:
                 rec = self.core.create(name, src, dst, announce)
                 ept = Endpoint(self, rec, callback=callback, on_bound=on_bound,
-                               on_unbound=on_unbound, zero_copy=zero_copy)
+                               on_unbound=on_unbound, zero_copy=bool(zero_copy),
+                               queue=size, hold=held)
                 rec.owner = ept
                 events = self.core.take_events()
         except BaseException:
             self.link.close_endpoint(src)
             raise
         self.link.start_endpoint(rec.addr)
+        log.debug("%s: endpoint %r created at %#x", self.name, name, rec.addr)
         self._run(events)
         return ept
-
-    def _destroy_endpoint(self, rec: EndpointRecord) -> None:
-        with self.lock:
-            self.core.destroy(rec)
-            events = self.core.take_events()
-        if not self._closed and self._broken is None:
-            deadline = self._close_deadline or Deadline(CLOSE_NS_TIMEOUT)
-            self._run(events, deadline)
-        try:
-            self.link.close_endpoint(rec.addr)
-        except Exception:
-            log.exception("transport failed to release endpoint %#x", rec.addr)
 
     def on_service(self, name: str | None, handler: ServiceCallback) -> None:
         """Call ``handler(device, name, addr)`` when the remote announces a service.
@@ -167,14 +245,19 @@ class Device:
         The handler typically calls :meth:`create_endpoint` with the same name, which binds
         the new endpoint to the announced address (the OpenAMP ``ns_bind_cb`` pattern).
         """
+        if name is not None:
+            check_name(name)
+        if not callable(handler):
+            raise ArgumentTypeError(f"handler must be callable, not {type(handler).__name__}")
         with self.lock:
             self._service_handlers.append((name, handler))
             pending = [s for s in self.core.services if name is None or s[0] == name]
         for sname, addr in pending:
-            self._call_service_handler(handler, sname, addr)
+            call_user(handler, self, sname, addr)
 
     def wait_service(self, name: str, timeout: float | None = None) -> int:
         """Wait until the remote announced ``name``; return its address."""
+        check_name(name)
         deadline = Deadline(timeout)
         with self.lock:
             while True:
@@ -183,7 +266,10 @@ class Device:
                         return addr
                 self._check_open()
                 if not self._state.wait(deadline.remaining()) and deadline.expired():
-                    raise deadline.timeout_error(f"waiting for service {name!r}")
+                    known = ", ".join(repr(n) for n, _ in self.core.services)
+                    announced = f"announced: {known}" if known else "nothing announced"
+                    raise deadline.timeout_error(f"waiting for service {name!r}",
+                                                 f"{announced}; {self.seen()}")
 
     def wait_up(self, timeout: float | None = None) -> None:
         """Wait until the link to the remote is up."""
@@ -192,30 +278,106 @@ class Device:
             self._check_open()
             while not self.core.link_up:
                 if not self._state.wait(deadline.remaining()) and deadline.expired():
-                    raise deadline.timeout_error("waiting for the link")
+                    raise deadline.timeout_error("waiting for the link", self.seen())
                 self._check_open()
+
+    # EndpointHost: what endpoints call --------------------------------------------------
+
+    def check_not_broken(self) -> None:
+        """Raise TransportBrokenError if the transport failed for good."""
+        if self._broken is not None:
+            raise TransportBrokenError(str(self._broken)) from self._broken
+
+    def transmit(self, src: int, dst: int, payload: Buffer, timeout: float | None) -> None:
+        self.link.send(src, dst, payload, timeout)
+        tap = self.tap
+        if tap is not None:
+            tap.message("tx", src, dst, payload)
+
+    def transmit_many(self, messages: Iterable[tuple[int, int, Buffer]],
+                      timeout: float | None) -> int:
+        tap = self.tap
+        if tap is None:
+            return self.link.send_many(messages, timeout)
+        pending: list[tuple[int, int, Buffer]] = []
+
+        def shown() -> Iterator[tuple[int, int, Buffer]]:
+            # A message is shown once the link asks for the next one (it went out).
+            for msg in messages:
+                if pending:
+                    tap.message("tx", *pending.pop())
+                pending.append(msg)
+                yield msg
+
+        count = self.link.send_many(shown(), timeout)
+        if pending and count:
+            tap.message("tx", *pending.pop())
+        return count
+
+    def alloc_tx(self, timeout: float | None) -> TxBuffer:
+        return self.link.alloc_tx(timeout)
+
+    def commit_tx(self, buf: TxBuffer, src: int, dst: int, length: int) -> None:
+        tap = self.tap
+        if tap is not None:  # shown before: once committed the buffer is the peer's
+            tap.message("tx", src, dst, buf.payload[:length])
+        buf.commit(src, dst, length)
+
+    def poll(self) -> int:
+        return self.link.poll()
+
+    def remove_endpoint(self, rec: EndpointRecord) -> None:
+        with self.lock:
+            self.core.destroy(rec)
+            events = self.core.take_events()
+            self._last_full_drop.pop(rec.addr, None)
+        if self._broken is None:
+            self._run(events)
+        try:
+            self.link.close_endpoint(rec.addr)
+        except Exception:
+            log.exception("transport failed to release endpoint %#x", rec.addr)
+        log.debug("%s: endpoint %r at %#x closed", self.name, rec.name, rec.addr)
+
+    call_user = staticmethod(call_user)
 
     # Lifecycle --------------------------------------------------------------------------
 
-    def close(self, timeout: float | None = CLOSE_NS_TIMEOUT) -> None:
+    def close(self, timeout: float | None = CLOSE_TIMEOUT) -> None:
         """Close every endpoint (sending NS DESTROY where due), then the link. Idempotent.
 
-        ``timeout`` is one budget for all of it; what is left of it goes to the link's own
-        ``close(timeout)``.
+        ``timeout`` is one budget for everything (None: no limit): the name-service messages
+        still queued get up to half of it, the link's own ``close(timeout)`` what is left.
+        Messages that could not be sent in time are counted (``ns_dropped_at_close``).
         """
-        if self._closed:
-            return
         budget = Deadline(timeout)
-        self._close_deadline = budget  # one budget for all endpoints
+        with self.lock:
+            if self._closing:
+                return
+            self._closing = True
         for ept in self.endpoints:
             ept.close()
+        share = budget.remaining()
+        self._worker.flush(None if share is None else share * CLOSE_FLUSH_SHARE)
         with self.lock:
             self._closed = True
             self._state.notify_all()
-        close_link(self.link, budget.remaining())
-        if self.tap is not None:
-            self.tap.event("close")
-            self.tap.close()
+            recs = list(self.core.endpoints.values())
+        self._notify_endpoints(recs)
+        left = self._worker.stop(budget.remaining())
+        for msg in left:
+            self._own_dropped(msg, "the device closed before a buffer came", "closed")
+        if left:
+            log.warning("%s: %d name-service message(s) not sent before close (no transmit "
+                        "buffer within the close budget)", self.name, len(left))
+        try:
+            close_link(self.link, budget.remaining())
+        finally:
+            tap = self.tap
+            if tap is not None:
+                tap.event("close")
+                tap.close()
+        log.debug("%s: closed", self.name)
 
     def __enter__(self) -> Device:
         return self
@@ -223,14 +385,9 @@ class Device:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def check_not_broken(self) -> None:
-        """Raise TransportBrokenError if the transport failed for good."""
-        if self._broken is not None:
-            raise TransportBrokenError(str(self._broken)) from self._broken
-
     def _check_open(self) -> None:
         self.check_not_broken()
-        if self._closed:
+        if self._closed or self._closing:
             raise EndpointClosedError("the device is closed")
 
     @property
@@ -238,95 +395,192 @@ class Device:
         """The error that broke the transport, or None."""
         return self._broken
 
-    # LinkSink ---------------------------------------------------------------------------
+    # LinkSink: what the link calls ------------------------------------------------------
 
-    def link_up(self) -> None:
-        if self.tap is not None:
-            self.tap.event("link-up")
+    def link_up(self, detail: str = "") -> None:
+        log.info("%s: link up%s", self.name, f" ({detail})" if detail else "")
+        tap = self.tap
+        if tap is not None:
+            tap.event("link-up", detail)
         with self.lock:
+            self._counters["link_ups"] += 1
             self.core.set_link_up()
             events = self.core.take_events()
             self._state.notify_all()
         self._run(events)
 
-    def link_down(self, reason: str) -> None:
-        if self.tap is not None:
-            self.tap.event("link-down", reason)
+    def link_down(self, reason: str, *, restart: bool = False) -> None:
+        log.info("%s: link down: %s", self.name, reason)
+        tap = self.tap
+        if tap is not None:
+            if restart:
+                tap.event("restart", reason)
+            tap.event("link-down", reason)
         with self.lock:
+            self._counters["link_downs"] += 1
             self.core.set_link_down(reason)
             events = self.core.take_events()
             self._state.notify_all()
+        self._worker.discard(f"link down: {reason}")
         self._run(events)
 
     def deliver(self, src: int, dst: int, payload: Buffer, release: Release | None = None) -> None:
-        if self.tap is not None:
-            self.tap.message("rx", src, dst, payload)
+        tap = self.tap
+        if tap is not None:
+            tap.message("rx", src, dst, payload)
+        core = self.core
         with self.lock:
-            rec = self.core.receive(src, dst, payload)
-            events = self.core.take_events() if self.core.events else None
-            ept = rec.owner if rec is not None else None
-            if (isinstance(ept, Endpoint) and ept.callback is None
-                    and ept._enqueue_locked(src, payload, release)):
-                release = None
+            rec = core.receive(src, dst, payload)
+            events = core.take_events() if core.events else None
+            notes = core.take_notes() if core.notes else None
+        if notes:
+            self._note(notes)
         if events:
             self._run(events)
-        if isinstance(ept, Endpoint) and ept.callback is not None:
-            self._safe_call(ept.callback, ept, bytes(payload), src)
-        if release is not None:
-            release()
+        if rec is None:
+            if release is not None:
+                release()
+            return
+        taken = cast(EndpointPeer, rec.owner).receive(src, payload, release, _now())
+        if taken is _COPIED:
+            if release is not None:
+                release()
+        elif taken is not _KEPT:
+            if taken is _HOLD_STARTED:
+                self._worker.call_at(time.monotonic(), self._expiry(rec))
+            else:
+                if release is not None:
+                    release()
+                self._count_drop(rec, 1, taken is _DROPPED_FULL)
 
     def broken(self, error: Exception) -> None:
-        log.error("transport broken: %s", error)
-        if self.tap is not None:
-            self.tap.event("broken", str(error))
+        log.error("%s: transport broken: %s", self.name, error)
+        tap = self.tap
+        if tap is not None:
+            tap.event("broken", str(error))
         with self.lock:
             if self._broken is None:
                 self._broken = error
             recs = list(self.core.endpoints.values())
             self._state.notify_all()
-            for rec in recs:
-                if isinstance(rec.owner, Endpoint):
-                    rec.owner._wake_locked()
+        self._worker.discard(f"transport broken: {error}")
+        self._notify_endpoints(recs)
+
+    def _notify_endpoints(self, recs: list[EndpointRecord]) -> None:
+        for rec in recs:
+            if rec.owner is not None:
+                cast(EndpointPeer, rec.owner).device_changed()
+
+    # Drops ------------------------------------------------------------------------------
+
+    def _expiry(self, rec: EndpointRecord) -> Callable[[float], float | None]:
+        """The timer that ends a full endpoint's hold (runs on the worker)."""
+        def expire(now: float) -> float | None:
+            peer = rec.owner
+            if peer is None:
+                return None
+            dropped, again = cast(EndpointPeer, peer).expire_held(now)
+            if dropped:
+                self._count_drop(rec, dropped, True)
+            return again
+
+        return expire
+
+    def _count_drop(self, rec: EndpointRecord, count: int, full: bool) -> None:
+        key = "dropped_queue_full" if full else "dropped_closed"
+        with self.lock:
+            self._counters[key] += count
+            first = False
+            if full:
+                now = time.monotonic()
+                last = self._last_full_drop.get(rec.addr)
+                first = last is None or now - last > FULL_EPISODE_GAP
+                self._last_full_drop[rec.addr] = now
+        reason = (f"receive queue of {rec.name!r} at {rec.addr:#x} full" if full
+                  else f"endpoint {rec.name!r} at {rec.addr:#x} closing")
+        if first:
+            log.warning("%s: %s: dropping messages until it is read (held beyond its "
+                        "hold time); counted in stats()['dropped_queue_full']",
+                        self.name, reason)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: dropped %d message(s): %s", self.name, count, reason)
+        tap = self.tap
+        if tap is not None:
+            for _ in range(count):
+                tap.event("drop", reason)
+
+    def _note(self, notes: list[Note]) -> None:
+        tap = self.tap
+        for note in notes:
+            if isinstance(note, Dropped):
+                log.debug("%s: dropped a message from %#x to %#x: %s", self.name, note.src,
+                          note.dst, note.reason)
+                if tap is not None:
+                    tap.event("drop", note.reason)
+            elif isinstance(note, NsReceived):
+                msg = note.message
+                log.info("%s: received NS %s %r at %#x", self.name,
+                         _NS_NAMES.get(msg.flags, str(int(msg.flags))), msg.name, msg.addr)
+
+    # Own messages (name service) --------------------------------------------------------
+
+    def _own_sent(self, msg: OwnMessage) -> None:
+        with self.lock:
+            self._counters["ns_sent"] += 1
+        tap = self.tap
+        if tap is not None:
+            tap.message("tx", msg.src, msg.dst, msg.payload)
+        log.info("%s: sent %s", self.name, msg.label or f"a message {msg.src:#x}->{msg.dst:#x}")
+
+    def _own_dropped(self, msg: OwnMessage, reason: str, kind: DropKind) -> None:
+        key = _OWN_DROP_COUNTERS[kind]
+        with self.lock:
+            self._counters[key] += 1
+        if kind != "closed":  # close logs one line for all of them
+            level = logging.DEBUG if kind == "stale" else logging.WARNING
+            log.log(level, "%s: %s not sent: %s", self.name, msg.label or "a message", reason)
+        tap = self.tap
+        if tap is not None:
+            tap.event("drop", f"{msg.label or 'message'} not sent: {reason}")
 
     # Events -----------------------------------------------------------------------------
 
-    def _run(self, events: list[Event], deadline: Deadline | None = None) -> None:
-        """Carry out core events outside the lock: send NS messages, wake endpoints."""
+    def _run(self, events: list[Event]) -> None:
+        """Carry out core events outside the lock: send NS messages, tell endpoints."""
+        own: list[OwnMessage] = []
         for ev in events:
             if isinstance(ev, Send):
-                try:
-                    timeout = NS_SEND_TIMEOUT if deadline is None else deadline.remaining()
-                    self.link.send(ev.src, ev.dst, ev.payload, timeout)
-                    if self.tap is not None:
-                        self.tap.message("tx", ev.src, ev.dst, ev.payload)
-                except RpmsgError as exc:
-                    self.ns_send_failures += 1
-                    log.warning("name-service message from %#x not sent: %s", ev.src, exc)
-            elif isinstance(ev, Bound | Unbound):
-                ept = ev.endpoint.owner
-                if isinstance(ept, Endpoint):
-                    ept._state_changed(ev)
+                ns = ev.ns
+                label = (f"NS {_NS_NAMES.get(ns.flags, str(int(ns.flags)))} {ns.name!r} at "
+                         f"{ns.addr:#x}" if ns is not None else "")
+                own.append(OwnMessage(ev.src, ev.dst, ev.payload, label))
+                continue
+            if own:
+                self._worker.send(own)
+                own = []
+            if isinstance(ev, Bound | Unbound):
+                rec = ev.endpoint
+                if isinstance(ev, Bound):
+                    log.info("%s: endpoint %r at %#x bound to %#x", self.name, rec.name,
+                             rec.addr, ev.dst)
+                else:
+                    log.info("%s: endpoint %r at %#x unbound: %s", self.name, rec.name,
+                             rec.addr, ev.reason)
+                if rec.owner is not None:
+                    cast(EndpointPeer, rec.owner).binding_changed(
+                        isinstance(ev, Bound), getattr(ev, "reason", ""))
             elif isinstance(ev, ServiceAnnounced):
                 with self.lock:
                     handlers = [h for n, h in self._service_handlers
                                 if n is None or n == ev.name]
                     self._state.notify_all()
                 for handler in handlers:
-                    self._call_service_handler(handler, ev.name, ev.addr)
+                    call_user(handler, self, ev.name, ev.addr)
             elif isinstance(ev, ServiceWithdrawn):
                 with self.lock:
                     self._state.notify_all()
-
-    def _call_service_handler(self, handler: ServiceCallback, name: str, addr: int) -> None:
-        self._safe_call(handler, self, name, addr)
-
-    @staticmethod
-    def _safe_call(fn: Callable[..., Any], *args: Any) -> None:
-        """Run a user callback on a transport thread; an exception is logged, not fatal."""
-        try:
-            fn(*args)
-        except Exception:
-            log.exception("user callback %r raised; the transport keeps running", fn)
+        if own:
+            self._worker.send(own)
 
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(self.endpoints)

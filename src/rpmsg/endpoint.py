@@ -1,109 +1,113 @@
-"""The endpoint API, the same over every transport, and its asyncio twin.
+"""The endpoint API, the same over every transport.
 
-An :class:`Endpoint` sends to its bound destination and receives into a queue; ``recv`` and
-``send`` take pyserial-style timeouts (None blocks, 0 polls, x seconds). Iteration yields
-received payloads until the endpoint is closed. :class:`AsyncEndpoint` offers the same with
-``await`` and ``async for``.
+An :class:`Endpoint` sends to its bound destination and receives into a bounded queue
+(:class:`~rpmsg.rxqueue.RxQueue`); ``recv`` and ``send`` take pyserial-style timeouts (None
+blocks, 0 polls, x seconds). Iteration yields received payloads until the endpoint is
+closed; :meth:`Endpoint.fileno` serves ``select`` loops and :meth:`Endpoint.as_async` gives
+the asyncio twin (:mod:`rpmsg.aio`, imported only then). Every argument is checked by
+:mod:`rpmsg.checks` before anything is taken. The endpoint talks to its Device only through
+:class:`~rpmsg.boundary.EndpointHost`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from rpmsg import checks
+from rpmsg.boundary import EndpointHost, Taken
 from rpmsg.errors import (
+    ArgumentTypeError,
     EndpointClosedError,
     MessageTooLargeError,
     NotBoundError,
     RemoteDisconnectedError,
+    RpmsgTimeoutError,
     WouldBlockError,
 )
+from rpmsg.rxqueue import DEFAULT_HOLD, DEFAULT_QUEUE, Item, RxBuffer, RxQueue
 from rpmsg.transport import Deadline, Release, TxBuffer
 from rpmsg.wire.layout import Buffer
 from rpmsg.wire.rpmsg import ADDR_ANY
 
 if TYPE_CHECKING:
-    from rpmsg.core.core import Bound, EndpointRecord, Unbound
+    from rpmsg.aio import AsyncEndpoint
+    from rpmsg.core.core import EndpointRecord
     from rpmsg.device import Device
 
 MessageCallback = Callable[["Endpoint", bytes, int], None]
+StateCallback = Callable[["Endpoint"], None]
 
 _yield: Callable[[], None] = getattr(os, "sched_yield", lambda: time.sleep(0))
-StateCallback = Callable[["Endpoint"], None]
+_now = time.time
+_COPIED = Taken.COPIED
+_DROPPED_CLOSED = Taken.DROPPED_CLOSED
+
+
+def check_timeout(value: object) -> float | None:
+    """:func:`rpmsg.checks.timeout` with a fast path for the common plain numbers."""
+    if value is None:
+        return None
+    if (type(value) is float or type(value) is int) and 0 <= value < 86400.0:
+        return value
+    return checks.timeout(value)
+
+
+def check_count(value: object, what: str, minimum: int = 1) -> int:
+    """A whole number of at least ``minimum`` (queue sizes, batch sizes)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgumentTypeError(f"{what} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        from rpmsg.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"{what} must be >= {minimum}, not {value}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A received message: payload and the sender's address (``dst`` is the local address)."""
+    """A received message: payload, the sender's address, ``dst`` (the local address) and
+    ``timestamp``, the receive time in ``time.time()`` seconds (python-can's habit)."""
 
     data: bytes
     src: int
     dst: int
-
-
-class RxBuffer:
-    """A received payload still in the transport's buffer (zero-copy receive).
-
-    ``data`` is a read-only memoryview, valid until :meth:`release` (or the end of a
-    ``with`` block) returns the buffer to the transport. Release exactly once; later
-    releases are ignored.
-    """
-
-    __slots__ = ("_release", "data", "dst", "src")
-
-    def __init__(self, data: memoryview, src: int, dst: int, release: Release | None) -> None:
-        self.data = data
-        self.src = src
-        self.dst = dst
-        self._release = release
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __bytes__(self) -> bytes:
-        return bytes(self.data)
-
-    def release(self) -> None:
-        release, self._release = self._release, None
-        if release is not None:
-            self.data.release()
-            release()
-
-    def __enter__(self) -> RxBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-_Item = tuple[int, "bytes | RxBuffer"]
+    timestamp: float = 0.0
 
 
 class Endpoint:
     """A local RPMsg endpoint. Create with :meth:`rpmsg.device.Device.create_endpoint`."""
 
-    def __init__(self, device: Device, rec: EndpointRecord, *,
-                 callback: MessageCallback | None, on_bound: StateCallback | None,
-                 on_unbound: StateCallback | None, zero_copy: bool) -> None:
-        self.device = device
+    def __init__(self, host: EndpointHost, rec: EndpointRecord, *,
+                 callback: MessageCallback | None = None,
+                 on_bound: StateCallback | None = None,
+                 on_unbound: StateCallback | None = None, zero_copy: bool = False,
+                 queue: int = DEFAULT_QUEUE, hold: float | None = DEFAULT_HOLD) -> None:
+        self._host = host
         self._rec = rec
         self.callback = callback
         self.on_bound = on_bound
         self.on_unbound = on_unbound
         self.zero_copy = zero_copy
-        self._queue: deque[_Item] = deque()
-        self._cond = threading.Condition(device.lock)
+        self._rx = RxQueue(rec.addr, queue, hold, zero_copy=zero_copy)
+        self._lock = threading.Lock()
+        self._bind_cond = threading.Condition(self._lock)
         self._closed = False
         self._disconnected: str | None = None
-        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._callback_received = 0
+        #: Where asyncio sends wait for buffers (made by rpmsg.aio on first need).
+        self.async_sender: Any = None
 
     # Properties -------------------------------------------------------------------------
+
+    @property
+    def device(self) -> Device:
+        """The Device this endpoint belongs to."""
+        return cast("Device", self._host)
 
     @property
     def name(self) -> str:
@@ -126,9 +130,16 @@ class Endpoint:
         return self._rec.dst != ADDR_ANY
 
     @property
+    def bound_by_announcement(self) -> bool:
+        """Whether the destination is a service the remote announced (NS CREATE), rather
+        than one that bound to our announcement or just sent us a message."""
+        rec = self._rec
+        return rec.dst != ADDR_ANY and rec.dst_is_service
+
+    @property
     def mtu(self) -> int:
         """Largest payload one message can carry."""
-        return self.device.link.mtu
+        return self._host.mtu
 
     @property
     def closed(self) -> bool:
@@ -136,8 +147,19 @@ class Endpoint:
 
     @property
     def pending(self) -> int:
-        """Messages received and not yet read."""
-        return len(self._queue)
+        """Messages received and not yet read (those held in the transport's buffers too)."""
+        return self._rx.pending
+
+    @property
+    def queue_size(self) -> int:
+        """How many messages the receive queue holds before it applies back-pressure."""
+        return self._rx.capacity
+
+    def stats(self) -> dict[str, int]:
+        """This endpoint's counters: messages received, pending, held, dropped (by reason)."""
+        out = self._rx.stats()
+        out["rx_messages"] += self._callback_received
+        return out
 
     def __repr__(self) -> str:
         dst = "ANY" if self.dst == ADDR_ANY else f"{self.dst:#x}"
@@ -146,63 +168,86 @@ class Endpoint:
     # Sending ----------------------------------------------------------------------------
 
     def send(self, data: Buffer, timeout: float | None = None) -> None:
-        """Send ``data`` to the bound destination.
+        """Send ``data`` (any C-contiguous buffer) to the bound destination.
 
         Raises :class:`MessageTooLargeError` above :attr:`mtu`, :class:`NotBoundError` while
         unbound (or waits for the binding within ``timeout`` if the policy says so),
         :class:`RemoteDisconnectedError` when unbound because the remote went away,
-        :class:`NoBufferError` when ``timeout`` is 0 and no buffer is free.
+        :class:`NoBufferError` when ``timeout`` is 0 and no buffer is free,
+        :class:`RpmsgTimeoutError` when none came within ``timeout``; wrong arguments raise
+        :class:`InvalidArgumentError` / :class:`ArgumentTypeError` before anything happens.
         """
-        self._check_sendable(len(data))
+        payload = checks.payload(data)
+        timeout = check_timeout(timeout)
+        self._check_sendable(len(payload))
         dst = self._rec.dst
         if dst == ADDR_ANY:
-            if not self.device.policy.wait_bound_on_send or timeout == 0:
+            if not self._host.policy.wait_bound_on_send or timeout == 0:
                 raise self._unbound_error()
             deadline = Deadline(timeout)
             dst = self.wait_bound(timeout)
             timeout = deadline.remaining()
-        self.device.link.send(self._rec.addr, dst, data, timeout)
+        self._host.transmit(self._rec.addr, dst, payload, timeout)
 
     def send_to(self, dst: int, data: Buffer, timeout: float | None = None) -> None:
         """Send ``data`` to an explicit destination address (OpenAMP ``rpmsg_sendto``)."""
+        dst = checks.address(dst, "destination address")
+        payload = checks.payload(data)
+        timeout = check_timeout(timeout)
         if dst == ADDR_ANY:
             raise NotBoundError("cannot send to ADDR_ANY")
-        self._check_sendable(len(data))
-        self.device.link.send(self._rec.addr, dst, data, timeout)
+        self._check_sendable(len(payload))
+        self._host.transmit(self._rec.addr, dst, payload, timeout)
 
     def send_many(self, messages: Iterable[Buffer], timeout: float | None = None) -> int:
         """Send several messages to the bound destination with as few notifications as the
-        transport allows; returns the number sent."""
+        transport allows; returns the number sent. Each payload is checked before it is
+        sent; a bad one raises after those before it went out."""
+        timeout = check_timeout(timeout)
+        self._check_sendable(0)
         dst = self._rec.dst
         if dst == ADDR_ANY:
             raise self._unbound_error()
         src = self._rec.addr
-        mtu = self.mtu
-        self._check_sendable(0)
+        mtu = self._host.mtu
+        payload_of = checks.payload
 
         def checked() -> Iterator[tuple[int, int, Buffer]]:
             for data in messages:
-                if len(data) > mtu:
-                    raise MessageTooLargeError(len(data), mtu)
-                yield src, dst, data
+                payload = payload_of(data)
+                if len(payload) > mtu:
+                    raise MessageTooLargeError(len(payload), mtu)
+                yield src, dst, payload
 
-        return self.device.link.send_many(checked(), timeout)
+        return self._host.transmit_many(checked(), timeout)
 
     def get_tx_buffer(self, timeout: float | None = None) -> TxBuffer:
         """A transmit buffer to write the payload into (zero-copy send); see send_buffer."""
+        timeout = check_timeout(timeout)
         self._check_sendable(0)
-        return self.device.link.alloc_tx(timeout)
+        return self._host.alloc_tx(timeout)
 
     def send_buffer(self, buf: TxBuffer, length: int, dst: int | None = None) -> None:
-        """Send the first ``length`` bytes of ``buf`` (from :meth:`get_tx_buffer`)."""
-        target = self._rec.dst if dst is None else dst
-        if target == ADDR_ANY:
-            buf.release()
-            raise self._unbound_error()
-        if length > buf.capacity:
-            buf.release()
-            raise MessageTooLargeError(length, buf.capacity)
-        buf.commit(self._rec.addr, target, length)
+        """Send the first ``length`` bytes of ``buf`` (from :meth:`get_tx_buffer`).
+
+        The buffer is given back to the transport on any error.
+        """
+        try:
+            if not isinstance(buf, TxBuffer):
+                raise ArgumentTypeError(f"buf must be a TxBuffer from get_tx_buffer(), "
+                                        f"not {type(buf).__name__}")
+            length = check_count(length, "length", 0)
+            target = self._rec.dst if dst is None else checks.address(dst, "destination")
+            if length > buf.capacity:
+                raise MessageTooLargeError(length, buf.capacity)
+            self._check_sendable(0)
+            if target == ADDR_ANY:
+                raise self._unbound_error()
+            self._host.commit_tx(buf, self._rec.addr, target, length)
+        except BaseException:
+            if isinstance(buf, TxBuffer):
+                buf.release()
+            raise
 
     def _unbound_error(self) -> NotBoundError | RemoteDisconnectedError:
         """The error for sending while unbound: the remote went away, or never bound."""
@@ -213,113 +258,150 @@ class Endpoint:
     def _check_sendable(self, size: int) -> None:
         if self._closed:
             raise EndpointClosedError(f"endpoint {self.name!r} is closed")
-        self.device.check_not_broken()
-        mtu = self.device.link.mtu
+        host = self._host
+        host.check_not_broken()
+        if host.closed:
+            raise EndpointClosedError("the device is closed")
+        mtu = host.mtu
         if size > mtu:
             raise MessageTooLargeError(size, mtu)
 
     # Receiving --------------------------------------------------------------------------
 
-    def recv(self, timeout: float | None = None) -> bytes:
+    def recv(self, timeout: float | None = None, *, max_size: int | None = None) -> bytes:
         """The next received payload.
 
         Raises :class:`WouldBlockError` if ``timeout`` is 0 and nothing is queued,
-        :class:`RpmsgTimeoutError` when the timeout expires, :class:`RemoteDisconnectedError`
-        when the remote went away (after queued messages were read), and
-        :class:`EndpointClosedError` once closed.
+        :class:`RpmsgTimeoutError` when the timeout expires (saying what the link saw),
+        :class:`RemoteDisconnectedError` when the remote went away (after queued messages
+        were read), and :class:`EndpointClosedError` once closed. With ``max_size`` a longer
+        message raises :class:`MessageTooLargeError` (it is consumed, never truncated).
         """
-        _src, item = self._get(timeout)
-        if isinstance(item, RxBuffer):
-            data = bytes(item.data)
-            item.release()
-            return data
-        return item
+        if max_size is not None:
+            max_size = check_count(max_size, "max_size", 0)
+        _src, item, _ts = self._get(timeout)
+        if type(item) is bytes:
+            data = item
+        else:
+            data = bytes(item.data)  # type: ignore[union-attr]
+            item.release()  # type: ignore[union-attr]
+        if max_size is not None and len(data) > max_size:
+            raise MessageTooLargeError(len(data), max_size)
+        return data
 
     def recv_message(self, timeout: float | None = None) -> Message:
-        """Like :meth:`recv` but also returns the sender's address."""
-        src, item = self._get(timeout)
-        if isinstance(item, RxBuffer):
-            data = bytes(item.data)
-            item.release()
-        else:
+        """Like :meth:`recv` but also returns the sender's address and the receive time."""
+        src, item, ts = self._get(timeout)
+        if type(item) is bytes:
             data = item
-        return Message(data, src, self._rec.addr)
+        else:
+            data = bytes(item.data)  # type: ignore[union-attr]
+            item.release()  # type: ignore[union-attr]
+        return Message(data, src, self._rec.addr, ts)
+
+    def recv_many(self, max_count: int = 64, timeout: float | None = None) -> list[bytes]:
+        """Up to ``max_count`` payloads: waits (like :meth:`recv`) for the first, then takes
+        what is queued without waiting more. One lock round for the whole batch."""
+        max_count = check_count(max_count, "max_count")
+        return [self._payload(item) for item in self._get_many(max_count, timeout)]
 
     def recv_buffer(self, timeout: float | None = None) -> RxBuffer:
         """The next message as a buffer to release (zero-copy on ``zero_copy`` endpoints)."""
-        src, item = self._get(timeout)
+        src, item, ts = self._get(timeout)
         if isinstance(item, RxBuffer):
             return item
-        return RxBuffer(memoryview(item), src, self._rec.addr, lambda: None)
+        return RxBuffer(memoryview(item), src, self._rec.addr, None, ts)
 
-    def _get(self, timeout: float | None) -> _Item:
-        spin = self.device.rx_spin
-        if spin and timeout != 0:
+    @staticmethod
+    def _payload(entry: Item) -> bytes:
+        item = entry[1]
+        if type(item) is bytes:
+            return item
+        data = bytes(item.data)  # type: ignore[union-attr]
+        item.release()  # type: ignore[union-attr]
+        return data
+
+    def _get(self, timeout: object) -> Item:
+        rx = self._rx
+        item = rx.get_nowait()
+        if item is not None:
+            return item
+        checked = check_timeout(timeout)
+        spin = self._host.rx_spin
+        if spin and checked != 0 and not rx.alert:
             item = self._poll_for(spin)
             if item is not None:
                 return item
-        deadline: Deadline | None = None
-        with self._cond:
-            while True:
-                item = self._pop_locked()
-                if item is not None:
-                    return item
-                if timeout == 0:
-                    raise WouldBlockError(f"no message queued on {self.name!r}")
-                if timeout is not None:
-                    if deadline is None:
-                        deadline = Deadline(timeout)
-                    remaining = deadline.remaining()
-                    if not remaining:
-                        raise deadline.timeout_error(f"recv on {self.name!r}")
-                    self._cond.wait(remaining)
-                else:
-                    self._cond.wait()
+        item = rx.get(checked, self._check_receivable)
+        if item is None:
+            raise self._recv_timeout(checked)
+        return item
 
-    def _poll_for(self, spin: float) -> _Item | None:
-        """Drain the transport on this thread for up to ``spin`` seconds (see Device.rx_spin)."""
-        poll = self.device.link.poll
+    def _get_many(self, max_count: int, timeout: object) -> list[Item]:
+        rx = self._rx
+        checked = check_timeout(timeout)
+        items = rx.get_many(max_count, 0, _no_check)
+        if items:
+            return items
+        spin = self._host.rx_spin
+        if spin and checked != 0:
+            first = self._poll_for(spin)
+            if first is not None:
+                return [first, *rx.get_many(max_count - 1, 0, _no_check)] \
+                    if max_count > 1 else [first]
+        items = rx.get_many(max_count, checked, self._check_receivable)
+        if not items:
+            raise self._recv_timeout(checked)
+        return items
+
+    def _recv_timeout(self, timeout: float | None) -> Exception:
+        if timeout == 0:
+            return WouldBlockError(f"no message queued on {self.name!r}")
+        return RpmsgTimeoutError(f"recv on {self.name!r}: no message within {timeout} s; "
+                                 f"{self._host.seen()}")
+
+    def _poll_for(self, spin: float) -> Item | None:
+        """Drain the transport on this thread for up to ``spin`` seconds (Device.rx_spin)."""
+        poll = self._host.poll
+        get = self._rx.get_nowait
         clock = time.perf_counter
         until = clock() + spin
         while True:
-            with self._cond:
-                item = self._pop_locked()
-            if item is not None:
-                return item
-            if clock() >= until:
-                return None
             if not poll():
                 _yield()  # let the transport's own thread (or the peer) run
+            item = get()
+            if item is not None:
+                return item
+            if clock() >= until or self._closed:
+                return None
 
-    def _pop_locked(self) -> _Item | None:
-        """Next item, None if none yet; raises if none can come. Lock held."""
-        if self._queue:
-            return self._queue.popleft()
+    def _check_receivable(self) -> None:
+        """Raise why no message can come (called with the queue's lock held, reads only)."""
         if self._closed:
             raise EndpointClosedError(f"endpoint {self.name!r} is closed")
-        self.device.check_not_broken()
+        self._host.check_not_broken()
         if self._disconnected is not None:
             raise RemoteDisconnectedError(self._disconnected)
-        if self.device.closed:
+        if self._host.closed:
             raise EndpointClosedError("the device is closed")
-        return None
 
     def wait_bound(self, timeout: float | None = None) -> int:
         """Wait until the endpoint has a destination; return it."""
         deadline = Deadline(timeout)
-        with self._cond:
+        with self._bind_cond:
             while self._rec.dst == ADDR_ANY:
-                self._check_waitable_locked()
-                if timeout == 0:
+                self._check_waitable()
+                if deadline.timeout == 0:
                     raise WouldBlockError(f"endpoint {self.name!r} is not bound")
-                if not self._cond.wait(deadline.remaining()) and deadline.expired():
-                    raise deadline.timeout_error(f"waiting for {self.name!r} to be bound")
+                if not self._bind_cond.wait(deadline.remaining()) and deadline.expired():
+                    raise deadline.timeout_error(f"waiting for {self.name!r} to be bound",
+                                                 self._host.seen())
             return self._rec.dst
 
-    def _check_waitable_locked(self) -> None:
-        if self._closed or self.device.closed:
+    def _check_waitable(self) -> None:
+        if self._closed or self._host.closed:
             raise EndpointClosedError(f"endpoint {self.name!r} is closed")
-        self.device.check_not_broken()
+        self._host.check_not_broken()
 
     def __iter__(self) -> Iterator[bytes]:
         """Yield received payloads until the endpoint is closed."""
@@ -329,20 +411,31 @@ class Endpoint:
             except EndpointClosedError:
                 return
 
+    def fileno(self) -> int:
+        """A descriptor that is readable while messages are pending (or :meth:`recv` has an
+        error to report), for ``select``/``selectors`` and GUI loops. Made on first use,
+        closed with the endpoint; read it only through :meth:`recv`."""
+        if self._closed:
+            raise EndpointClosedError(f"endpoint {self.name!r} is closed")
+        return self._rx.fileno()
+
     # Lifecycle --------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Destroy the endpoint (NS DESTROY where the policy says so). Idempotent."""
-        with self._cond:
+        """Destroy the endpoint (NS DESTROY where the policy says so). Idempotent.
+
+        Messages still queued are dropped and their transport buffers released.
+        """
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
-            leftovers = [item for _src, item in self._queue if isinstance(item, RxBuffer)]
-            self._queue.clear()
-            self._wake_locked()
-        for buf in leftovers:
-            buf.release()
-        self.device._destroy_endpoint(self._rec)
+            self._bind_cond.notify_all()
+        self._rx.close()
+        sender = self.async_sender
+        if sender is not None:
+            sender.close()
+        self._host.remove_endpoint(self._rec)
 
     def __enter__(self) -> Endpoint:
         return self
@@ -352,156 +445,44 @@ class Endpoint:
 
     def as_async(self) -> AsyncEndpoint:
         """The asyncio view of this endpoint."""
+        from rpmsg.aio import AsyncEndpoint
+
         return AsyncEndpoint(self)
 
-    # Called by the Device -----------------------------------------------------------------
+    # EndpointPeer: what the Device calls ------------------------------------------------
 
-    def _enqueue_locked(self, src: int, payload: Buffer, release: Release | None) -> bool:
-        """Queue a received message (lock held); True if the endpoint took ``release``."""
-        if self._closed:  # closing: the core forgets it in a moment; drop, count, release
-            self.device.core.stats.dropped_unknown_dst += 1
-            return False
-        if self.zero_copy and release is not None:
-            self._queue.append((src, RxBuffer(memoryview(payload).toreadonly(), src,
-                                              self._rec.addr, release)))
-            taken = True
-        else:
-            self._queue.append((src, bytes(payload)))
-            taken = False
-        self._cond.notify()
-        if self._async_waiters:
-            self._wake_async_locked()
-        return taken
+    def receive(self, src: int, payload: Buffer, release: Release | None,
+                timestamp: float) -> Taken:
+        """A message for this endpoint, on a transport thread (see :class:`Taken`)."""
+        callback = self.callback
+        if callback is None:
+            return self._rx.put(src, payload, release, timestamp)
+        if self._closed:
+            return _DROPPED_CLOSED
+        self._callback_received += 1
+        self._host.call_user(callback, self, bytes(payload), src)
+        return _COPIED
 
-    def _wake_locked(self) -> None:
-        self._cond.notify_all()
-        self._wake_async_locked()
+    def expire_held(self, now: float) -> tuple[int, float | None]:
+        return self._rx.expire(now)
 
-    def _wake_async_locked(self) -> None:
-        waiters, self._async_waiters = self._async_waiters, []
-        for loop, fut in waiters:
-            try:
-                loop.call_soon_threadsafe(_resolve, fut)
-            except RuntimeError:  # the loop is closed; nobody waits there any more
-                pass
-
-    def _state_changed(self, ev: Bound | Unbound) -> None:
-        from rpmsg.core.core import Bound
-
-        with self._cond:
-            self._disconnected = None if isinstance(ev, Bound) else ev.reason
-            self._wake_locked()
-        cb = self.on_bound if isinstance(ev, Bound) else self.on_unbound
+    def binding_changed(self, bound: bool, reason: str) -> None:
+        with self._bind_cond:
+            self._disconnected = None if bound else reason
+            self._bind_cond.notify_all()
+        self._rx.wake(alert=not bound)
+        cb = self.on_bound if bound else self.on_unbound
         if cb is not None:
-            self.device._safe_call(cb, self)
+            self._host.call_user(cb, self)
+
+    def device_changed(self) -> None:
+        with self._bind_cond:
+            self._bind_cond.notify_all()
+        self._rx.wake(alert=True)
 
 
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+def _no_check() -> None:
+    return None
 
 
-class AsyncEndpoint:
-    """asyncio twin of :class:`Endpoint`: ``await recv()``, ``async for``, ``async with``."""
-
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.endpoint = endpoint
-
-    def __getattr__(self, name: str) -> Any:
-        # name, addr, dst, bound, mtu, pending, closed, zero_copy... come from the endpoint.
-        return getattr(self.endpoint, name)
-
-    def __repr__(self) -> str:
-        return f"<rpmsg.AsyncEndpoint {self.endpoint!r}>"
-
-    async def _wait(self, timeout: float | None, ready: Callable[[], Any], what: str) -> Any:
-        """Await until ``ready()`` (called under the lock) returns non-None."""
-        ept = self.endpoint
-        loop = asyncio.get_running_loop()
-        deadline = Deadline(timeout)
-        while True:
-            fut: asyncio.Future[None] = loop.create_future()
-            with ept._cond:
-                value = ready()
-                if value is not None:
-                    return value
-                if timeout == 0:
-                    raise WouldBlockError(f"{what}: would block")
-                ept._async_waiters.append((loop, fut))
-            try:
-                await asyncio.wait_for(fut, deadline.remaining())
-            except asyncio.TimeoutError:
-                raise deadline.timeout_error(what) from None
-            finally:
-                with ept._cond:
-                    if (loop, fut) in ept._async_waiters:
-                        ept._async_waiters.remove((loop, fut))
-
-    async def recv(self, timeout: float | None = None) -> bytes:
-        """The next received payload (see :meth:`Endpoint.recv`)."""
-        return (await self.recv_message(timeout)).data
-
-    async def recv_message(self, timeout: float | None = None) -> Message:
-        ept = self.endpoint
-        src, item = await self._wait(timeout, ept._pop_locked, f"recv on {ept.name!r}")
-        if isinstance(item, RxBuffer):
-            data = bytes(item.data)
-            item.release()
-        else:
-            data = item
-        return Message(data, src, ept.addr)
-
-    async def wait_bound(self, timeout: float | None = None) -> int:
-        ept = self.endpoint
-
-        def ready() -> int | None:
-            ept._check_waitable_locked()
-            return ept.dst if ept.bound else None
-
-        result: int = await self._wait(timeout, ready, f"waiting for {ept.name!r} to be bound")
-        return result
-
-    async def send(self, data: Buffer, timeout: float | None = None) -> None:
-        """Send without blocking the event loop: tries at once, else waits in a thread."""
-        from rpmsg.errors import NoBufferError
-
-        try:
-            self.endpoint.send(data, timeout=0)
-            return
-        except (NoBufferError, NotBoundError):
-            if timeout == 0:
-                raise
-        if not self.endpoint.bound and self.endpoint.device.policy.wait_bound_on_send:
-            deadline = Deadline(timeout)
-            await self.wait_bound(timeout)
-            timeout = deadline.remaining()
-        await asyncio.to_thread(self.endpoint.send, data, timeout)
-
-    async def send_to(self, dst: int, data: Buffer, timeout: float | None = None) -> None:
-        from rpmsg.errors import NoBufferError
-
-        try:
-            self.endpoint.send_to(dst, data, timeout=0)
-        except NoBufferError:
-            if timeout == 0:
-                raise
-            await asyncio.to_thread(self.endpoint.send_to, dst, data, timeout)
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[bytes]:
-        while True:
-            try:
-                yield await self.recv()
-            except EndpointClosedError:
-                return
-
-    async def close(self) -> None:
-        self.endpoint.close()
-
-    async def __aenter__(self) -> AsyncEndpoint:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.endpoint.close()
+__all__ = ["Endpoint", "Message", "MessageCallback", "RxBuffer", "StateCallback"]

@@ -26,11 +26,18 @@ Release = Callable[[], None]
 class LinkSink(Protocol):
     """What a link reports to; implemented by :class:`rpmsg.device.Device`."""
 
-    def link_up(self) -> None:
-        """The remote is reachable: endpoints may be announced and messages sent."""
+    def link_up(self, detail: str = "") -> None:
+        """The remote is reachable: endpoints may be announced and messages sent.
 
-    def link_down(self, reason: str) -> None:
-        """The remote went away or restarted; bindings are dropped, the link may come back."""
+        ``detail`` says how, for the INFO log line (e.g. "driver set DRIVER_OK").
+        """
+
+    def link_down(self, reason: str, *, restart: bool = False) -> None:
+        """The remote went away or restarted; bindings are dropped, the link may come back.
+
+        ``reason`` is logged at INFO; ``restart`` says the peer restarted while the link was
+        up (UART CONNREQ while connected, SPI CONNECT, virtio reset), recorded as such.
+        """
 
     def deliver(self, src: int, dst: int, payload: Buffer, release: Release | None = None) -> None:
         """One received message.

@@ -40,6 +40,9 @@ class EndpointRecord:
         return self.dst != ADDR_ANY
 
 
+#: Notes kept between two :meth:`RpmsgCore.take_notes` calls.
+NOTES_MAX = 1024
+
 # Events -----------------------------------------------------------------------------------
 
 
@@ -50,6 +53,8 @@ class Send:
     src: int
     dst: int
     payload: bytes
+    #: The name-service message the payload encodes (for logs; not part of equality).
+    ns: NsMessage | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +89,27 @@ class ServiceWithdrawn:
     addr: int
 
 
+# Notes: what happened, for logs, statistics and taps; the runtime need not act on them.
+
+
+@dataclass(frozen=True, slots=True)
+class NsReceived:
+    """A valid name-service message arrived (its effects come as events)."""
+
+    message: NsMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A received message was dropped (and counted in :class:`CoreStats`): ``reason`` says why."""
+
+    src: int
+    dst: int
+    reason: str
+
+
 Event = Send | Bound | Unbound | ServiceAnnounced | ServiceWithdrawn
+Note = NsReceived | Dropped
 
 
 @dataclass
@@ -112,6 +137,9 @@ class RpmsgCore:
     stats: CoreStats = field(default_factory=CoreStats)
     link_up: bool = False
     events: list[Event] = field(default_factory=list)
+    #: Observations for logs and taps (drops with their reason, NS messages received); at
+    #: most :data:`NOTES_MAX` are kept between two :meth:`take_notes` (the counters count all).
+    notes: list[Note] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.addresses = AddressSpace(self.policy)
@@ -122,6 +150,11 @@ class RpmsgCore:
         """Return and clear the events produced since the last call."""
         events, self.events = self.events, []
         return events
+
+    def take_notes(self) -> list[Note]:
+        """Return and clear the notes produced since the last call."""
+        notes, self.notes = self.notes, []
+        return notes
 
     # Local requests ---------------------------------------------------------------------
 
@@ -174,8 +207,8 @@ class RpmsgCore:
             self.services.append((rec.name, rec.dst))  # the remote endpoint is still there
         if rec.announced or (self.policy.destroy == "named"
                              and rec.addr >= self.policy.addr_min):
-            self.events.append(Send(rec.addr, NS_ADDR,
-                                    NsMessage(rec.name, rec.addr, NsFlags.DESTROY).encode()))
+            msg = NsMessage(rec.name, rec.addr, NsFlags.DESTROY)
+            self.events.append(Send(rec.addr, NS_ADDR, msg.encode(), msg))
         rec.announced = False
 
     def set_link_up(self) -> None:
@@ -222,21 +255,26 @@ class RpmsgCore:
                 self.events.append(Bound(rec, src))
             return rec
         if dst == NS_ADDR and self.ns_enabled:
-            self._receive_ns(payload)
+            self._receive_ns(src, payload)
         else:
             stats.dropped_unknown_dst += 1
+            self._note(Dropped(src, dst, f"unknown destination {dst:#x}"))
         return None
 
-    def _receive_ns(self, payload: Buffer) -> None:
+    def _receive_ns(self, src: int, payload: Buffer) -> None:
         self.stats.ns_received += 1
         try:
             msg = NsMessage.decode(payload)
-        except DecodeError:
+        except DecodeError as exc:
             self.stats.ns_invalid += 1
+            self._note(Dropped(src, NS_ADDR, f"malformed name-service message: {exc}"))
             return
         if msg.addr == ADDR_ANY or msg.addr == NS_ADDR:
             self.stats.ns_invalid += 1
+            self._note(Dropped(src, NS_ADDR, f"name-service message for {msg.name!r} "
+                                                     f"with reserved address {msg.addr:#x}"))
             return
+        self._note(NsReceived(msg))
         rec = self._match(msg.name, msg.addr)
         if msg.flags == NsFlags.DESTROY:
             self._forget_service(msg.name, msg.addr)
@@ -291,9 +329,14 @@ class RpmsgCore:
     def _announce(self, rec: EndpointRecord, flags: NsFlags) -> None:
         if not self.ns_enabled:
             return
-        self.events.append(Send(rec.addr, NS_ADDR, NsMessage(rec.name, rec.addr, flags).encode()))
+        msg = NsMessage(rec.name, rec.addr, flags)
+        self.events.append(Send(rec.addr, NS_ADDR, msg.encode(), msg))
         if flags == NsFlags.CREATE:
             rec.announced = True
+
+    def _note(self, note: Note) -> None:
+        if len(self.notes) < NOTES_MAX:
+            self.notes.append(note)
 
     def _ack(self, rec: EndpointRecord) -> None:
         if self.policy.create_ack and rec.name and self.link_up:
@@ -303,8 +346,11 @@ class RpmsgCore:
 __all__ = [
     "Bound",
     "CoreStats",
+    "Dropped",
     "EndpointRecord",
     "Event",
+    "Note",
+    "NsReceived",
     "RpmsgCore",
     "Send",
     "ServiceAnnounced",

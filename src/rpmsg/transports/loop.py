@@ -10,6 +10,7 @@ starts a new loop.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from typing import Any
@@ -22,14 +23,17 @@ from rpmsg.errors import (
     RemoteDisconnectedError,
 )
 from rpmsg.registry import Connect, Opening, Transport
-from rpmsg.transport import Deadline, Link, LinkSink
+from rpmsg.transport import Deadline, Link, LinkSink, Release
 from rpmsg.url import TransportURL
 from rpmsg.wire.layout import Buffer
 from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE
 
 
 class _Direction:
-    """Messages in flight one way, bounded by the number of buffers."""
+    """Messages in flight one way, bounded by the number of buffers.
+
+    A buffer is in flight from the send until the receiving side releases it.
+    """
 
     def __init__(self, buffers: int) -> None:
         self.capacity = buffers
@@ -37,6 +41,21 @@ class _Direction:
         self.in_flight = 0
         self.cond = threading.Condition()
         self.closed = False
+
+    def releaser(self) -> Release:
+        """A release for one delivered buffer: gives it back once, however often called."""
+        done = False
+
+        def release() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            with self.cond:
+                self.in_flight -= 1
+                self.cond.notify_all()
+
+        return release
 
 
 class _Loop:
@@ -50,6 +69,8 @@ class _Loop:
         self.dirs = (_Direction(buffers), _Direction(buffers))  # dirs[i]: into end i
         self.lock = threading.Lock()
 
+
+log = logging.getLogger("rpmsg.loop")
 
 _LOOPS: dict[str, _Loop] = {}
 _LOOPS_LOCK = threading.Lock()
@@ -114,16 +135,22 @@ class LoopLink(Link):
                     inbox.cond.wait()
                 if inbox.closed:
                     return
-                src, dst, data = inbox.queue.popleft()
+                batch = list(inbox.queue)
+                inbox.queue.clear()
             sink = self._sink
-            try:
-                if sink is not None:
-                    sink.deliver(src, dst, data)
-                self._stats["rx_messages"] += 1
-            finally:
-                with inbox.cond:
-                    inbox.in_flight -= 1
-                    inbox.cond.notify_all()
+            self._stats["rx_messages"] += len(batch)
+            for src, dst, data in batch:
+                # The buffer stays in flight until the receiver releases it, so a reader that
+                # falls behind holds the sender back (back-pressure), as a vring does.
+                release = inbox.releaser()
+                try:
+                    if sink is not None:
+                        sink.deliver(src, dst, data, release)
+                    else:
+                        release()
+                except Exception:  # the delivery thread must survive whatever happens
+                    release()  # idempotent: a buffer is never returned twice
+                    log.exception("loop:%s: delivering a message failed", self._loop.name)
 
     def send(self, src: int, dst: int, payload: Buffer, timeout: float | None) -> None:
         size = len(payload)

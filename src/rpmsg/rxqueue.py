@@ -1,0 +1,418 @@
+"""One endpoint's bounded receive queue: back-pressure instead of growth, and its wake-ups.
+
+A queue holds at most ``capacity`` messages ready to read. A message that arrives while it is
+full stays in the transport's buffer (the queue keeps the transport's ``release``), so ring
+buffers stay with the reader and the peer has to wait: back-pressure, not memory growth. On
+a link shared with other endpoints that would starve them, so a hold lasts at most ``hold``
+seconds: then the held messages are dropped and counted, and so is every message that
+arrives while the queue stays full, until the reader has emptied half of it (one log line
+per episode, written by the Device). ``hold=None`` holds for ever (pure back-pressure, for a
+link with one endpoint). A message that comes without ``release`` cannot be held and is
+dropped at once when the queue is full.
+
+The queue has its own lock; waiting readers are woken once per burst (only when one sleeps),
+asyncio waiters through their loop, and an optional descriptor (:meth:`fileno`) is readable
+while messages are pending or the endpoint has news (an error to report).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from rpmsg.boundary import Taken
+from rpmsg.transport import Release
+from rpmsg.wire.layout import Buffer
+
+if TYPE_CHECKING:
+    import asyncio
+
+#: Default number of messages an endpoint queues before it applies back-pressure.
+DEFAULT_QUEUE = 256
+#: Default seconds a full endpoint holds the transport's buffers before dropping.
+DEFAULT_HOLD = 1.0
+
+_COPIED, _KEPT, _HOLD_STARTED = Taken.COPIED, Taken.KEPT, Taken.HOLD_STARTED
+_DROPPED_FULL, _DROPPED_CLOSED = Taken.DROPPED_FULL, Taken.DROPPED_CLOSED
+
+
+class RxBuffer:
+    """A received payload still in the transport's buffer (zero-copy receive).
+
+    ``data`` is a read-only memoryview, valid until :meth:`release` (or the end of a
+    ``with`` block) returns the buffer to the transport. Release exactly once; later
+    releases are ignored. ``timestamp`` is the receive time (``time.time()`` seconds).
+    """
+
+    __slots__ = ("_release", "data", "dst", "src", "timestamp")
+
+    def __init__(self, data: memoryview, src: int, dst: int, release: Release | None,
+                 timestamp: float = 0.0) -> None:
+        self.data = data
+        self.src = src
+        self.dst = dst
+        self._release = release
+        self.timestamp = timestamp
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __bytes__(self) -> bytes:
+        return bytes(self.data)
+
+    def release(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            self.data.release()
+            release()
+
+    def __enter__(self) -> RxBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+#: A queued message: (sender address, payload or zero-copy buffer, receive timestamp).
+Item = tuple[int, "bytes | RxBuffer", float]
+_Held = tuple[int, Buffer, Release, float]
+Check = Callable[[], None]
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class RxQueue:
+    """The bounded receive queue of one endpoint (see the module docstring)."""
+
+    def __init__(self, addr: int, capacity: int = DEFAULT_QUEUE,
+                 hold: float | None = DEFAULT_HOLD, *, zero_copy: bool = False) -> None:
+        self.addr = addr
+        self.capacity = capacity
+        self.hold = hold
+        self.zero_copy = zero_copy
+        self.lock = threading.Lock()
+        self._cond = threading.Condition(self.lock)
+        self._ready: deque[Item] = deque()
+        self._held: deque[_Held] = deque()
+        self._hold_until: float | None = None
+        self._dropping = False
+        self._releases: list[Release] = []  # run outside the lock, by whoever queued them
+        self._sleepers = 0
+        self._notified = False
+        self._async: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._fds: tuple[int, int] | None = None  # (read, write); one eventfd twice
+        self._fd_set = False
+        #: Whether a reader has something to learn besides messages (closed, disconnected).
+        self.alert = False
+        self.closed = False
+        self.received = 0
+        self.dropped_full = 0
+        self.dropped_closed = 0
+
+    # Transport side (the Device calls these on transport threads) ----------------------
+
+    def put(self, src: int, payload: Buffer, release: Release | None,
+            timestamp: float) -> Taken:
+        """Queue one message; what happened to it says who releases its buffer."""
+        with self.lock:
+            if self.closed:
+                self.dropped_closed += 1
+                return _DROPPED_CLOSED
+            ready = self._ready
+            if len(ready) >= self.capacity or self._held:
+                return self._overflow_locked(src, payload, release, timestamp)
+            if release is not None and self.zero_copy:
+                ready.append((src, RxBuffer(memoryview(payload).toreadonly(), src, self.addr,
+                                            release, timestamp), timestamp))
+                verdict = _KEPT
+            else:
+                ready.append((src, bytes(payload), timestamp))
+                verdict = _COPIED
+            self.received += 1
+            if self._sleepers and not self._notified:
+                self._notified = True
+                self._cond.notify()
+            if self._async:
+                self._wake_async_locked()
+            if self._fds is not None and not self._fd_set:
+                self._set_fd_locked()
+            return verdict
+
+    def _overflow_locked(self, src: int, payload: Buffer, release: Release | None,
+                         timestamp: float) -> Taken:
+        if release is None or self._dropping or self.hold == 0:
+            self.dropped_full += 1
+            return _DROPPED_FULL
+        self._held.append((src, payload, release, timestamp))
+        if self._hold_until is None and self.hold is not None:
+            self._hold_until = time.monotonic() + self.hold
+            return _HOLD_STARTED
+        return _KEPT
+
+    def expire(self, now: float) -> tuple[int, float | None]:
+        """Drop what has been held past the hold time: (how many, next expiry or None)."""
+        with self.lock:
+            until = self._hold_until
+            if until is None or not self._held:
+                return 0, None
+            if now < until:
+                return 0, until
+            held = list(self._held)
+            self._held.clear()
+            self._hold_until = None
+            self._dropping = True
+            self.dropped_full += len(held)
+        for _src, _payload, release, _ts in held:
+            release()
+        return len(held), None
+
+    # Reader side ------------------------------------------------------------------------
+
+    def get(self, timeout: float | None, check: Check) -> Item | None:
+        """The next message, waiting up to ``timeout`` (None: for ever); None on timeout.
+
+        ``check()`` runs (under the queue's lock, so it must only read state) whenever the
+        queue is empty and raises if no message can come (closed, disconnected, broken).
+        """
+        with self.lock:
+            item = self._pop_locked()
+            if item is None:
+                item = self._wait_locked(timeout, check)
+        if self._releases:
+            self._run_releases()
+        return item
+
+    def get_many(self, max_count: int, timeout: float | None, check: Check) -> list[Item]:
+        """Up to ``max_count`` messages: waits for the first like :meth:`get`, not for more."""
+        out: list[Item] = []
+        with self.lock:
+            item = self._pop_locked()
+            if item is None:
+                item = self._wait_locked(timeout, check)
+            if item is not None:
+                out.append(item)
+                while len(out) < max_count:
+                    item = self._pop_locked()
+                    if item is None:
+                        break
+                    out.append(item)
+        if self._releases:
+            self._run_releases()
+        return out
+
+    def get_nowait(self) -> Item | None:
+        """The next message if one is queued, else None; never waits, never checks."""
+        with self.lock:
+            item = self._pop_locked()
+        if self._releases:
+            self._run_releases()
+        return item
+
+    def _wait_locked(self, timeout: float | None, check: Check) -> Item | None:
+        check()
+        if timeout == 0:
+            return None
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None
+            if end is not None:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return None
+                remaining = min(remaining, 86400.0)  # Condition.wait's limit, in slices
+            self._sleepers += 1
+            try:
+                self._cond.wait(remaining)
+            finally:
+                self._sleepers -= 1
+                self._notified = False
+            item = self._pop_locked()
+            if item is not None:
+                if self._ready and self._sleepers:  # more for the next sleeper
+                    self._notified = True
+                    self._cond.notify()
+                return item
+            check()
+
+    def _pop_locked(self) -> Item | None:
+        ready = self._ready
+        if not ready:
+            return None
+        item = ready.popleft()
+        if self._held:
+            self._refill_locked()
+        elif self._dropping and len(ready) <= self.capacity // 2:
+            self._dropping = False
+        if not ready and self._fd_set and not self.alert:
+            self._clear_fd_locked()
+        return item
+
+    def _refill_locked(self) -> None:
+        """Move held messages into the room the reader just made (copy, release later)."""
+        ready, held = self._ready, self._held
+        while held and len(ready) < self.capacity:
+            src, payload, release, ts = held.popleft()
+            if self.zero_copy:
+                ready.append((src, RxBuffer(memoryview(payload).toreadonly(), src, self.addr,
+                                            release, ts), ts))
+            else:
+                ready.append((src, bytes(payload), ts))
+                self._releases.append(release)
+            self.received += 1
+        if not held:
+            self._hold_until = None
+
+    def _run_releases(self) -> None:
+        with self.lock:
+            releases, self._releases = self._releases, []
+        for release in releases:
+            release()
+
+    @property
+    def pending(self) -> int:
+        """Messages ready to read plus those held in the transport's buffers."""
+        return len(self._ready) + len(self._held)
+
+    # Waking -----------------------------------------------------------------------------
+
+    def wake(self, alert: bool) -> None:
+        """State changed (bound, unbound, closed, broken): wake every waiter to re-check.
+
+        ``alert`` says whether a reader now has an error to learn; it keeps :meth:`fileno`
+        readable until the state is normal again.
+        """
+        with self.lock:
+            self.alert = alert
+            self._cond.notify_all()
+            self._wake_async_locked()
+            if self._fds is not None:
+                if alert or self._ready:
+                    self._set_fd_locked()
+                else:
+                    self._clear_fd_locked()
+
+    def add_async_waiter(self, loop: asyncio.AbstractEventLoop,
+                         fut: asyncio.Future[None]) -> None:
+        """Resolve ``fut`` on ``loop`` at the next message or state change."""
+        with self.lock:
+            self._async.append((loop, fut))
+
+    def get_many_or_wait(self, max_count: int, loop: asyncio.AbstractEventLoop,
+                         fut: asyncio.Future[None], check: Check) -> list[Item]:
+        """Up to ``max_count`` messages now; if none, ``check()`` and park ``fut`` (resolved
+        at the next message or state change), atomically so no wake-up is lost."""
+        out: list[Item] = []
+        with self.lock:
+            while len(out) < max_count:
+                item = self._pop_locked()
+                if item is None:
+                    break
+                out.append(item)
+            if not out:
+                check()
+                self._async.append((loop, fut))
+        if self._releases:
+            self._run_releases()
+        return out
+
+    def remove_async_waiter(self, loop: asyncio.AbstractEventLoop,
+                            fut: asyncio.Future[None]) -> None:
+        with self.lock:
+            try:
+                self._async.remove((loop, fut))
+            except ValueError:
+                pass
+
+    def _wake_async_locked(self) -> None:
+        waiters, self._async = self._async, []
+        for loop, fut in waiters:
+            try:
+                loop.call_soon_threadsafe(_resolve, fut)
+            except RuntimeError:  # the loop is closed; nobody waits there any more
+                pass
+
+    def fileno(self) -> int:
+        """A descriptor readable while messages are pending or :attr:`alert` is set."""
+        with self.lock:
+            if self._fds is None:
+                self._fds = _make_fds()
+                if self._ready or self.alert:
+                    self._set_fd_locked()
+            return self._fds[0]
+
+    def _set_fd_locked(self) -> None:
+        assert self._fds is not None
+        self._fd_set = True
+        try:
+            os.write(self._fds[1], b"\1\0\0\0\0\0\0\0")
+        except BlockingIOError:  # already readable
+            pass
+
+    def _clear_fd_locked(self) -> None:
+        assert self._fds is not None
+        self._fd_set = False
+        try:
+            while os.read(self._fds[0], 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    # Lifecycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Drop everything queued or held (releasing the transport's buffers), wake all."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            self.alert = True
+            releases = self._releases
+            self._releases = []
+            for _src, item, _ts in self._ready:
+                if isinstance(item, RxBuffer):
+                    releases.append(item.release)
+            releases.extend(release for _src, _p, release, _ts in self._held)
+            self._ready.clear()
+            self._held.clear()
+            self._hold_until = None
+            self._cond.notify_all()
+            self._wake_async_locked()
+            fds, self._fds = self._fds, None
+        if fds is not None:
+            try:
+                os.write(fds[1], b"\1\0\0\0\0\0\0\0")  # wake a select() still watching it
+            except BlockingIOError:
+                pass
+            for fd in set(fds):
+                os.close(fd)
+        for release in releases:
+            release()
+
+    def stats(self) -> dict[str, int]:
+        """Counters of this queue."""
+        with self.lock:
+            return {"rx_messages": self.received, "pending": len(self._ready),
+                    "held": len(self._held), "dropped_queue_full": self.dropped_full,
+                    "dropped_closed": self.dropped_closed}
+
+
+def _make_fds() -> tuple[int, int]:
+    """A non-blocking wake-up descriptor: an eventfd where the OS has one, else a pipe."""
+    make = getattr(os, "eventfd", None)
+    if make is not None:
+        fd: int = make(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        return fd, fd
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    return r, w
+
+
+__all__ = ["DEFAULT_HOLD", "DEFAULT_QUEUE", "Item", "RxBuffer", "RxQueue"]
