@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from rpmsg.errors import EndpointClosedError, RpmsgTimeoutError
 from rpmsg.port.core import PortConfig, PortLink
 from rpmsg.port.ops import RxCallback
 from rpmsg.port.queues import BufferQueue
@@ -49,15 +50,18 @@ class MemoryBackend:
         self.calls["noavail"] += 1
         return False
 
-    def close(self) -> None:
+    def close(self, timeout: float) -> None:
         with self.cond:
             self.stop = True
             self.cond.notify_all()
         if self.thread is not None and self.thread is not threading.current_thread():
-            self.thread.join(5)
+            self.thread.join(timeout)
 
     def stats(self) -> dict[str, int]:
         return dict(self.calls)
+
+    def seen(self) -> str:
+        return f"{self.calls['tx_ready']} TX notifications"
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "memory"}
@@ -78,12 +82,20 @@ class MemoryBackend:
             src = peer_port.txq.get_buffer(0)
             if src is None:
                 continue
+            dst = None
+            while dst is None:  # wait for a free RX buffer: the receiver's back-pressure
+                if self.stop:
+                    peer_port.txq.return_buffer(src)
+                    return
+                try:
+                    dst = port.rxq.get_available_buffer(0.05)
+                except RpmsgTimeoutError:
+                    continue
+                except EndpointClosedError:
+                    peer_port.txq.return_buffer(src)
+                    return
             frame = bytes(peer_port.tx_frame(src))
             peer_port.txq.return_buffer(src)
-            try:
-                dst = port.rxq.get_available_buffer(None)
-            except Exception:
-                return
             dst.view[:len(frame)] = frame
             assert self.callback is not None
             self.callback(dst)

@@ -134,9 +134,37 @@ def test_bad_crc_is_dropped_and_counted() -> None:
     assert dec.errors["bad_crc"] == 1
 
 
-def test_zero_crc_means_no_crc() -> None:
+@pytest.mark.parametrize("crc", ["arc", "xmodem"])
+def test_a_zero_crc_field_is_dropped_and_counted_when_a_crc_is_configured(crc: str) -> None:
+    # NuttX writes 0 for "no CRC"; a corrupted frame whose CRC field reads 0 must not pass.
     raw = port_frame(b"abc")
-    assert frames_of(FrameDecoder(crc="arc").feed(FrameEncoder().encode(raw))) == [raw]
+    dec = FrameDecoder(crc=crc)
+    events = dec.feed(FrameEncoder().encode(raw))
+    assert frames_of(events) == []
+    assert dec.errors["no_crc"] == 1
+    (err,) = [e for e in events if isinstance(e, FrameError)]
+    assert (err.reason, err.data) == ("no_crc", raw)  # the dropped frame, for captures
+
+
+def test_crc_optional_accepts_frames_without_crc_but_still_checks_nonzero_ones() -> None:
+    dec = FrameDecoder(crc="arc", crc_optional=True)
+    raw = port_frame(b"abc")
+    assert frames_of(dec.feed(FrameEncoder().encode(raw))) == [raw]
+    wrong = bytearray(crc_filled(raw, "arc"))
+    wrong[0] ^= 1
+    assert frames_of(dec.feed(FrameEncoder().encode(bytes(wrong)))) == []
+    assert dec.errors["bad_crc"] == 1
+
+
+def test_a_frame_whose_computed_crc_is_zero_passes_with_a_zero_crc_field() -> None:
+    # A reflected CRC without final XOR leaves 0 over data followed by its own CRC (LE).
+    body = bytearray(port_frame(b"abc" + b"\0\0"))
+    body[-2:] = crc16_arc(bytes(body[2:-2])).to_bytes(2, "little")
+    assert crc16_arc(bytes(body[2:])) == 0
+    dec = FrameDecoder(crc="arc")
+    events = dec.feed(FrameEncoder(crc="arc").encode(bytes(body)))
+    assert frames_of(events) == [bytes(body)]
+    assert events[0].crc == "ok"  # type: ignore[union-attr]
 
 
 def test_connreq_aborts_a_partial_frame() -> None:

@@ -122,7 +122,7 @@ def test_random_frames_never_break_the_state_machine(state: State, frames: list[
         if out.queued is not None:
             p.process(out.queued)
     s = p.stats
-    assert s.rx_bad_frame + s.rx_bad_crc + s.rx_ignored_state + s.rx_no_buffer \
+    assert s.rx_bad_frame + s.rx_bad_crc + s.rx_no_crc + s.rx_ignored_state + s.rx_no_buffer \
         + s.rx_data + s.rx_commands == len(frames)
 
 

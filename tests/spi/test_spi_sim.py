@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -65,8 +67,9 @@ def test_remotecpu_names_arrive_as_local_names(bus: str) -> None:
 def test_both_sides_full_no_deadlock_nothing_lost(bus: str) -> None:
     m, s = _pair(bus, "&txnum=4&rxnum=4")
     with m, s:
-        a = m.create_endpoint("both")
-        b = s.create_endpoint("both")
+        # Endpoint queues hold every message: the port queues (4 buffers) are what fill.
+        a = m.create_endpoint("both", queue=1024)
+        b = s.create_endpoint("both", queue=1024)
         a.wait_bound(timeout=10)
         b.wait_bound(timeout=10)
         n = 300
@@ -157,10 +160,30 @@ def test_bad_urls_and_missing_hardware_modules() -> None:
             rpmsg.open("spi:/dev/spidev0.0?mreq=gpiochip0:17&sreq=gpiochip0:27")
 
 
-def test_two_masters_on_one_bus_is_a_clear_error(bus: str) -> None:
-    a = rpmsg.open(f"spisim:{bus}?hz=0")
-    b = rpmsg.open(f"spisim:{bus}?hz=0")
-    with a, b:
-        with pytest.raises(rpmsg.RpmsgError):
-            a.wait_up(5)
-        assert a.broken_error is not None or b.broken_error is not None
+@pytest.mark.parametrize(("role", "other"), [("master", "slave"), ("slave", "master")])
+def test_a_second_end_of_the_same_role_is_refused_at_open(bus: str, role: str,
+                                                          other: str) -> None:
+    first = rpmsg.open(f"spisim:{bus}?hz=0&role={role}")
+    with first:
+        with pytest.raises(rpmsg.AlreadyOpenError, match=f"role={other}"):
+            rpmsg.open(f"spisim:{bus}?hz=0&role={role}")
+        peer = rpmsg.open(f"spisim:{bus}?hz=0&role={other}")  # the bus is not harmed
+        with peer:
+            first.wait_up(10)
+            peer.wait_up(10)
+    assert os.listdir(os.path.dirname(bus)) == []  # neither socket nor lock file left
+
+
+def test_the_same_role_on_both_ends_of_a_socket_names_the_missing_role() -> None:
+    # Without the lock file (a socket pair) the bus hello still catches it, with the hint
+    # naming the role that is missing.
+    a, b = socket.socketpair()
+    la = open_spi_link(SimBus("pair", "slave", 256, hz=0, sock=a))
+    lb = open_spi_link(SimBus("pair", "slave", 256, hz=0, sock=b))
+    with Device(la) as da, Device(lb) as db:
+        deadline = time.monotonic() + 10
+        while da.broken_error is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert da.broken_error is not None
+        assert "role=master" in str(da.broken_error)
+        assert db is not None

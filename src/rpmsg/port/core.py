@@ -13,15 +13,18 @@ Buffer layout: port header (8) + rpmsg header (16) + payload, then in the curren
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from rpmsg import checks
 from rpmsg.core.policy import NUTTX
 from rpmsg.errors import (
     EndpointClosedError,
+    InvalidArgumentError,
     MessageTooLargeError,
     NoBufferError,
     RemoteDisconnectedError,
@@ -37,7 +40,7 @@ from rpmsg.wire.port import (
     TIMESTAMP_TRAILER,
     TIMESTAMP_TRAILER_SIZE,
 )
-from rpmsg.wire.rpmsg import HEADER_SIZE, RPMSG_HEADER
+from rpmsg.wire.rpmsg import HEADER_SIZE, MIN_MTU, RPMSG_HEADER
 
 log = logging.getLogger("rpmsg.port")
 
@@ -50,7 +53,22 @@ OVERHEAD_LEGACY = FRAME_HEADER_SIZE  # 24
 _PORT = PORT_HEADER.struct
 _RPMSG = RPMSG_HEADER.struct
 _TRAILER = TIMESTAMP_TRAILER.struct
+#: Budget of :meth:`PortLink.close` when the caller gives none (None): flushing and joining
+#: must end some time even when the peer stopped reading.
+DEFAULT_CLOSE_TIMEOUT = 1.0
+PROTOCOLS = ("current", "legacy")
 
+
+def overhead(protocol: str) -> int:
+    """Bytes of each buffer payloads cannot use: 40 (current) or 24 (legacy)."""
+    return OVERHEAD_CURRENT if protocol == "current" else OVERHEAD_LEGACY
+
+
+def min_buffer_len(protocol: str) -> int:
+    """Smallest port buffer (``txlen``/``rxlen``/SPI ``buflen``) a link may be configured
+    with: one whose payload still holds a name-service message
+    (:data:`rpmsg.wire.rpmsg.MIN_MTU`), else no endpoint could ever be announced."""
+    return overhead(protocol) + MIN_MTU
 
 
 def port_len(frame: Buffer) -> int:
@@ -75,19 +93,27 @@ class PortConfig:
     remotecpu: str = ""
 
     def __post_init__(self) -> None:
-        if self.protocol not in ("current", "legacy"):
-            raise ValueError(f"protocol must be 'current' or 'legacy', not {self.protocol!r}")
+        if self.protocol not in PROTOCOLS:
+            raise InvalidArgumentError(
+                f"protocol must be 'current' or 'legacy', not {self.protocol!r}")
         for name in ("txnum", "rxnum"):
-            if not 1 <= getattr(self, name) <= 4096:
-                raise ValueError(f"{name} must be 1..4096")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
+                raise InvalidArgumentError(f"{name} must be an int in 1..4096, not {value!r}")
+        low = min_buffer_len(self.protocol)
         for name in ("txlen", "rxlen"):
-            if not self.overhead < getattr(self, name) <= 0xFFFF:
-                raise ValueError(f"{name} must be {self.overhead + 1}..65535")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or not low <= value <= 0xFFFF:
+                raise InvalidArgumentError(
+                    f"{name} must be an int in {low}..65535 (the {self.protocol} protocol "
+                    f"uses {self.overhead} bytes of each buffer and a name-service message "
+                    f"needs {MIN_MTU}), not {value!r}")
 
     @property
     def overhead(self) -> int:
         """Bytes of each buffer payloads cannot use: 40 (current) or 24 (legacy)."""
-        return OVERHEAD_CURRENT if self.protocol == "current" else OVERHEAD_LEGACY
+        return overhead(self.protocol)
 
     @property
     def tx_payload_size(self) -> int:
@@ -162,9 +188,17 @@ class PortLink(Link):
         if size > self.mtu:
             raise MessageTooLargeError(size, self.mtu)
         buf = self._get_tx(timeout)
-        view = buf.view
-        view[FRAME_HEADER_SIZE:FRAME_HEADER_SIZE + size] = payload
-        self._commit(buf, src, dst, size)
+        self._fill_and_commit(buf, src, dst, payload, size)
+
+    def _fill_and_commit(self, buf: PortBuffer, src: int, dst: int, payload: Buffer,
+                         size: int, notify: bool = True) -> None:
+        """Copy the payload in and queue the buffer; on any failure the buffer goes back."""
+        try:
+            buf.view[FRAME_HEADER_SIZE:FRAME_HEADER_SIZE + size] = payload
+        except BaseException:
+            self.txq.return_buffer(buf)
+            raise
+        self._commit(buf, src, dst, size, notify)
 
     def send_many(self, messages: Iterable[tuple[int, int, Buffer]],
                   timeout: float | None) -> int:
@@ -186,8 +220,7 @@ class PortLink(Link):
                     if timeout == 0:
                         raise
                     buf = self._get_tx(deadline.remaining())
-                buf.view[FRAME_HEADER_SIZE:FRAME_HEADER_SIZE + size] = payload
-                self._commit(buf, src, dst, size, notify=False)
+                self._fill_and_commit(buf, src, dst, payload, size, notify=False)
                 pending = True
                 count += 1
         finally:
@@ -205,14 +238,24 @@ class PortLink(Link):
 
         return TxBuffer(payload, commit, lambda: self.txq.return_buffer(buf))
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Flush the frames queued before the call, stop the backend, wake every waiter.
+
+        Returns within ``timeout`` seconds (:data:`DEFAULT_CLOSE_TIMEOUT` when None) whatever
+        the peer does; frames that could not go out in time are dropped and counted.
+        """
         if self._closed:
             return
         self._closed = True
-        # RX waiters first; the backend may still flush ready TX frames (NS DESTROY) on close.
-        self.rxq.close()
-        self.backend.close()
-        self.txq.close()
+        seconds = checks.timeout(timeout, "close timeout")
+        try:
+            # The backend still flushes ready TX frames (NS DESTROY) and keeps receiving
+            # (wake acknowledgements) until its budget ends; it closes the queues itself
+            # when it stops its threads.
+            self.backend.close(DEFAULT_CLOSE_TIMEOUT if seconds is None else seconds)
+        finally:
+            self.rxq.close()
+            self.txq.close()
 
     def stats(self) -> dict[str, int]:
         out = self._stats.as_dict()
@@ -261,8 +304,15 @@ class PortLink(Link):
             self._check_usable()
         length = FRAME_HEADER_SIZE + size
         view = buf.view
-        _PORT.pack_into(view, 0, 0, 0, 0, length)
-        _RPMSG.pack_into(view, PORT_HEADER_SIZE, src, dst, 0, size, 0)
+        try:
+            _PORT.pack_into(view, 0, 0, 0, 0, length)
+            _RPMSG.pack_into(view, PORT_HEADER_SIZE, src, dst, 0, size, 0)
+        except struct.error as exc:  # an address outside u32: the caller skipped the checks
+            self.txq.return_buffer(buf)
+            raise InvalidArgumentError(f"RPMsg header not encodable: {exc}") from None
+        except BaseException:
+            self.txq.return_buffer(buf)
+            raise
         self._stats.tx_frames += 1
         self._stats.tx_bytes += size
         self.txq.add_buffer(buf)
@@ -344,30 +394,29 @@ class PortLink(Link):
         """Deliver the frame in an RX buffer, then free it (NuttX ``rpmsg_port_rx_callback``).
 
         The port length and the rpmsg length are checked against the buffer (NuttX trusts
-        them); a bad frame is dropped and counted. The buffer goes back to the free list when
-        the receiver releases it, which for zero-copy endpoints may be later than this call.
+        them); a bad frame is dropped, counted and logged at DEBUG. The buffer goes back to
+        the free list when the receiver releases it: later than this call for zero-copy
+        endpoints, and for an endpoint whose queue is full (back-pressure: the backend then
+        finds no free RX buffer and stops receiving). Never raises; the buffer is never lost.
         """
         view = buf.view
-        stats = self._stats
         length = port_len(view)
         if length < FRAME_HEADER_SIZE:
-            stats.rx_dropped_short += 1
-            self._free_rx(buf)
+            self._drop_rx(buf, "short", f"port length {length} < {FRAME_HEADER_SIZE}")
             return
         if length > len(view):
-            stats.rx_dropped_bad_len += 1
-            self._free_rx(buf)
+            self._drop_rx(buf, "bad_len", f"port length {length} > buffer {len(view)}")
             return
         src, dst, _reserved, size, _flags = _RPMSG.unpack_from(view, PORT_HEADER_SIZE)
         if FRAME_HEADER_SIZE + size > length:
-            stats.rx_dropped_bad_rpmsg_len += 1
-            self._free_rx(buf)
+            self._drop_rx(buf, "bad_rpmsg_len",
+                          f"rpmsg length {size} overruns the {length}-byte frame")
             return
         sink = self._sink
         if sink is None or not self._up:
-            stats.rx_dropped_down += 1
-            self._free_rx(buf)
+            self._drop_rx(buf, "down", "the link is down")
             return
+        stats = self._stats
         stats.rx_frames += 1
         stats.rx_bytes += size
         released = False
@@ -385,9 +434,30 @@ class PortLink(Link):
             log.exception("delivering a port frame failed")
             release()
 
+    def _drop_rx(self, buf: PortBuffer, reason: str, detail: str) -> None:
+        counter = "rx_dropped_" + reason
+        setattr(self._stats, counter, getattr(self._stats, counter) + 1)
+        log.debug("%s: received frame dropped (%s): %s", self.role, reason, detail)
+        self._free_rx(buf)
+
     def _free_rx(self, buf: PortBuffer) -> None:
         self.rxq.return_buffer(buf)
         self.backend.notify_rx_free()
+
+    # Diagnostics ---------------------------------------------------------------------------
+
+    def seen(self) -> str:
+        """What the link saw, for timeout errors: the backend's phrase plus the core's drops."""
+        facts = [self.backend.seen()]
+        st = self._stats
+        bad = {k[len("rx_dropped_"):]: v for k, v in vars(st).items()
+               if k.startswith("rx_dropped_") and v}
+        if bad:
+            facts.append("frames dropped by the port: "
+                         + ", ".join(f"{n} {k}" for k, v in sorted(bad.items()) for n in [v]))
+        if st.rx_frames or st.tx_frames:
+            facts.append(f"{st.rx_frames} messages received, {st.tx_frames} sent")
+        return "; ".join(f for f in facts if f)
 
 
 __all__ = [

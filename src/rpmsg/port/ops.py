@@ -53,8 +53,16 @@ class PortBackend(Protocol):
         acknowledgements get processed), False to make the waiter block.
         """
 
-    def close(self) -> None:
-        """Stop threads and release the device; idempotent."""
+    def close(self, timeout: float) -> None:
+        """Flush the TX frames queued before the call, stop threads, release the device.
+
+        Returns within ``timeout`` seconds whatever the peer does (frames that could not go
+        out are dropped and counted); closes both queues of the core once its threads
+        stopped, which wakes every waiter. Idempotent.
+        """
+
+    def seen(self) -> str:
+        """What the physical link saw, in one phrase (for timeout errors); may be empty."""
 
     def stats(self) -> dict[str, int]:
         """Backend counters (bytes, framing errors...)."""

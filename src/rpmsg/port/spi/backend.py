@@ -15,18 +15,21 @@ import time
 from collections import deque
 from typing import Any
 
-from rpmsg.errors import EndpointClosedError, NoBufferError
+from rpmsg.errors import DecodeError, EndpointClosedError, NoBufferError
 from rpmsg.port.core import PortConfig, PortLink
 from rpmsg.port.crc import CrcFunction
 from rpmsg.port.ops import DROP_TX, PortCore, RxCallback
 from rpmsg.port.queues import BufferQueue, PortBuffer
 from rpmsg.port.spi.phys import SpiPhys
-from rpmsg.port.spi.proto import Cmd, SpiFrame, SpiProtocol, State
+from rpmsg.port.spi.proto import Cmd, SpiFrame, SpiProtocol, State, parse_frame
+from rpmsg.tap import Direction
+from rpmsg.wire.port import PORT_HEADER, PORT_HEADER_SIZE
 
 log = logging.getLogger("rpmsg.port.spi")
 
-#: How long close() lets queued frames and then SHUTDOWN go out (NuttX waits about 1 s).
-SHUTDOWN_WAIT = 1.0
+#: Share of the close budget kept for stopping threads after queued frames and SHUTDOWN
+#: went out (NuttX's reboot notifier waits about 1 s for SHUTDOWN).
+CLOSE_JOIN_SHARE = 0.2
 
 
 class SpiBackend:
@@ -39,11 +42,13 @@ class SpiBackend:
 
     def __init__(self, phys: SpiPhys, *, rxnum: int, remotecpu: str = "",
                  legacy: bool = False, crc: CrcFunction | None = None,
-                 rx_threshold: int = 50, connect_retry: float = 1.0) -> None:
+                 crc_optional: bool = False, rx_threshold: int = 50,
+                 connect_retry: float = 1.0) -> None:
         self.phys = phys
         self.role = phys.role
         self.proto = SpiProtocol(phys.role, buflen=phys.buflen, rxnum=rxnum, name=remotecpu,
-                                 legacy=legacy, crc=crc, rx_threshold=rx_threshold)
+                                 legacy=legacy, crc=crc, crc_optional=crc_optional,
+                                 rx_threshold=rx_threshold)
         self.connect_retry = connect_retry
         self.port: PortCore | None = None
         self._rxcb: RxCallback | None = None
@@ -62,7 +67,7 @@ class SpiBackend:
         self._last_activity = time.monotonic()
         self.local_cpuname = ""
         self._counters = {"rx_ready_dropped": 0, "link_ups": 0, "link_downs": 0,
-                          "connect_retries": 0}
+                          "connect_retries": 0, "tx_dropped_close": 0}
 
     def attach(self, port: PortCore) -> None:
         """Bind to the port core that owns this backend (before it starts)."""
@@ -101,24 +106,39 @@ class SpiBackend:
     def notify_queue_noavail(self, queue: BufferQueue) -> bool:
         return False
 
-    def close(self) -> None:
+    def close(self, timeout: float) -> None:
+        """Let queued frames and SHUTDOWN out within most of ``timeout``, then stop."""
         with self._cv:
             if self._stopped:
                 return
+            self._stopped = True
+        now = time.monotonic()
+        end = now + timeout
         port = self.port
         if port is not None and not self._closing:
-            self._orderly_shutdown(port)
+            self._orderly_shutdown(port, now + timeout * (1 - CLOSE_JOIN_SHARE))
         with self._cv:
-            self._stopped = self._closing = True
+            self._closing = True
             self._cv.notify_all()
+        if port is not None:
+            dropped = port.drop_packets(DROP_TX)
+            if dropped:
+                self._counters["tx_dropped_close"] += dropped
+                log.info("SPI %s: %d frames not sent before the close budget ran out",
+                         self.role, dropped)
+        me = threading.current_thread()
         for t in self._threads:
-            if t is not threading.current_thread():
-                t.join(timeout=2)
+            if t is not me:
+                t.join(max(0.0, end - time.monotonic()) / 2)
         try:
             self.phys.set_request(False)
         except Exception:
             pass
-        self.phys.close()
+        self.phys.close(max(0.0, end - time.monotonic()))
+        for t in self._threads:
+            if t.is_alive() and t is not me:
+                log.warning("SPI %s: %s still running at close (blocked in a callback?); "
+                            "left behind as a daemon thread", self.role, t.name)
 
     def stats(self) -> dict[str, int]:
         with self._cv:
@@ -131,6 +151,29 @@ class SpiBackend:
         for key, value in self.phys.stats().items():
             out[f"bus_{key}"] = value
         return out
+
+    def seen(self) -> str:
+        """The bus's story in one phrase: state, exchanges, frames refused and why."""
+        with self._cv:
+            st = self.proto.stats
+            state = self.proto.state
+            facts = [f"SPI {self.role} {state.name.lower()} after {st.exchanges} exchanges"]
+            crc = st.rx_bad_crc + st.rx_no_crc
+            if crc and not (st.rx_data or st.rx_commands):
+                facts.append(f"no frame passed the CRC: {crc} dropped; check crc= on both "
+                             "sides")
+            elif crc:
+                facts.append(f"{crc} frames failed the CRC")
+            if st.rx_bad_frame:
+                facts.append(f"{st.rx_bad_frame} malformed frames")
+            if st.rx_ignored_state and state is not State.CONNECTED:
+                facts.append(f"{st.rx_ignored_state} frames ignored while not connected")
+        bus = self.phys.stats()
+        if bus.get("peer_connects") == 0:
+            facts.append("no peer joined the bus yet")
+        if bus.get("underruns"):
+            facts.append(f"{bus['underruns']} transfers found no armed slave buffer")
+        return "; ".join(facts)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"spi_role": self.role, "buflen": self.phys.buflen,
@@ -181,12 +224,14 @@ class SpiBackend:
         if self.port is not None:
             self.port.mark_broken(error)
 
-    def _orderly_shutdown(self, port: PortCore) -> None:
-        """Let queued frames go out, then send SHUTDOWN (current protocol) before closing."""
-        deadline = time.monotonic() + SHUTDOWN_WAIT
-        while port.txq.nused() and time.monotonic() < deadline and not self._closing:
-            time.sleep(0.005)
+    def _orderly_shutdown(self, port: PortCore, deadline: float) -> None:
+        """Let queued frames go out, then send SHUTDOWN (current protocol), by ``deadline``."""
         with self._cv:
+            while port.txq.nused() and not self._closing and self.proto.connected:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cv.wait(min(left, 0.05))  # each completion notifies
             if not self.proto.request_shutdown():
                 return
             self._kick = True
@@ -291,26 +336,53 @@ class SpiBackend:
                 txbuf = port.txq.get_buffer(0)
                 if txbuf is None:  # dropped meanwhile
                     cmd = proto.choose(False)
-            if txbuf is not None:
-                port.update_timestamp(txbuf, rx=False)
-                frame = txbuf.view
-            else:
-                frame = memoryview(self._cmdbuf)
-            proto.seal(frame, cmd, port.rxq.navail())
-            data = bytes(frame)
-        self._last_activity = time.monotonic()
-        if self.role == "master":
-            rx = phys.transfer(data)
-        else:
-            rx_or_none = self._slave_transfer(data)
-            if rx_or_none is None:
+            try:
+                if txbuf is not None:
+                    port.update_timestamp(txbuf, rx=False)
+                    frame = txbuf.view
+                else:
+                    frame = memoryview(self._cmdbuf)
+                proto.seal(frame, cmd, port.rxq.navail())
+                data = bytes(frame)
+            except BaseException:
                 if txbuf is not None:
                     port.txq.return_buffer(txbuf)
-                return
-            rx = rx_or_none
-        if txbuf is not None:
-            port.txq.return_buffer(txbuf)
-        self._complete(rx)
+                raise
+        if port.tap is not None:
+            self._tap_exchange("tx", data)
+        self._last_activity = time.monotonic()
+        try:
+            if self.role == "master":
+                rx: bytes | None = phys.transfer(data)
+            else:
+                rx = self._slave_transfer(data)
+        finally:
+            if txbuf is not None:
+                port.txq.return_buffer(txbuf)
+        if rx is not None:
+            if port.tap is not None:
+                self._tap_exchange("rx", rx)
+            self._complete(rx)
+
+    def _tap_exchange(self, direction: Direction, data: bytes) -> None:
+        """Report one exchanged buffer to the frame tap: its frame up to ``len``."""
+        tap = self._port().tap
+        if tap is None:
+            return
+        crc, cmd, avail, length = PORT_HEADER.unpack(data)
+        end = length if PORT_HEADER_SIZE <= length <= len(data) else PORT_HEADER_SIZE
+        try:
+            name = Cmd(cmd).name
+        except ValueError:
+            name = str(cmd)
+        verdict = "none" if direction == "tx" and self.proto.crc is None else "ok"
+        if direction == "rx":
+            try:
+                verdict = self.proto.crc_verdict(parse_frame(data, legacy=self.proto.legacy))
+            except DecodeError:
+                verdict = "bad" if self.proto.crc is not None and crc else "none"
+        tap.frame(direction, "spi", data[:end], {"cmd": name, "credits": avail,
+                                                 "crc": verdict})
 
     def _slave_transfer(self, data: bytes) -> bytes | None:
         """Queue ``data``, raise SREQ, wait for the master to clock; None when closing."""
@@ -359,8 +431,8 @@ class SpiBackend:
                 if frame is not None:
                     self._ready.append((frame, item))
             if out.ignored is not None:
-                log.debug("SPI %s ignored a frame: %s", self.role, out.ignored)
-            if proto.should_continue(port.txq.nused() > 0):
+                log.debug("SPI %s: received frame dropped: %s", self.role, out.ignored)
+            if out.request or proto.should_continue(port.txq.nused() > 0):
                 self._kick = True
             self._cv.notify_all()
 
@@ -414,10 +486,12 @@ class SpiBackend:
 
 def open_spi_link(phys: SpiPhys, *, txnum: int = 8, rxnum: int = 8, remotecpu: str = "",
                   legacy: bool = False, crc: CrcFunction | None = None,
-                  rx_threshold: int = 50, connect_retry: float = 1.0) -> PortLink:
+                  crc_optional: bool = False, rx_threshold: int = 50,
+                  connect_retry: float = 1.0) -> PortLink:
     """A :class:`PortLink` over SPI: port core + :class:`SpiBackend` on ``phys``."""
     backend = SpiBackend(phys, rxnum=rxnum, remotecpu=remotecpu, legacy=legacy, crc=crc,
-                         rx_threshold=rx_threshold, connect_retry=connect_retry)
+                         crc_optional=crc_optional, rx_threshold=rx_threshold,
+                         connect_retry=connect_retry)
     config = PortConfig(txnum=txnum, rxnum=rxnum, txlen=phys.buflen, rxlen=phys.buflen,
                         protocol="legacy" if legacy else "current", remotecpu=remotecpu)
     port = PortLink(backend, config, role=f"spi-{phys.role}")

@@ -203,12 +203,12 @@ class HardwarePhys(SpiPhys):
         self._slave_thread.start()
         time.sleep(self.arm_delay)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 1.0) -> None:
         if self._closed:
             return
         self._closed = True
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=1)
+            self._thread.join(timeout)  # its edge wait lasts 0.2 s at most
         for closer in (self._out.close, self._in.close, self._spi.close):
             try:
                 closer()

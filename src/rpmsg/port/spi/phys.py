@@ -65,8 +65,8 @@ class SpiPhys(abc.ABC):
         """Slave: withdraw a queued buffer if the master has not clocked it yet."""
 
     @abc.abstractmethod
-    def close(self) -> None:
-        """Release the bus and the lines; idempotent."""
+    def close(self, timeout: float = 1.0) -> None:
+        """Release the bus and the lines within ``timeout`` seconds; idempotent."""
 
     def stats(self) -> dict[str, int]:
         return {}

@@ -12,7 +12,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rpmsg.errors import DecodeError
+from rpmsg.errors import DecodeError, InvalidArgumentError
+from rpmsg.port.core import min_buffer_len
 from rpmsg.port.crc import CrcFunction, frame_crc
 from rpmsg.wire.layout import Buffer, decode_name
 from rpmsg.wire.port import PORT_HEADER, PORT_HEADER_SIZE, TIMESTAMP_TRAILER_SIZE
@@ -43,6 +44,16 @@ class State(enum.IntEnum):
     RECONNECTING = 3
     DISCONNECTING = 4
     CONNECTED = 5
+
+
+#: Fewest RX buffers: one posted, one for the DATA frame that crosses, one credit.
+MIN_RXNUM = 3
+
+
+def min_buflen(legacy: bool) -> int:
+    """Smallest SPI buffer: the port's minimum buffer for the protocol (room for an NS
+    message after the headers and, in the current protocol, the timestamp trailer)."""
+    return min_buffer_len("legacy" if legacy else "current")
 
 
 #: The CPU name of a CONNECT frame sits right after the port header, outside ``len``.
@@ -114,6 +125,8 @@ class Completion:
     running: bool | None = None
     #: Why the received frame was ignored (None when it was used).
     ignored: str | None = None
+    #: Exchange again soon: the peer sent CONNECT while we did not, so ours must follow.
+    request: bool = False
 
 
 @dataclass(slots=True)
@@ -143,6 +156,7 @@ class SpiStats:
     rx_commands: int = 0
     rx_bad_frame: int = 0
     rx_bad_crc: int = 0
+    rx_no_crc: int = 0
     rx_ignored_state: int = 0
     rx_no_buffer: int = 0
     counts_by_cmd: dict[str, int] = field(default_factory=dict)
@@ -158,17 +172,20 @@ class SpiProtocol:
 
     def __init__(self, role: Role, *, buflen: int, rxnum: int, name: str = "",
                  legacy: bool = False, crc: CrcFunction | None = None,
-                 rx_threshold: int = 50) -> None:
+                 crc_optional: bool = False, rx_threshold: int = 50) -> None:
         if role not in ("master", "slave"):
-            raise ValueError(f"role must be 'master' or 'slave', not {role!r}")
-        minimum = DATA_HEADER_SIZE + (0 if legacy else TIMESTAMP_TRAILER_SIZE)
-        if not minimum < buflen <= 0xFFFF:
-            raise ValueError(f"buflen {buflen} outside {minimum + 1}..65535")
-        if rxnum < 3:
-            raise ValueError("rxnum must be at least 3 (one posted buffer, one crossing frame "
-                             "and one credit)")
+            raise InvalidArgumentError(f"role must be 'master' or 'slave', not {role!r}")
+        minimum = min_buflen(legacy)
+        if not minimum <= buflen <= 0xFFFF:
+            raise InvalidArgumentError(
+                f"buflen {buflen} outside {minimum}..65535 (a DATA frame's headers"
+                f"{'' if legacy else ' and timestamps'} plus a name-service message)")
+        if rxnum < MIN_RXNUM:
+            raise InvalidArgumentError(
+                f"rxnum must be at least {MIN_RXNUM} (one posted buffer, one crossing frame "
+                "and one credit)")
         if not 0 <= rx_threshold <= 100:
-            raise ValueError(f"rx_threshold {rx_threshold} outside 0..100 %")
+            raise InvalidArgumentError(f"rx_threshold {rx_threshold} outside 0..100 %")
         self.role: Role = role
         self.buflen = buflen
         self.rxnum = rxnum
@@ -176,6 +193,8 @@ class SpiProtocol:
         self.name_bytes = name.encode("utf-8", "surrogateescape")[:NAME_SIZE - 1] + b"\0"
         self.legacy = legacy
         self.crc = crc
+        #: Accept frames whose CRC field is 0 even when their computed CRC is not.
+        self.crc_optional = crc_optional
         #: Freed RX buffers beyond the last advertisement that force an AVAIL exchange.
         self.rxthres = (rxnum - 1) * rx_threshold // 100
         self.state = State.UNCONNECTED
@@ -263,7 +282,8 @@ class SpiProtocol:
         finds none (the peer ignored our credits) is dropped and counted.
         """
         out = Completion()
-        if self._last_sent is Cmd.SHUTDOWN:
+        sent = self._last_sent
+        if sent is Cmd.SHUTDOWN:
             self.shutdown_pending = False
         self._last_sent = None
         try:
@@ -272,16 +292,22 @@ class SpiProtocol:
             self.stats.rx_bad_frame += 1
             out.ignored = f"bad frame: {exc}"
             return out
-        if frame.crc != 0 and self.crc is not None \
-                and frame_crc(self.crc, frame.data) != frame.crc:
-            self.stats.rx_bad_crc += 1
-            out.ignored = "CRC mismatch"
+        crc_problem = self.check_crc(frame)
+        if crc_problem is not None:
+            out.ignored = crc_problem
             return out
         state = self.state
         cmd = frame.cmd
         if state is State.UNCONNECTED:
             if cmd is not Cmd.CONNECT:
                 return self._ignore(out, "not connected")
+            if sent is not Cmd.CONNECT:
+                # Both sides must have sent CONNECT in the same exchange, or the peer never
+                # sees ours (a frame armed before we dropped to UNCONNECTED went out
+                # instead): stay, and exchange again with our CONNECT.
+                out.request = True
+                ours = sent.name if sent is not None else "nothing"
+                return self._ignore(out, f"the peer's CONNECT met our {ours}")
             self.txavail = frame.avail
             self.state = State.CONNECTING
         elif state is State.CONNECTED:
@@ -313,6 +339,31 @@ class SpiProtocol:
             self.stats.rx_commands += 1
         out.queued = frame
         return out
+
+    def crc_verdict(self, frame: SpiFrame) -> str:
+        """``"ok"``, ``"none"`` (no CRC configured, or a CRC-less frame accepted under
+        ``crc_optional``), ``"missing"`` (CRC field 0 while one is required) or ``"bad"``.
+
+        With a CRC configured, a CRC field of 0 ("none" in NuttX) passes only if the
+        computed CRC is 0 too, or with ``crc_optional``; any other value must match.
+        """
+        if self.crc is None:
+            return "none"
+        computed = frame_crc(self.crc, frame.data)
+        if frame.crc == 0 and computed != 0:
+            return "none" if self.crc_optional else "missing"
+        return "ok" if computed == frame.crc else "bad"
+
+    def check_crc(self, frame: SpiFrame) -> str | None:
+        """Why ``frame`` fails the CRC rule (counted), or None if it passes."""
+        verdict = self.crc_verdict(frame)
+        if verdict == "missing":
+            self.stats.rx_no_crc += 1
+            return "CRC field 0 (peer sends no CRC?) while a CRC is configured"
+        if verdict == "bad":
+            self.stats.rx_bad_crc += 1
+            return "CRC mismatch"
+        return None
 
     def _ignore(self, out: Completion, reason: str) -> Completion:
         self.stats.rx_ignored_state += 1

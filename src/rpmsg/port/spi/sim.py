@@ -7,22 +7,26 @@ queued nothing, the slave loses the master's data and the master reads zeros (an
 with a real SPI slave controller. Edges may arrive during a transfer. A transfer takes
 ``buflen * 8 / hz`` seconds of simulated clock at least.
 
-The first end to arrive owns the bus: it holds ``PATH.lock`` (``flock``) and listens on
+The first end to arrive owns the bus: it holds the owner lock of ``PATH.lock``
+(:mod:`rpmsg.port.spi.buslock`, which also keeps a second master or slave out) and listens on
 ``PATH``; the other connects. When the peer goes away its line reads low and the bus waits
-for it to come back; if the owner went away, the survivor takes the bus over.
+for it to come back; if the owner went away, the survivor takes the bus over. The socket is
+created ``perm`` (0600 unless widened), a path that is not our socket is never removed, and
+the last end to close leaves neither the socket nor the lock file behind.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import socket
+import stat
 import threading
 import time
 from typing import Any
 
-from rpmsg.errors import TransportBrokenError
+from rpmsg.errors import AccessDeniedError, InvalidArgumentError, TransportBrokenError
+from rpmsg.port.spi.buslock import BusLock
 from rpmsg.port.spi.phys import BusViolationError, PhysEvents, SpiPhys
 from rpmsg.port.spi.proto import Role
 from rpmsg.wire.layout import Buffer
@@ -43,23 +47,34 @@ class SimBus(SpiPhys):
     """One end (``master`` or ``slave``) of a simulated SPI bus at ``path``.
 
     With ``sock`` (one end of :func:`socket.socketpair`) the bus is that connection only and
-    ``path`` is just a label: for in-process tests, no restart possible.
+    ``path`` is just a label: for in-process tests, no restart possible. Otherwise the role
+    is claimed at once (:class:`~rpmsg.errors.AlreadyOpenError` if the bus has that role
+    already) and a path that exists but is not a socket is refused
+    (:class:`~rpmsg.errors.AccessDeniedError`).
     """
 
     def __init__(self, path: str, role: Role, buflen: int, *, hz: int = 10_000_000,
-                 sock: socket.socket | None = None) -> None:
+                 perm: int = 0o600, sock: socket.socket | None = None) -> None:
         if role not in ("master", "slave"):
-            raise ValueError(f"role must be master or slave, not {role!r}")
+            raise InvalidArgumentError(f"role must be master or slave, not {role!r}")
+        if not 0 <= perm <= 0o777 or perm & 0o600 != 0o600:
+            raise InvalidArgumentError(f"perm {perm:#o} must be in 0o600..0o777 and keep "
+                                       "the owner's read and write bits")
         self.path = path
         self.role = role
         self.buflen = buflen
         self.hz = hz
+        self.perm = perm
         self._fixed = sock
+        self._buslock: BusLock | None = None
+        self._sock_id: tuple[int, int] | None = None  # (dev, ino) of the socket we bound
+        if sock is None:
+            self._check_socket_path()
+            self._buslock = BusLock(path, role, perm)
         self._lock = threading.Condition()
         self._send_lock = threading.Lock()
         self._conn: socket.socket | None = None
         self._listener: socket.socket | None = None
-        self._lockfd: int | None = None
         self._events: PhysEvents | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -105,7 +120,7 @@ class SimBus(SpiPhys):
                                         daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 1.0) -> None:
         with self._lock:
             if self._closed:
                 return
@@ -119,14 +134,36 @@ class SimBus(SpiPhys):
                 with contextlib.suppress(OSError):
                     s.close()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=2)
-        if self._listener is not None:
+            self._thread.join(timeout)
+        if self._sock_id is not None and self._is_our_socket():
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
-        if self._lockfd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._lockfd)
-            self._lockfd = None
+        if self._buslock is not None:
+            self._buslock.release()
+            self._buslock = None
+
+    # Paths ---------------------------------------------------------------------------------
+
+    def _check_socket_path(self) -> None:
+        """Refuse a bus path that exists and is not a socket (never remove such a file)."""
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise AccessDeniedError(f"spisim:{self.path}: cannot inspect the path: {exc}") \
+                from None
+        if not stat.S_ISSOCK(st.st_mode):
+            raise AccessDeniedError(
+                f"spisim:{self.path} exists and is not a socket; refusing to replace it "
+                "(remove it or choose another path)")
+
+    def _is_our_socket(self) -> bool:
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            return False
+        return stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == self._sock_id
 
     # Connection management (bus thread) -----------------------------------------------------
 
@@ -175,19 +212,35 @@ class SimBus(SpiPhys):
         return None
 
     def _try_own(self) -> bool:
-        """Take the bus over if nobody holds ``PATH.lock``; True if this end now listens."""
-        if self._lockfd is None:
-            self._lockfd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        """Take the bus over if no other end owns it; True if this end now listens."""
+        assert self._buslock is not None
+        if not self._buslock.try_own():
             return False
-        with contextlib.suppress(FileNotFoundError):
+        # We hold the owner lock: a socket left at the path is a dead owner's, removed only
+        # if it is a socket of ours (another user's, or any other file, is refused).
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
+                raise AccessDeniedError(
+                    f"spisim:{self.path} is not a socket of ours; refusing to replace it "
+                    "(remove it or choose another path)")
             os.unlink(self.path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(self.path)
-        listener.listen(1)
-        listener.settimeout(0.2)
+        try:
+            os.fchmod(listener.fileno(), self.perm)  # the mode bind gives the socket file
+            listener.bind(self.path)
+            st = os.stat(self.path, follow_symlinks=False)
+            self._sock_id = (st.st_dev, st.st_ino)
+            if self.perm & 0o077:
+                os.chmod(self.path, self.perm)  # widen on purpose whatever the umask did
+            listener.listen(1)
+            listener.settimeout(0.2)
+        except BaseException:
+            listener.close()
+            raise
         self._listener = listener
         return True
 
@@ -213,8 +266,10 @@ class SimBus(SpiPhys):
                 raise TransportBrokenError(f"spisim:{self.path}: peer is not a simulated bus")
             peer_buflen = int.from_bytes(hello[2:4], "little")
             if hello[1:2] == me:
+                other = "slave" if self.role == "master" else "master"
                 raise TransportBrokenError(
-                    f"spisim:{self.path}: both ends are {self.role}s; one must be role=slave")
+                    f"spisim:{self.path}: both ends are {self.role}s; one must be "
+                    f"role={other}")
             if peer_buflen != self.buflen:
                 raise TransportBrokenError(
                     f"spisim:{self.path}: buflen {self.buflen} here, {peer_buflen} at the peer; "

@@ -4,7 +4,9 @@
 stream into events (:class:`Frame`, :class:`Control`, :class:`FrameError`) and never raises on
 peer input. Both protocol generations are described by a :class:`UartProtocol` (spec
 ``rpmsg-port.md`` §3.1-3.3, §3.8). Unlike NuttX, a frame with a bad length, CRC or escape is
-dropped and counted, never delivered.
+dropped and counted, never delivered; with a CRC configured, a frame whose CRC field is 0
+(NuttX's "no CRC" marker) passes only if its computed CRC is 0 too, unless the receiver opts
+in with ``crc_optional``.
 
 Speed: escaping is one ``bytes.replace`` per control value (C loops); decoding finds frame
 boundaries with ``bytes.find``, checks the bytes in between with one ``translate`` and
@@ -69,6 +71,16 @@ class UartProtocol:
     def has_staywake(self) -> bool:
         return self.staywake1 is not None
 
+    def control_names(self) -> dict[int, str]:
+        """Byte value -> name of every control byte of this protocol (for logs and captures)."""
+        names = {"START": self.start, "END": self.end, "ESCAPE": self.escape,
+                 "CONNREQ": self.connreq, "CONNACK": self.connack, "SUSPEND": self.suspend,
+                 "RESUME": self.resume, "STAYWAKE1": self.staywake1,
+                 "STAYWAKEACK1": self.staywakeack1, "RELAXWAKE": self.relaxwake,
+                 "POWEROFF": self.poweroff, "STAYWAKE2": self.staywake2,
+                 "STAYWAKEACK2": self.staywakeack2}
+        return {v: k for k, v in names.items() if v is not None}
+
 
 #: NuttX 12.13.0, 13.0.0 and master.
 CURRENT = UartProtocol(
@@ -93,9 +105,16 @@ def _class(values: Iterable[int]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """A complete, checked port frame (port header + rpmsg header + payload)."""
+    """A complete, checked port frame (port header + rpmsg header + payload), unescaped.
+
+    ``escapes`` counts the escaped bytes it had on the wire; ``crc`` is ``"ok"`` when a CRC
+    was checked, ``"none"`` when the receiver has none configured (or accepted a frame
+    without one under ``crc_optional``).
+    """
 
     data: bytes
+    escapes: int = 0
+    crc: str = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,17 +126,38 @@ class Control:
 
 @dataclass(frozen=True, slots=True)
 class FrameError:
-    """Bytes or a frame were discarded; ``reason`` is also the statistics key."""
+    """Bytes or a frame were discarded; ``reason`` is also the statistics key.
+
+    For a frame that was complete but failed a check (``bad_crc``, ``no_crc``,
+    ``bad_length``, ``short``), ``data`` is its unescaped bytes and ``escapes`` as in
+    :class:`Frame`, so a capture can show what was dropped.
+    """
 
     reason: str
     size: int = 0
+    data: bytes = b""
+    escapes: int = 0
 
 
 Event = Frame | Control | FrameError
 
 #: Every reason a decoder may report; each is a counter in :attr:`FrameDecoder.errors`.
 ERROR_REASONS = ("junk", "stray_end", "stray_escape", "unknown_control", "aborted",
-                 "too_long", "bad_escape", "short", "bad_length", "bad_crc")
+                 "too_long", "bad_escape", "short", "bad_length", "bad_crc", "no_crc")
+#: What each reason means, for DEBUG logs.
+ERROR_TEXT = {
+    "junk": "bytes outside a frame",
+    "stray_end": "END outside a frame",
+    "stray_escape": "ESCAPE outside a frame",
+    "unknown_control": "unknown control byte",
+    "aborted": "frame cut short by START or a connect byte",
+    "too_long": "frame longer than the RX buffer",
+    "bad_escape": "invalid escape sequence",
+    "short": "frame shorter than the port header",
+    "bad_length": "decoded length differs from the port header's len",
+    "bad_crc": "CRC mismatch",
+    "no_crc": "CRC field 0 (peer sends no CRC?) while a CRC is configured",
+}
 
 
 # Encoder ------------------------------------------------------------------------------------
@@ -138,6 +178,21 @@ class FrameEncoder:
         self._end = bytes([protocol.end])
         self._special = re.compile(_class(protocol.specials))
 
+    def seal(self, frame: Buffer) -> Buffer:
+        """The frame as sent: with CRC on, a copy with the ``crc`` field filled in."""
+        if self._crc is None:
+            return frame
+        if len(frame) < PORT_HEADER_SIZE:
+            raise ValueError(f"a port frame is at least {PORT_HEADER_SIZE} bytes")
+        body = bytearray(frame)
+        crc = frame_crc(self._crc, body)
+        body[_CRC_OFFSET:_CRC_OFFSET + 2] = crc.to_bytes(2, "little")
+        return body
+
+    def wrap(self, body: Buffer) -> bytes:
+        """START + escaped ``body`` + END (the CRC must already be in place)."""
+        return self._start + self.escape(body) + self._end
+
     def escape(self, data: Buffer) -> bytes:
         """Escape every special byte of ``data``."""
         out = bytes(data)
@@ -149,14 +204,7 @@ class FrameEncoder:
 
     def encode(self, frame: Buffer) -> bytes:
         """One frame on the wire. With CRC on, the ``crc`` field is computed and filled in."""
-        if self._crc is not None:
-            if len(frame) < PORT_HEADER_SIZE:
-                raise ValueError(f"a port frame is at least {PORT_HEADER_SIZE} bytes")
-            body = bytearray(frame)
-            crc = frame_crc(self._crc, body)
-            body[_CRC_OFFSET:_CRC_OFFSET + 2] = crc.to_bytes(2, "little")
-            frame = body
-        return self._start + self.escape(frame) + self._end
+        return self._start + self.escape(self.seal(frame)) + self._end
 
     def encode_many(self, frames: Iterable[Buffer]) -> bytes:
         return b"".join(self.encode(f) for f in frames)
@@ -170,17 +218,19 @@ class FrameDecoder:
 
     ``max_len`` is the largest frame accepted (the RX buffer size); longer frames are
     discarded as ``too_long`` without being buffered. A frame is delivered only if its
-    decoded length equals the port header's ``len`` and, when a CRC is configured and the
-    header's ``crc`` is non-zero, the CRC matches.
+    decoded length equals the port header's ``len`` and, when a CRC is configured, its CRC
+    matches; a ``crc`` field of 0 passes only when the computed CRC is 0 as well, or with
+    ``crc_optional`` (a peer that sends CRCs on some builds and none on others).
     """
 
     def __init__(self, protocol: UartProtocol = CURRENT, crc: str = "none",
-                 max_len: int = 2048) -> None:
+                 max_len: int = 2048, *, crc_optional: bool = False) -> None:
         if max_len < PORT_HEADER_SIZE:
             raise ValueError(f"max_len must be at least {PORT_HEADER_SIZE}")
         self.protocol = protocol
         self.crc_name = crc
         self._crc: CrcFunction | None = get_crc(crc)
+        self.crc_optional = crc_optional
         self.max_len = max_len
         self._max_escaped = 2 * max_len
         p = protocol
@@ -332,7 +382,8 @@ class FrameDecoder:
             return
         body = raw
         pieces = raw.split(self._esc_byte)
-        if len(pieces) > 1:
+        escapes = len(pieces) - 1
+        if escapes:
             # Every piece after the first starts with an escaped byte.
             table = self._unescape
             try:
@@ -346,17 +397,31 @@ class FrameDecoder:
             self._error("too_long", size, events)
             return
         if size < PORT_HEADER_SIZE:
-            self._error("short", size, events)
+            self._bad_frame("short", body, escapes, events)
             return
         crc, _cmd, _avail, length = _PORT.unpack_from(body, 0)
         if length != size:
-            self._error("bad_length", size, events)
+            self._bad_frame("bad_length", body, escapes, events)
             return
-        if self._crc is not None and crc != 0 and frame_crc(self._crc, body) != crc:
-            self._error("bad_crc", size, events)
-            return
+        verdict = "none"
+        if self._crc is not None:
+            computed = frame_crc(self._crc, body)
+            if crc == 0 and computed != 0:
+                if not self.crc_optional:
+                    self._bad_frame("no_crc", body, escapes, events)
+                    return
+            elif computed != crc:
+                self._bad_frame("bad_crc", body, escapes, events)
+                return
+            else:
+                verdict = "ok"
         self.frames += 1
-        events.append(Frame(body))
+        events.append(Frame(body, escapes, verdict))
+
+    def _bad_frame(self, reason: str, body: bytes, escapes: int,
+                   events: list[Event]) -> None:
+        self.errors[reason] += 1
+        events.append(FrameError(reason, len(body), body, escapes))
 
 
 def get_protocol(name: str) -> UartProtocol:
@@ -370,6 +435,7 @@ def get_protocol(name: str) -> UartProtocol:
 __all__ = [
     "CURRENT",
     "ERROR_REASONS",
+    "ERROR_TEXT",
     "LEGACY",
     "PROTOCOLS",
     "Control",

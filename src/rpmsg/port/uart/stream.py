@@ -14,16 +14,21 @@ import select
 import termios
 import time
 import tty
-from typing import Protocol
+from typing import Any, Protocol
 
-from rpmsg.errors import NotAvailableError
+from rpmsg.errors import AccessDeniedError, AlreadyOpenError, NotAvailableError
 
 #: Stream read timeout: how often the RX thread notices close().
 READ_TIMEOUT = 0.1
 
 
 class Stream(Protocol):
-    """The part of the pyserial ``Serial`` API the driver uses."""
+    """The part of the pyserial ``Serial`` API the driver uses.
+
+    Optional extras the driver uses when present: ``cancel_read()``/``cancel_write()`` (end
+    a blocked call, for close), ``out_waiting`` with ``baudrate`` (a real UART's output
+    backlog, so control bytes are not queued behind seconds of data).
+    """
 
     @property
     def in_waiting(self) -> int: ...
@@ -39,19 +44,28 @@ class PtyStream:
     """A new pseudo-terminal: this side uses the master, another program opens :attr:`path`.
 
     The slave end is kept open (in raw mode, no echo) so that reads do not fail while the
-    other program is not attached yet.
+    other program is not attached yet. Reads and writes can be cancelled from another thread
+    (``cancel_read``/``cancel_write``), so close never waits for a peer that stopped reading.
     """
 
     def __init__(self, timeout: float = READ_TIMEOUT) -> None:
         self.master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        attrs = termios.tcgetattr(self._slave)
-        attrs[3] &= ~(termios.ECHO | termios.ICANON)
-        termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
-        self.path = os.ttyname(self._slave)
+        try:
+            tty.setraw(self._slave)
+            attrs = termios.tcgetattr(self._slave)
+            attrs[3] &= ~(termios.ECHO | termios.ICANON)
+            termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
+            self.path = os.ttyname(self._slave)
+            os.set_blocking(self.master, False)
+            self._cancel_r, self._cancel_w = os.pipe()
+            self._wcancel_r, self._wcancel_w = os.pipe()
+        except BaseException:
+            os.close(self.master)
+            os.close(self._slave)
+            raise
+        for fd in (self._cancel_r, self._cancel_w, self._wcancel_r, self._wcancel_w):
+            os.set_blocking(fd, False)
         self.timeout = timeout
-        self._cancel_r, self._cancel_w = os.pipe()
-        os.set_blocking(self._cancel_r, False)
         self._closed = False
 
     @property
@@ -63,15 +77,14 @@ class PtyStream:
     def read(self, size: int = 1) -> bytes:
         ready, _, _ = select.select([self.master, self._cancel_r], [], [], self.timeout)
         if self._cancel_r in ready:
-            try:
-                os.read(self._cancel_r, 64)
-            except BlockingIOError:
-                pass
+            _drain(self._cancel_r)
             return b""
         if not ready:
             return b""
         try:
             return os.read(self.master, size)
+        except BlockingIOError:
+            return b""
         except OSError as exc:
             if exc.errno == errno.EIO:  # no slave open right now
                 time.sleep(self.timeout)
@@ -79,41 +92,146 @@ class PtyStream:
             raise
 
     def write(self, data: bytes, /) -> int:
+        """Write all of ``data``, unless :meth:`cancel_write` ends the wait (then fewer)."""
         view = memoryview(data)
-        while view:
-            select.select([], [self.master], [])
-            n = os.write(self.master, view)
-            view = view[n:]
-        return len(data)
+        done = 0
+        while done < len(view):
+            try:
+                done += os.write(self.master, view[done:])
+                continue
+            except BlockingIOError:
+                pass
+            ready, _, _ = select.select([self._wcancel_r], [self.master], [])
+            if self._wcancel_r in ready:
+                _drain(self._wcancel_r)
+                break
+        return done
 
     def cancel_read(self) -> None:
-        if not self._closed:
-            os.write(self._cancel_w, b"x")
+        _poke(self._cancel_w, self._closed)
+
+    def cancel_write(self) -> None:
+        _poke(self._wcancel_w, self._closed)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        for fd in (self.master, self._slave, self._cancel_r, self._cancel_w):
+        for fd in (self.master, self._slave, self._cancel_r, self._cancel_w, self._wcancel_r,
+                   self._wcancel_w):
             try:
                 os.close(fd)
             except OSError:
                 pass
 
 
-def open_serial(path: str, *, baudrate: int = 115200, rtscts: bool = False) -> Stream:
-    """Open a pyserial device path or URL with the driver's read timeout."""
+def _drain(fd: int) -> None:
+    try:
+        os.read(fd, 4096)
+    except OSError:
+        pass
+
+
+def _poke(fd: int, closed: bool) -> None:
+    if closed:
+        return
+    try:
+        os.write(fd, b"x")
+    except OSError:  # full (a wake-up is pending anyway) or closed meanwhile
+        pass
+
+
+def line_owner(path: str) -> str:
+    """Which other process has ``path`` open, as "pid N (command)", or "" if none is found.
+
+    Reads ``/proc/*/fd``; processes of other users are invisible without privileges.
+    """
+    try:
+        target = os.path.realpath(path)
+        target_rdev = os.stat(target).st_rdev
+    except OSError:
+        return ""
+    me = os.getpid()
+    for pid_text in _pids():
+        pid = int(pid_text)
+        if pid == me:
+            continue
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            names = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for name in names:
+            try:
+                link = os.readlink(f"{fd_dir}/{name}")
+                if link != target and (not link.startswith("/dev/")
+                                       or os.stat(link).st_rdev != target_rdev):
+                    continue
+            except OSError:
+                continue
+            return f"pid {pid} ({_command(pid)})"
+    return ""
+
+
+def _pids() -> list[str]:
+    try:
+        return [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return []
+
+
+def _command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read(512)
+    except OSError:
+        return "?"
+    return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip() or "?"
+
+
+def open_serial(path: str, *, baudrate: int = 115200, rtscts: bool = False,
+                exclusive: bool = True) -> Stream:
+    """Open a pyserial device path or URL with the driver's read timeout.
+
+    A device path is opened exclusively (a serial line has one owner): a second opener gets
+    :class:`~rpmsg.errors.AlreadyOpenError` naming the owner where it can be found; a passive
+    reader may pass ``exclusive=False``.
+    Missing devices are :class:`~rpmsg.errors.NotAvailableError`, unreadable ones
+    :class:`~rpmsg.errors.AccessDeniedError`.
+    """
     try:
         import serial
     except ImportError:
         raise NotAvailableError(
             "the uart: transport needs pyserial (pip install 'rpmsg[serial]')") from None
+    is_url = "://" in path
+    options: dict[str, Any] = {"baudrate": baudrate, "rtscts": rtscts,
+                                  "timeout": READ_TIMEOUT}
+    if not is_url:
+        options["exclusive"] = exclusive
     try:
-        stream: Stream = serial.serial_for_url(path, baudrate=baudrate, rtscts=rtscts,
-                                               timeout=READ_TIMEOUT)
+        stream: Stream = serial.serial_for_url(path, **options)
     except (serial.SerialException, ValueError, OSError) as exc:
-        raise NotAvailableError(f"cannot open serial port {path!r}: {exc}") from exc
+        raise _open_error(path, exc) from exc
     return stream
 
 
-__all__ = ["READ_TIMEOUT", "PtyStream", "Stream", "open_serial"]
+def _open_error(path: str, exc: Exception) -> Exception:
+    """The typed error for a serial port that did not open."""
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    if code in (errno.EWOULDBLOCK, errno.EBUSY) or "exclusively lock" in text:
+        owner = line_owner(path)
+        who = f"by {owner}" if owner else "by another program"
+        return AlreadyOpenError(
+            f"serial port {path} is already open {who}; a serial line has one owner: talk "
+            "through that program (e.g. `rpmsg term` on its URL) or capture its traffic "
+            "(capture=PATH on its URL) instead")
+    if code in (errno.EACCES, errno.EPERM):
+        return AccessDeniedError(
+            f"serial port {path}: permission denied; add your user to the device's group "
+            f"(ls -l {path}; usually `dialout`) or fix its permissions")
+    return NotAvailableError(f"cannot open serial port {path!r}: {exc}")
+
+
+__all__ = ["READ_TIMEOUT", "PtyStream", "Stream", "line_owner", "open_serial"]
