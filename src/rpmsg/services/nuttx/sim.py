@@ -462,6 +462,7 @@ class NuttxSim:
             self.syslog = SimSyslogClient(device, self.violations)
             self.rtc_client = SimRtcClient(device, self.clock, self.violations)
         else:
+            self.clock.set(time.time_ns())  # rpserver's RTC is backed by the host's clock
             self.syslog_server = SimSyslogServer(device, self._printer)
             self.rtc_server = RtcServer(device, clock=self.clock.now_ns, on_set=self.clock.set)
             if export is not None:
@@ -678,7 +679,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with rpmsg.open(args.url, policy="nuttx") as device:
         sim = NuttxSim(device, role=args.role, export=args.export)
-        print("ready", flush=True)
+        pty = device.link.describe().get("pty")
+        print(f"ready {pty}" if pty else "ready", flush=True)
         try:
             sys.stdin.read()
         except KeyboardInterrupt:
