@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint
-from rpmsg.errors import DecodeError, RpmsgError
+from rpmsg.errors import DecodeError, EndpointClosedError, RpmsgError
 from rpmsg.services.nuttx.binding import AnnouncementBinder
 from rpmsg.transport import Deadline
 from rpmsg.wire.nuttx_syslog import (
@@ -185,14 +185,12 @@ class SyslogServer:
         with self._cond:
             while not self._lines:
                 if self._closed:
-                    from rpmsg.errors import EndpointClosedError
                     raise EndpointClosedError("the syslog server is closed")
                 if not self._cond.wait(deadline.remaining()) and deadline.expired():
                     raise deadline.timeout_error("waiting for a syslog line")
             return self._lines.popleft()
 
     def __iter__(self) -> Iterator[SyslogLine]:
-        from rpmsg.errors import EndpointClosedError
         while True:
             try:
                 yield self.recv()
