@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import shlex
+import signal
+import stat
 import sys
 import threading
 import time
@@ -669,10 +672,26 @@ class NuttxSim:
         self.tty.close()
 
 
+def _wait_for_the_end() -> None:
+    """Block until Ctrl-C/SIGTERM, or EOF on stdin if stdin is a pipe (a test driving us)."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        piped = stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode)
+    except (OSError, ValueError):
+        piped = False
+    if piped:
+        sys.stdin.read()
+    else:
+        while True:
+            signal.pause()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rpmsg.services.nuttx.sim",
-                                     description="A simulated NuttX chip on a transport URL "
-                                     "(runs until stdin closes or Ctrl-C).")
+                                     description="A simulated NuttX chip on a transport URL. "
+                                     "Prints 'ready [PTY]' once open (uart:pty: the path to "
+                                     "connect to), then runs until Ctrl-C or SIGTERM, or until "
+                                     "its stdin closes when that is a pipe.")
     parser.add_argument("url", help="transport URL, e.g. uart:/dev/pts/5")
     parser.add_argument("--role", choices=["proxy", "server"], default="proxy")
     parser.add_argument("--export", metavar="DIR", help="directory the server role exports")
@@ -682,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         pty = device.link.describe().get("pty")
         print(f"ready {pty}" if pty else "ready", flush=True)
         try:
-            sys.stdin.read()
+            _wait_for_the_end()
         except KeyboardInterrupt:
             pass
         sim.close()
