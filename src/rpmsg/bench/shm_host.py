@@ -131,13 +131,13 @@ def _link_echo(link: Link, box: _Replies, size: int, window: int, work: Workload
     items = box.items
     while handled < sent:
         _await(link, box, 1, spin)
-        more = sent < work.echo or clock() - t0 < work.min_seconds
+        more_time = clock() - t0 < work.min_seconds
         batch = []
         while items:
             if unpack(items.popleft(), 0)[0] != handled:
                 in_order = False
             handled += 1
-            if more:
+            if sent < work.echo or more_time:
                 batch.append((HOST_ADDR, ECHO_ADDR, payload(sent, size)))
                 sent += 1
         if batch:
@@ -202,13 +202,13 @@ def _ept_echo(ept: Any, size: int, window: int, work: Workload) -> dict[str, Any
     in_order = True
     while handled < sent:
         got = recv_many(window, timeout=WAIT) if recv_many else [ept.recv(timeout=WAIT)]
-        more = sent < work.echo or clock() - t0 < work.min_seconds
+        more_time = clock() - t0 < work.min_seconds
         batch = []
         for data in got:
             if unpack(data, 0)[0] != handled:
                 in_order = False
             handled += 1
-            if more:
+            if sent < work.echo or more_time:
                 batch.append(payload(sent, size))
                 sent += 1
         if len(batch) == 1:

@@ -85,12 +85,13 @@ def serve_endpoint(url: str) -> None:
     served = threading.Event()  # a short session may come and go between two looks at is_up
 
     def on_echo(ept: rpmsg.Endpoint, data: bytes, src: int) -> None:
-        served.set()
+        if not served.is_set():
+            served.set()
         ept.send_to(src, data, timeout=10)
 
     def on_sink(ept: rpmsg.Endpoint, data: bytes, src: int) -> None:
-        served.set()
         if len(data) < SEQ.size:
+            served.set()
             check.reset(int(data))
             ept.send_to(src, b"ok", timeout=10)
         elif check.take(data):

@@ -290,9 +290,9 @@ static void echo(struct drv *d, FILE *out, uint32_t size, uint32_t window, uint6
     while (handled < sent) {
         wait_for(d, &d->replies, base + handled);
         uint64_t got = d->replies - base;
-        int more = sent < count || now() - t0 < min_seconds;
+        int more_time = now() - t0 < min_seconds;
         for (; handled < got; handled++) {
-            if (more) {
+            if (sent < count || more_time) {
                 wr64(payload, sent++);
                 queue_msg(d, d->echo_addr, payload, size);
             }
