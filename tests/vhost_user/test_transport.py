@@ -17,6 +17,7 @@ from rpmsg.errors import (
     AlreadyOpenError,
     InvalidURLError,
     MessageTooLargeError,
+    NotAvailableError,
     RemoteDisconnectedError,
 )
 from rpmsg.vhost_user.messages import encode_message
@@ -177,8 +178,9 @@ def test_close_unlinks_socket_and_stale_socket_is_replaced(sock_path: str) -> No
 def test_url_errors(tmp_path: Path) -> None:
     regular = tmp_path / "file"
     regular.write_text("x")
-    with pytest.raises(AlreadyOpenError):
+    with pytest.raises(NotAvailableError, match="is not a socket; refusing to replace it"):
         rpmsg.open(f"vhost-user:{regular}", side="remote")
+    assert regular.read_text() == "x"  # never removed
     with pytest.raises(InvalidURLError):
         rpmsg.open(f"vhost-user:{tmp_path}/s.sock?role=driver")
     with pytest.raises(InvalidURLError):

@@ -83,21 +83,24 @@ def test_many_messages_in_order_both_directions(devices: tuple[Device, Device]) 
     host, remote = devices
     h, r = bound_pair(host, remote)
     n = 3000
-    got: list[bytes] = []
+    got_h: list[bytes] = []
+    got_r: list[bytes] = []
 
-    def reader() -> None:
+    def reader(ept: rpmsg.Endpoint, out: list[bytes]) -> None:
         for _ in range(n):
-            got.append(h.recv(timeout=10))
+            out.append(ept.recv(timeout=10))
 
-    t = threading.Thread(target=reader)
-    t.start()
+    threads = [threading.Thread(target=reader, args=(h, got_h)),
+               threading.Thread(target=reader, args=(r, got_r))]
+    for t in threads:
+        t.start()
     for i in range(n):  # more than the 256 buffers: senders wait for returned buffers
         r.send(i.to_bytes(4, "little") * 4)
         h.send(i.to_bytes(4, "little"))
-    received = [int.from_bytes(r.recv(timeout=10), "little") for _ in range(n)]
-    t.join(20)
-    assert received == list(range(n))
-    assert [int.from_bytes(g[:4], "little") for g in got] == list(range(n))
+    for t in threads:
+        t.join(20)
+    assert [int.from_bytes(g, "little") for g in got_r] == list(range(n))
+    assert [int.from_bytes(g[:4], "little") for g in got_h] == list(range(n))
 
 
 def test_send_many_kicks_once_per_burst(devices: tuple[Device, Device]) -> None:

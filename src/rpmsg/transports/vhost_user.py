@@ -14,7 +14,13 @@ front-end that breaks the protocol or corrupts a ring is dropped the same way (t
 ``stats()``/``describe()``), it does not break the Device. ``close()`` unlinks the socket.
 
 Options: ``ready_timeout`` (seconds, default 1), ``reply_ack`` (offer REPLY_ACK, default
-true), ``buffer_size`` (default 512, as Linux), ``role`` (only ``device``/``remote``).
+true), ``buffer_size`` (default 512, as Linux; at least 56), ``role`` (only
+``device``/``remote``), ``perm`` (mode of the socket, default ``0600``; ``0660`` lets the
+group's VMs in). The socket path is taken over only if it is a stale socket of ours.
+
+The front-end's memory regions are sealed against shrinking where they are memfds, so a
+front-end cannot kill this process with SIGBUS by truncating them; other memory files (UML's)
+cannot be sealed, which is said once at INFO (see ``docs/security.md``).
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ from rpmsg.vhost_user.backend import (
 from rpmsg.vhost_user.memory import GuestMemory
 from rpmsg.vhost_user.server import Notify, VhostUserServer
 from rpmsg.virtio.device import DeviceEngine
+from rpmsg.virtio.engine import MIN_BUFFER_SIZE
+from rpmsg.virtio.shm_files import DEFAULT_PERM, check_socket_path, parse_perm
 from rpmsg.virtio.vring import QueueAddrs
 from rpmsg.wire.layout import Buffer
 from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE
@@ -79,7 +87,8 @@ class VhostUserLink(Link):
     ns_enabled = True
 
     def __init__(self, path: str, *, buffer_size: int = DEFAULT_BUFFER_SIZE,
-                 ready_timeout: float = 1.0, reply_ack: bool = True) -> None:
+                 ready_timeout: float = 1.0, reply_ack: bool = True,
+                 perm: int = DEFAULT_PERM) -> None:
         self.path = path
         self.buffer_size = buffer_size
         self.mtu = buffer_size - HEADER_SIZE
@@ -97,7 +106,7 @@ class VhostUserLink(Link):
         self._last_error: str | None = None
         self._engine_stats: dict[str, int] = {}
         self._server = VhostUserServer(path, self, features=DEFAULT_FEATURES,
-                                       protocol_features=protocol)
+                                       protocol_features=protocol, perm=perm)
 
     # Link -------------------------------------------------------------------------------
 
@@ -132,10 +141,15 @@ class VhostUserLink(Link):
         self._server.drop(reason)
 
     def close(self, timeout: float | None = None) -> None:
+        """Drop the front-end and stop serving within ``timeout`` (default 5 s)."""
         if self._closed:
             return
         self._closed = True
-        self._server.close()
+        engine = self._engine
+        if engine is not None:
+            engine.sink = None  # the Device is closing: no link_down to it
+            engine.stop("closed")  # wakes a send blocked for a buffer on the server thread
+        self._server.close(timeout)
 
     def stats(self) -> dict[str, int]:
         out = {f"server_{k}": v for k, v in self._server.stats().items()}
@@ -143,6 +157,23 @@ class VhostUserLink(Link):
         engine = self._engine
         out.update(engine.stats() if engine is not None else self._engine_stats)
         return out
+
+    def seen(self) -> str:
+        engine = self._engine
+        counts = engine.stats() if engine is not None else self._engine_stats
+        if engine is not None:
+            state = "a front-end's driver is up"
+        elif self._armed is not None:
+            state = "a front-end set up its queues; its driver is not ready yet"
+        elif self._server.connected:
+            state = "a front-end is connected; its queues are not set up yet"
+        else:
+            state = f"no front-end is connected on {self.path}"
+        error = self._last_error or self._server.last_error
+        tail = f"; last error: {error}" if error else ""
+        return (f"{state}; {counts.get('rx_messages', 0)} messages received, "
+                f"{counts.get('tx_messages', 0)} sent, {self._counters['sessions']} "
+                f"session(s){tail}")
 
     def describe(self) -> dict[str, Any]:
         return {"role": self.role, "mtu": self.mtu, "socket": self.path,
@@ -162,6 +193,7 @@ class VhostUserLink(Link):
         self._counters["sessions"] += 1
         engine = DeviceEngine(memory, notify, sink=self._sink, on_error=self._ring_error,
                               buffer_size=self.buffer_size)
+        engine.tap = self.tap
         self._armed = _Armed(engine, addrs, features, (queues[0].base, queues[1].base),
                              memory, time.monotonic() + self.ready_timeout)
 
@@ -186,7 +218,7 @@ class VhostUserLink(Link):
             return
         engine = self._engine
         if engine is not None:
-            engine.kick()
+            engine.kick(queue=index)
 
     def session_idle(self) -> None:
         armed = self._armed
@@ -202,12 +234,7 @@ class VhostUserLink(Link):
         if engine is None:
             return {}
         self._engine_stats = engine.stats()
-        failed = engine.error is not None
-        base0, base1 = engine.stop(reason)
-        if failed and self._sink is not None:
-            # A failed engine is no longer running, so stop() does not report the link down
-            # itself; the Device must still forget bindings and re-announce next time.
-            self._sink.link_down(reason)
+        base0, base1 = engine.stop(reason)  # reports link_down once, failed or not
         return {0: base0, 1: base1}
 
     def session_closed(self, reason: str) -> None:
@@ -235,14 +262,16 @@ def configure(url: TransportURL) -> Connect:
         path = path[1:]
     if not path:
         raise InvalidURLError("vhost-user: give the socket path, e.g. vhost-user:/tmp/rpmsg.sock")
-    buffer_size = url.get_int("buffer_size", DEFAULT_BUFFER_SIZE, minimum=HEADER_SIZE + 1,
+    check_socket_path(path, "vhost-user: the socket path")
+    buffer_size = url.get_int("buffer_size", DEFAULT_BUFFER_SIZE, minimum=MIN_BUFFER_SIZE,
                               maximum=65535 + HEADER_SIZE)
-    ready_timeout = url.get_float("ready_timeout", 1.0)
+    ready_timeout = url.get_float("ready_timeout", 1.0, maximum=3600.0)
     reply_ack = url.get_bool("reply_ack", True)
+    perm = parse_perm(url.get_str("perm", "0600"))
 
     def connect(opening: Opening) -> VhostUserLink:
         return VhostUserLink(path, buffer_size=buffer_size, ready_timeout=ready_timeout,
-                             reply_ack=reply_ack)
+                             reply_ack=reply_ack, perm=perm)
 
     return connect
 

@@ -8,13 +8,20 @@ SET_VRING_ADDR) into memoryviews. Anything outside the regions raises
 
 from __future__ import annotations
 
+import logging
 import mmap
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rpmsg.errors import ProtocolError
 from rpmsg.vhost_user.messages import MemRegion, close_fds
+from rpmsg.virtio.shm_files import seal_against_shrink
+
+log = logging.getLogger("rpmsg.vhost_user")
+#: Files already reported as unsealable (device, inode): said once each.
+_said_unsealed: set[tuple[int, int]] = set()
 
 
 class GuestAddressError(ProtocolError):
@@ -48,7 +55,8 @@ class GuestMemory:
         page = mmap.ALLOCATIONGRANULARITY
         maps: list[_Mapping] = []
         try:
-            for r in regions:
+            for i, r in enumerate(regions):
+                _seal_and_check(i, r)
                 start = r.mmap_offset - r.mmap_offset % page
                 delta = r.mmap_offset - start
                 try:
@@ -126,8 +134,31 @@ class GuestMemory:
         self._maps = []
 
 
-def memfd_region(size: int, name: str = "rpmsg-guest") -> int:
-    """A sized anonymous memory file, as a front-end would share (tests, fake front-ends)."""
-    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+def _seal_and_check(index: int, region: MemRegion) -> None:
+    """Keep the front-end from cutting a region short under us, where the kernel allows it.
+
+    A memfd is sealed against shrinking (``F_SEAL_SHRINK``); then the size check below cannot
+    race, and touching the mapping can never raise SIGBUS. Other files (UML's memory file,
+    hugetlbfs) cannot be sealed: said once per file at INFO, the size still checked.
+    """
+    why = seal_against_shrink(region.fd)
+    st = os.fstat(region.fd)
+    if why is not None and (st.st_dev, st.st_ino) not in _said_unsealed:
+        _said_unsealed.add((st.st_dev, st.st_ino))
+        log.info("vhost-user: memory region %d (guest %#x, %#x bytes) cannot be sealed "
+                 "against shrinking (%s): a front-end that truncates it can crash this "
+                 "process with SIGBUS, which Python cannot catch (see docs/security.md)",
+                 index, region.guest_addr, region.size, why)
+    if stat.S_ISREG(st.st_mode) and region.mmap_offset + region.size > st.st_size:
+        raise GuestAddressError(
+            f"memory region {index} (guest {region.guest_addr:#x}) ends at file offset "
+            f"{region.mmap_offset + region.size:#x}, past the end of its file "
+            f"({st.st_size:#x} bytes)")
+
+
+def memfd_region(size: int, name: str = "rpmsg-guest", *, sealable: bool = True) -> int:
+    """A sized anonymous memory file, as a front-end would share (tests, fake front-ends);
+    sealable as QEMU's memfd backend makes it, unless ``sealable`` is false."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | (os.MFD_ALLOW_SEALING if sealable else 0))
     os.ftruncate(fd, size)
     return fd

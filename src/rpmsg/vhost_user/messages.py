@@ -87,9 +87,13 @@ class Message:
 class MessageReader:
     """Splits a stream of bytes into messages; descriptors go to the message they arrived in.
 
-    On a UNIX stream socket the kernel attaches ``SCM_RIGHTS`` data to the first byte of the
-    ``sendmsg`` that carried it, so descriptors received with a chunk belong to the message
-    being assembled when the chunk starts (or the next one, at a boundary).
+    On a UNIX stream socket descriptors (``SCM_RIGHTS``) travel with the bytes of the
+    ``sendmsg`` that carried them, and a ``recvmsg`` that reaches them stops there. A reader
+    that never reads past the message being assembled therefore receives each message's
+    descriptors with that message's own bytes: read at most :meth:`want` bytes at a time (the
+    rest of the 12-byte header, then the rest of the payload), as libvhost-user does, and feed
+    each read with the descriptors that came with it. Chunks spanning messages (tests) work
+    too, with descriptors going to the message the chunk completes first.
     """
 
     def __init__(self, max_payload: int = VHOST_USER_MAX_PAYLOAD) -> None:
@@ -102,6 +106,12 @@ class MessageReader:
     def buffered(self) -> int:
         """Bytes received but not yet part of a whole message."""
         return len(self._buf)
+
+    def want(self) -> int:
+        """How many bytes to read next: the rest of the header, or the rest of the payload."""
+        if self._header is None:
+            return VHOST_USER_HEADER.size - len(self._buf)
+        return self._header[2] - len(self._buf)
 
     def feed(self, data: Buffer, fds: Iterable[int] = ()) -> list[Message]:
         """Add received bytes and descriptors; return the messages completed by them.

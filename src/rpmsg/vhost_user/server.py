@@ -14,15 +14,17 @@ import contextlib
 import errno
 import logging
 import os
+import select
 import selectors
 import socket
-import stat
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rpmsg.errors import AlreadyOpenError, NotAvailableError, ProtocolError, TransportBrokenError
+from rpmsg.errors import ProtocolError, TransportBrokenError
+from rpmsg.transport import Deadline
 from rpmsg.vhost_user.backend import (
     DEFAULT_FEATURES,
     DEFAULT_PROTOCOL_FEATURES,
@@ -39,15 +41,20 @@ from rpmsg.vhost_user.backend import (
 )
 from rpmsg.vhost_user.memory import GuestMemory
 from rpmsg.vhost_user.messages import MessageReader, VhostUserError, close_fds
-from rpmsg.wire.vhost_user import VHOST_USER_MAX_REGIONS
+from rpmsg.virtio.shm_files import DEFAULT_PERM, listen_socket, unlink_if_ours
+from rpmsg.wire.vhost_user import VHOST_USER_HEADER, VHOST_USER_MAX_REGIONS
 
 log = logging.getLogger("rpmsg.vhost_user")
 
 Notify = Callable[[int], None]
 #: One notification: an 8-byte counter increment (eventfd semantics; any write raises the IRQ).
 _ONE = (1).to_bytes(8, "little")
-_RECV_SIZE = 65536
-_ANCILLARY = socket.CMSG_SPACE(VHOST_USER_MAX_REGIONS * 4)
+#: Reads (header or payload) per wake-up before kicks and drop requests get a turn.
+_READS_PER_WAKEUP = 64
+#: How long a reply may wait for the front-end to read.
+REPLY_TIMEOUT = 1.0
+#: close() budget when the caller gives none.
+CLOSE_TIMEOUT = 5.0
 
 
 class SessionHandler(Protocol):
@@ -100,7 +107,7 @@ class VhostUserServer:
     def __init__(self, path: str, handler: SessionHandler, *,
                  features: int = DEFAULT_FEATURES,
                  protocol_features: int = DEFAULT_PROTOCOL_FEATURES,
-                 poll_interval: float = 0.05) -> None:
+                 poll_interval: float = 0.05, perm: int = DEFAULT_PERM) -> None:
         self.path = path
         self.handler = handler
         self.features = features
@@ -115,42 +122,16 @@ class VhostUserServer:
         self._session: _Session | None = None
         self._drop_reason: str | None = None
         self._closing = False
+        self._released = False
+        self._release_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            self._listener = self._listen(path)
+            self._listener, self._ident = listen_socket(path, perm, "vhost-user socket")
         except BaseException:
             os.close(self._wake_r)
             os.close(self._wake_w)
             raise
-        self._listener_ino = os.stat(path).st_ino
-
-    @staticmethod
-    def _listen(path: str) -> socket.socket:
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            pass
-        else:
-            if not stat.S_ISSOCK(st.st_mode):
-                raise AlreadyOpenError(f"vhost-user: {path} exists and is not a socket")
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(path)
-            except OSError:
-                os.unlink(path)  # nobody listens: a stale socket from an earlier run
-            else:
-                raise AlreadyOpenError(f"vhost-user: another back-end listens on {path}")
-            finally:
-                probe.close()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        try:
-            sock.bind(path)
-            sock.listen(2)
-        except OSError as exc:
-            sock.close()
-            raise NotAvailableError(f"vhost-user: cannot listen on {path}: {exc}") from exc
-        return sock
 
     # Public ---------------------------------------------------------------------------
 
@@ -175,22 +156,34 @@ class VhostUserServer:
         reason, self._drop_reason = self._drop_reason, None
         return reason
 
-    def close(self) -> None:
-        """Stop the thread, drop the front-end, close the socket and unlink its path."""
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the thread, drop the front-end, close the socket and unlink its path.
+
+        Returns within ``timeout`` (default 5 s); a thread still busy then (in a handler
+        callback) releases the session and the socket itself when it ends.
+        """
         if self._closing:
             return
+        budget = Deadline(CLOSE_TIMEOUT if timeout is None else timeout)
         self._closing = True
         self._wake()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
-            if self._thread.is_alive():
-                log.error("vhost-user server thread did not stop within 10 s")
-        if self._thread is None or not self._thread.is_alive():
-            self._teardown("back-end closed")
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(budget.remaining())
+            if thread.is_alive():
+                log.warning("vhost-user server thread on %s is still busy; it releases the "
+                            "socket when it ends", self.path)
+                return
+        self._release_all()
+
+    def _release_all(self) -> None:
+        with self._release_lock:
+            if self._released:
+                return
+            self._released = True
+        self._teardown("back-end closed")
         self._listener.close()
-        with contextlib.suppress(OSError):
-            if os.stat(self.path).st_ino == self._listener_ino:
-                os.unlink(self.path)
+        unlink_if_ours(self.path, self._ident)
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -218,6 +211,9 @@ class VhostUserServer:
                 self._teardown(f"back-end failed: {exc}")
                 self.handler.server_failed(
                     TransportBrokenError(f"vhost-user server on {self.path} failed: {exc}"))
+        finally:
+            if self._closing:
+                self._release_all()
 
     def _accept(self) -> socket.socket | None:
         with selectors.DefaultSelector() as sel:
@@ -233,6 +229,7 @@ class VhostUserServer:
             except (BlockingIOError, InterruptedError):
                 return None
             conn.set_inheritable(False)
+            conn.setblocking(False)
             return conn
 
     def _drain_wake(self) -> None:
@@ -293,24 +290,33 @@ class VhostUserServer:
             self._teardown(reason)
 
     def _receive(self, session: _Session) -> bool:
-        try:
-            data, fds, _flags, _addr = socket.recv_fds(session.conn, _RECV_SIZE,
-                                                       VHOST_USER_MAX_REGIONS)
-        except (BlockingIOError, InterruptedError):
-            return True
-        except ConnectionResetError:
-            return False
-        if not data:
-            close_fds(fds)
-            if session.reader.buffered:
-                raise VhostUserError("front-end closed the connection in the middle of a "
-                                     "message")
-            return False
-        for msg in session.reader.feed(data, fds):
-            self.counters["requests"] += 1
-            log.debug("vhost-user request %s flags %#x size %d fds %d", msg.name, msg.flags,
-                      len(msg.payload), len(msg.fds))
-            self._apply(session, session.backend.handle(msg))
+        """Read the front-end's messages, the header (with its descriptors) then exactly the
+        payload each, so descriptors are never given to another message; False at EOF."""
+        reader = session.reader
+        for _ in range(_READS_PER_WAKEUP):  # then let kicks and drop requests be seen too
+            try:
+                data, fds, flags, _addr = socket.recv_fds(
+                    session.conn, reader.want(), VHOST_USER_MAX_REGIONS,
+                    socket.MSG_CMSG_CLOEXEC | socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except ConnectionResetError:
+                return False
+            if flags & socket.MSG_CTRUNC:
+                close_fds(fds)
+                raise VhostUserError("front-end attached more descriptors than any message "
+                                     f"carries ({VHOST_USER_MAX_REGIONS} at most)")
+            if not data:
+                close_fds(fds)
+                if reader.want() != VHOST_USER_HEADER.size:
+                    raise VhostUserError("front-end closed the connection in the middle of "
+                                         "a message")
+                return False
+            for msg in reader.feed(data, fds):
+                self.counters["requests"] += 1
+                log.debug("vhost-user request %s flags %#x size %d fds %d", msg.name,
+                          msg.flags, len(msg.payload), len(msg.fds))
+                self._apply(session, session.backend.handle(msg))
         return True
 
     def _read_kick(self, session: _Session, index: int) -> None:
@@ -348,7 +354,7 @@ class VhostUserServer:
                                        self._notifier(session))
 
     def _on_reply(self, session: _Session, ev: Reply) -> None:
-        session.conn.sendall(ev.data)
+        _send_all(session.conn, ev.data)
 
     def _on_memory_table(self, session: _Session, ev: MemoryTable) -> None:
         if session.memory is not None:
@@ -369,7 +375,7 @@ class VhostUserServer:
 
     def _on_vring_base(self, session: _Session, ev: VringBaseWanted) -> None:
         base = session.bases.get(ev.index, session.backend.queues[ev.index].base)
-        session.conn.sendall(session.backend.vring_base_reply(ev.index, base).data)
+        _send_all(session.conn, session.backend.vring_base_reply(ev.index, base).data)
 
     def _set_fd(self, session: _Session, ev: QueueFd) -> None:
         if ev.fd is not None:
@@ -440,6 +446,22 @@ class VhostUserServer:
             session.conn.close()
             log.info("vhost-user front-end on %s gone: %s", self.path, reason)
             self.handler.session_closed(reason)
+
+
+def _send_all(conn: socket.socket, data: bytes) -> None:
+    """Send a reply on the non-blocking connection; a front-end that does not read its
+    replies within REPLY_TIMEOUT is dropped instead of stalling the server thread."""
+    deadline = time.monotonic() + REPLY_TIMEOUT
+    view = memoryview(data)
+    while view:
+        try:
+            sent = conn.send(view)
+        except (BlockingIOError, InterruptedError):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [conn], [], left)[1]:
+                raise VhostUserError(f"front-end read no reply for {REPLY_TIMEOUT} s") from None
+            continue
+        view = view[sent:]
 
 
 #: What the server does with each back-end event (Start is handled last, in _apply).

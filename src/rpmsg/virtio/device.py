@@ -95,6 +95,7 @@ class DeviceEngine(RingEngine):
             txq.set_notifications(False)
             rxq.set_notifications(True)
             self.running = True
+            self._up = True
         if self.sink is not None:
             self.sink.link_up()
         self.kick()
@@ -102,15 +103,14 @@ class DeviceEngine(RingEngine):
     def stop(self, reason: str = "virtio device stopped") -> tuple[int, int]:
         """Stop using the rings; returns each queue's next avail index (see module doc)."""
         with self.lock, self.rx_lock:
-            was_running = self.running
             self.running = False
+            self.error = None
             self.generation += 1
             self._spare = []
             bases = (self.txq.last_avail if self.txq else 0,
                      self.rxq.last_avail if self.rxq else 0)
             self.tx_cond.notify_all()
-        if was_running and self.sink is not None:
-            self.sink.link_down(reason)
+        self._report_down(reason)
         return bases
 
     # Transmit hooks (lock held) ---------------------------------------------------------
@@ -123,6 +123,8 @@ class DeviceEngine(RingEngine):
         if not ring.avail_pending():
             return None
         head, addr, length, _flags = ring.pop()
+        if self.tap is not None:
+            self._ring_event("rx", "pop", 0, head, length)
         if length < HEADER_SIZE:
             raise ring.error(f"desc[{head}].len = {length} is shorter than the "
                              f"{HEADER_SIZE}-byte rpmsg header")
@@ -135,10 +137,11 @@ class DeviceEngine(RingEngine):
     def _give_back_tx(self, token: Any, view: memoryview) -> None:
         self._spare.append((token, view))
 
-    def _commit_tx(self, token: Any, length: int) -> None:
+    def _commit_tx(self, token: Any, length: int) -> int:
         assert self.txq is not None
         # Linux checks used.len <= 512 and hdr.len <= used.len - 16 (spec §1.1).
         self.txq.push(token, length)
+        return int(token)
 
     def _flush_tx(self) -> bool:
         ring = self.txq
@@ -183,7 +186,10 @@ class DeviceEngine(RingEngine):
         flat = memory if type(memory) is FlatMemory else None
         mv, base, msize = (flat.mv, flat.base, flat.size) if flat else (None, 0, 0)
         out = []
+        tap = self.tap
         for head, addr, length in batch:
+            if tap is not None:
+                self._ring_event("rx", "pop", 1, head, length)
             if length < HEADER_SIZE:
                 raise ring.error(f"desc[{head}].len = {length} is shorter than the "
                                  f"{HEADER_SIZE}-byte rpmsg header")
@@ -204,10 +210,10 @@ class DeviceEngine(RingEngine):
         return self.rxq.error(f"desc[{token}]: header len {size} exceeds the "
                               f"{length - HEADER_SIZE} bytes after the header")
 
-    def _rx_recycle(self, token: int) -> bool:
+    def _rx_recycle(self, token: int) -> int:
         """Return received buffer ``token`` (its head) on vq1's used ring."""
         assert self.rxq is not None
-        return self.rxq.give_back(token)
+        return token if self.rxq.give_back(token) else -1
 
     def _rx_publish(self) -> bool:
         ring = self.rxq

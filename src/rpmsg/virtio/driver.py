@@ -86,19 +86,20 @@ class DriverEngine(RingEngine):
 
     def report_up(self) -> None:
         """Tell the sink the link is up (after DRIVER_OK is written and the peer is there)."""
-        if self.sink is not None:
-            self.sink.link_up()
+        if self.running and not self._up:
+            self._up = True
+            if self.sink is not None:
+                self.sink.link_up()
 
     def stop(self, reason: str = "virtio driver stopped") -> None:
         """Stop using the rings and report ``link_down``."""
         with self.lock, self.rx_lock:
-            was_running = self.running
             self.running = False
+            self.error = None
             self.generation += 1
             self._spare = []
             self.tx_cond.notify_all()
-        if was_running and self.sink is not None:
-            self.sink.link_down(reason)
+        self._report_down(reason)
 
     # Transmit hooks (lock held) ---------------------------------------------------------
 
@@ -109,8 +110,10 @@ class DriverEngine(RingEngine):
         ring = self.txq
         assert ring is not None
         if not free:
-            for _head, _len, _offered, addr in ring.reap():
+            for head, length, _offered, addr in ring.reap():
                 free.append(addr)
+                if self.tap is not None:
+                    self._ring_event("rx", "pop", self.tx_queue, head, length)
         if free:
             addr = free.pop()
         elif self._tx_fresh:
@@ -122,9 +125,9 @@ class DriverEngine(RingEngine):
     def _give_back_tx(self, token: Any, view: memoryview) -> None:
         self._spare.append((token, view))
 
-    def _commit_tx(self, token: Any, length: int) -> None:
+    def _commit_tx(self, token: Any, length: int) -> int:
         assert self.txq is not None
-        self.txq.add(token, length, 0)
+        return self.txq.add(token, length, 0)
 
     def _flush_tx(self) -> bool:
         ring = self.txq
@@ -160,8 +163,11 @@ class DriverEngine(RingEngine):
             return []
         ring.set_interrupts(False)
         views = self._rx_views
+        tap = self.tap
         out = []
         for head, used_len, offered, addr in items:
+            if tap is not None:
+                self._ring_event("rx", "pop", 0, head, used_len)
             if used_len > offered or used_len < HEADER_SIZE:
                 raise ring.error(f"used len {used_len} for buffer {head} is outside "
                                  f"{HEADER_SIZE}..{offered} (inbound msg too big)")
@@ -174,15 +180,14 @@ class DriverEngine(RingEngine):
         return self.rxq.error(f"buffer at {token:#x}: header len {size} exceeds used len "
                               f"{length} - {HEADER_SIZE}")
 
-    def _rx_recycle(self, token: int) -> bool:
+    def _rx_recycle(self, token: int) -> int:
         """Queue receive buffer ``token`` (its address) on vq0 again."""
         index = self._rx_index[token]
         if not self._rx_out[index]:
-            return False
+            return -1
         self._rx_out[index] = 0
         assert self.rxq is not None
-        self.rxq.add(token, self.buffer_size, VRING_DESC_F_WRITE)
-        return True
+        return self.rxq.add(token, self.buffer_size, VRING_DESC_F_WRITE)
 
     def _rx_publish(self) -> bool:
         ring = self.rxq

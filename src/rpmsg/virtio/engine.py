@@ -25,6 +25,7 @@ from rpmsg.errors import (
     RpmsgError,
     TransportBrokenError,
 )
+from rpmsg.tap import Direction, Tap
 from rpmsg.transport import Deadline, LinkSink, TxBuffer
 from rpmsg.virtio.memory import Memory
 from rpmsg.virtio.vring import full_barrier
@@ -96,6 +97,12 @@ class RingEngine:
         self.running = False
         self.generation = 0
         self.error: TransportBrokenError | None = None
+        #: The last protocol error seen, kept across sessions (for ``seen()``/``describe()``).
+        self.last_error: str | None = None
+        #: Whether link_up was reported and not yet followed by link_down or broken.
+        self._up = False
+        #: Frame-level observer (``capture_level=frames``): ring events; None costs a test.
+        self.tap: Tap | None = None
         self.tx_waiters = 0
         self._batching = False
         self.counters: dict[str, int] = {
@@ -120,11 +127,18 @@ class RingEngine:
     # Failure --------------------------------------------------------------------------
 
     def fail(self, message: str) -> TransportBrokenError:
-        """Mark the engine broken (once) and report it; returns the error."""
+        """The peer broke the protocol: stop using the rings and report it (once).
+
+        With ``on_error`` the failure ends only this session: ``on_error(error)`` is called and
+        senders see the link down (:class:`~rpmsg.errors.RemoteDisconnectedError`) until the
+        owner stops the engine (reporting ``link_down``) and starts a new session. Without it
+        the engine is broken for good: ``sink.broken(error)``.
+        """
         with self.lock:
             first = self.error is None
             if first:
                 self.error = TransportBrokenError(f"virtio {self.role}: {message}")
+                self.last_error = str(self.error)
             self.running = False
             self.tx_cond.notify_all()
             error = self.error
@@ -133,12 +147,17 @@ class RingEngine:
             log.error("%s", error)
             if self.on_error is not None:
                 self.on_error(error)
-            elif self.sink is not None:
-                self.sink.broken(error)
+            else:
+                self._up = False  # broken, not down: no link_down after this
+                if self.sink is not None:
+                    self.sink.broken(error)
         return error
 
     def _check_locked(self) -> None:
         if self.error is not None:
+            if self.on_error is not None:  # only this session failed
+                raise RemoteDisconnectedError(
+                    f"virtio {self.role}: the session was dropped: {self.error}")
             raise TransportBrokenError(str(self.error)) from self.error
         if not self.running:
             raise RemoteDisconnectedError(f"virtio {self.role}: the link is down")
@@ -146,9 +165,32 @@ class RingEngine:
     def _notify(self, queue: int, wanted: bool) -> None:
         if wanted:
             self.counters["notifies"] += 1
+            if self.tap is not None:
+                self.tap.frame("tx", "ring", b"", {"event": "notify", "queue": queue})
             self.notify(queue)
         else:
             self.counters["notifies_suppressed"] += 1
+
+    def _ring_event(self, direction: Direction, event: str, queue: int, head: int,
+                    length: int) -> None:
+        """Report a descriptor taken (``pop``) or given (``push``) to the frame-level tap."""
+        if self.tap is not None:
+            self.tap.frame(direction, "ring", b"",
+                           {"event": event, "queue": queue, "id": head, "len": length})
+
+    def use_memory(self, memory: Memory) -> None:
+        """Serve the next session on ``memory`` (while stopped; e.g. a fresh sealed memfd)."""
+        with self.lock, self.rx_lock:
+            if self.running:
+                raise RuntimeError("the engine is running; stop() it before changing memory")
+            self.memory = memory
+
+    def _report_down(self, reason: str) -> None:
+        """Report link_down if link_up was reported and not followed by a down or broken."""
+        if self._up:
+            self._up = False
+            if self.sink is not None:
+                self.sink.link_down(reason)
 
     def stop(self, reason: str) -> object:
         """Stop using the rings and report ``link_down(reason)`` if the link was up."""
@@ -164,8 +206,9 @@ class RingEngine:
         """Keep a taken but unsent buffer for the next send."""
         raise NotImplementedError
 
-    def _commit_tx(self, token: Any, length: int) -> None:
-        """Queue buffer ``token`` holding ``length`` bytes (header included); not visible yet."""
+    def _commit_tx(self, token: Any, length: int) -> int:
+        """Queue buffer ``token`` holding ``length`` bytes (header included), not visible yet;
+        returns its descriptor id."""
         raise NotImplementedError
 
     def _flush_tx(self) -> bool:
@@ -184,9 +227,9 @@ class RingEngine:
         to lie within ``buffer``; [] when nothing is pending. ``scan_lock`` held."""
         raise NotImplementedError
 
-    def _rx_recycle(self, token: int) -> bool:
-        """Give received buffer ``token`` back to the ring (not yet published); False if it
-        was given back already. ``rx_lock`` held."""
+    def _rx_recycle(self, token: int) -> int:
+        """Give received buffer ``token`` back to the ring (not yet published); returns the
+        descriptor id used, or -1 if it was given back already. ``rx_lock`` held."""
         raise NotImplementedError
 
     def _rx_publish(self) -> bool:
@@ -277,7 +320,9 @@ class RingEngine:
             with self.lock:
                 token, view = self._wait_tx(None, timeout, False)
                 size = self._fill(token, view, src, dst, payload)
-                self._commit_tx(token, HEADER_SIZE + size)
+                head = self._commit_tx(token, HEADER_SIZE + size)
+                if self.tap is not None:
+                    self._ring_event("tx", "push", self.tx_queue, head, HEADER_SIZE + size)
                 wanted = self._flush_tx()
                 self.counters["tx_messages"] += 1
                 self.counters["tx_bytes"] += size
@@ -298,6 +343,7 @@ class RingEngine:
         take = self._take_tx
         commit = self._commit_tx
         pack_hdr = HDR.pack_into
+        tap = self.tap
         try:
             with self.lock:
                 self._check_locked()
@@ -318,7 +364,10 @@ class RingEngine:
                         except BaseException as exc:
                             self._give_back_tx(token, view)
                             raise self._send_error(exc, src, dst) from None
-                        commit(token, HEADER_SIZE + size)
+                        head = commit(token, HEADER_SIZE + size)
+                        if tap is not None:
+                            self._ring_event("tx", "push", self.tx_queue, head,
+                                             HEADER_SIZE + size)
                         pending = True
                         count += 1
                         nbytes += size
@@ -356,7 +405,9 @@ class RingEngine:
                 except BaseException as exc:
                     self._give_back_tx(token, view)
                     raise self._send_error(exc, src, dst) from None
-                self._commit_tx(token, HEADER_SIZE + length)
+                head = self._commit_tx(token, HEADER_SIZE + length)
+                if self.tap is not None:
+                    self._ring_event("tx", "push", self.tx_queue, head, HEADER_SIZE + length)
                 wanted = self._flush_tx()
                 self.counters["tx_messages"] += 1
                 self.counters["tx_bytes"] += length
@@ -371,8 +422,8 @@ class RingEngine:
 
     # Receiving ------------------------------------------------------------------------
 
-    def kick(self, rearm: bool = True) -> int:
-        """The peer kicked (any queue): deliver what arrived and wake blocked senders.
+    def kick(self, rearm: bool = True, queue: int = -1) -> int:
+        """The peer kicked (``queue``, or -1: any): deliver what arrived and wake blocked senders.
 
         Returns the number of messages delivered. With ``rearm`` (the default) the peer's
         notifications are re-enabled once the ring is empty, so the caller may block on its
@@ -381,6 +432,9 @@ class RingEngine:
         ``sink.broken``).
         """
         self.counters["kicks"] += 1
+        if self.tap is not None:
+            self.tap.frame("rx", "ring", b"", {"event": "kick"} if queue < 0
+                           else {"event": "kick", "queue": queue})
         if self.tx_waiters:
             with self.lock:
                 self.tx_cond.notify_all()
@@ -473,8 +527,13 @@ class RingEngine:
     def _release_rx(self, generation: int, token: int) -> None:
         """Give a received buffer back (published at once outside a batch); idempotent."""
         with self.rx_lock:
-            if generation != self.generation or not self._rx_recycle(token):
+            if generation != self.generation:
                 return
+            head = self._rx_recycle(token)
+            if head < 0:
+                return
+            if self.tap is not None:
+                self._ring_event("tx", "push", self.rx_queue, head, self.buffer_size)
             if self._batching:
                 return
             wanted = self._rx_publish()

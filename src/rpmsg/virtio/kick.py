@@ -2,10 +2,13 @@
 
 The OpenAMP Linux machine's convention (spec §7.3): a UNIX stream socket, one byte per kick,
 no queue id; any byte means "scan all rings" and kicks coalesce. The device is the server
-(it unlinks a stale path, binds, accepts one driver), the driver connects with retries.
-With ``eventfd`` the socket only sets the link up: the server passes two eventfds over it
-(``SCM_RIGHTS``) and kicks become eventfd writes; socket EOF still means "peer gone".
-With ``poll`` there is no channel at all: each side rescans the rings every few hundred µs.
+(:class:`KickServer`: binds a path of its own, accepts drivers), the driver connects with
+retries (:func:`connect`). With ``eventfd`` the socket only tells that the peer is gone and
+kicks are writes to two eventfds passed over it (see :mod:`rpmsg.virtio.rendezvous`); with
+``poll`` there is no channel at all and each side rescans the rings every few hundred µs.
+
+Sockets are created with mode 0600 (``perm`` widens it), a path is only ever unlinked if it is
+the socket this process bound (same inode), and a socket another user owns is refused.
 """
 
 from __future__ import annotations
@@ -14,40 +17,58 @@ import contextlib
 import os
 import select
 import socket
+import stat
 import time
 
-from rpmsg.errors import NotAvailableError, RemoteDisconnectedError
+from rpmsg.errors import AccessDeniedError, NotAvailableError, RemoteDisconnectedError
 from rpmsg.registry import Opening
+from rpmsg.virtio.shm_files import (
+    DEFAULT_PERM,
+    check_owner,
+    describe_pid,
+    listen_socket,
+    peer_credentials,
+    unlink_if_ours,
+    user_name,
+)
 
 #: Bytes read per wakeup; OpenAMP's libmetal reads up to 32 (kicks coalesce either way).
 _READ_SIZE = 64
-_EVENTFD_HELLO = b"E"
 POLL_INTERVAL = 0.0005
+#: :meth:`KickChannel.wait` results: the peer kicked; one of the extra descriptors is readable.
+KICKED = 1
+EXTRA = 2
 
 
 class PeerGone(RemoteDisconnectedError):
     """The kick channel reached EOF: the other process went away."""
 
 
+class Cancelled(Exception):
+    """A wait was given up because this side is closing (internal)."""
+
+
 class KickChannel:
-    """One connected kick channel; :meth:`wait` also watches an optional wakeup fd."""
+    """One connected kick channel; :meth:`wait` also watches extra descriptors."""
 
     kind = "poll"
 
     def notify(self) -> None:
         """Interrupt the peer (a no-op when polling)."""
 
-    def wait(self, timeout: float | None, wake_fd: int = -1) -> bool:
-        """Block until kicked (True), ``wake_fd`` is readable or ``timeout`` passes (False).
+    def wait(self, timeout: float | None, extra: tuple[int, ...] | int = ()) -> int:
+        """Block until kicked, an ``extra`` descriptor is readable or ``timeout`` passes.
 
-        Raises :class:`PeerGone` when the peer closed its end.
+        Returns :data:`KICKED`, :data:`EXTRA` or both (0: timed out). Raises
+        :class:`PeerGone` when the peer closed its end.
         """
+        fds = (extra,) if isinstance(extra, int) else extra
         poller = select.poll()
-        if wake_fd >= 0:
-            poller.register(wake_fd, select.POLLIN)
+        for fd in fds:
+            if fd >= 0:
+                poller.register(fd, select.POLLIN)
         t = POLL_INTERVAL if timeout is None else min(timeout, POLL_INTERVAL)
-        poller.poll(t * 1000)
-        return True
+        return EXTRA if poller.poll(t * 1000) else KICKED
 
     def close(self) -> None:
         """Release the channel's descriptors; idempotent."""
@@ -62,9 +83,10 @@ class SocketKick(KickChannel):
         sock.setblocking(False)
         self.sock = sock
         self.fd = sock.fileno()
+        self._kick_fds: tuple[int, ...] = (self.fd,)
         self._poller = select.poll()
         self._poller.register(self.fd, select.POLLIN)
-        self._wake_fd = -1
+        self._extra: tuple[int, ...] = ()
         self.sent = 0
 
     def notify(self) -> None:
@@ -86,23 +108,30 @@ class SocketKick(KickChannel):
         if not data:
             raise PeerGone("the peer closed the kick socket")
 
-    def _register_wake(self, wake_fd: int) -> None:
-        if wake_fd != self._wake_fd:
-            if self._wake_fd >= 0:
-                self._poller.unregister(self._wake_fd)
-            if wake_fd >= 0:
-                self._poller.register(wake_fd, select.POLLIN)
-            self._wake_fd = wake_fd
+    def _register(self, extra: tuple[int, ...]) -> None:
+        if extra != self._extra:
+            for fd in self._extra:
+                if fd >= 0:
+                    self._poller.unregister(fd)
+            for fd in extra:
+                if fd >= 0:
+                    self._poller.register(fd, select.POLLIN)
+            self._extra = extra
 
-    def wait(self, timeout: float | None, wake_fd: int = -1) -> bool:
-        self._register_wake(wake_fd)
+    def wait(self, timeout: float | None, extra: tuple[int, ...] | int = ()) -> int:
+        self._register((extra,) if isinstance(extra, int) else extra)
         events = self._poller.poll(None if timeout is None else timeout * 1000)
-        kicked = False
+        result = 0
         for fd, _ev in events:
-            if fd == self.fd:
-                self._drain(fd)
-                kicked = True
-        return kicked
+            if fd in self._kick_fds:
+                self._kicked(fd)
+                result |= KICKED
+            else:
+                result |= EXTRA
+        return result
+
+    def _kicked(self, fd: int) -> None:
+        self._drain(fd)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -120,24 +149,19 @@ class EventfdKick(SocketKick):
         self.rx_fd = rx_fd
         self.tx_fd = tx_fd
         os.set_blocking(rx_fd, False)
+        self._kick_fds = (self.fd, rx_fd)
         self._poller.register(rx_fd, select.POLLIN)
 
     def notify(self) -> None:
         os.eventfd_write(self.tx_fd, 1)
         self.sent += 1
 
-    def wait(self, timeout: float | None, wake_fd: int = -1) -> bool:
-        self._register_wake(wake_fd)
-        events = self._poller.poll(None if timeout is None else timeout * 1000)
-        kicked = False
-        for fd, _ev in events:
-            if fd == self.rx_fd:
-                with contextlib.suppress(BlockingIOError):
-                    os.eventfd_read(self.rx_fd)
-                kicked = True
-            elif fd == self.fd:
-                self._drain(fd)  # only EOF is expected here
-        return kicked
+    def _kicked(self, fd: int) -> None:
+        if fd == self.rx_fd:
+            with contextlib.suppress(BlockingIOError):
+                os.eventfd_read(self.rx_fd)
+        else:
+            self._drain(fd)  # only EOF is expected here
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -147,109 +171,129 @@ class EventfdKick(SocketKick):
 
 
 class KickServer:
-    """The device's listening socket: unlinks a stale path, binds, accepts one driver.
+    """The device's listening socket at ``path``, mode ``perm`` (0600 by default).
 
-    While a driver is being served the device :meth:`pause` s the server (socket closed and
-    unlinked), so no second driver can connect and write into the live resource table; it
-    :meth:`resume` s once the table is fresh again.
+    A path that exists is taken over only if it is a stale socket of our own (nobody
+    listens); a live one is :class:`~rpmsg.errors.AlreadyOpenError` naming the process, one of
+    another user :class:`~rpmsg.errors.AccessDeniedError`, anything else
+    :class:`~rpmsg.errors.NotAvailableError`. :meth:`close` unlinks the path only while it is
+    still the socket this server bound.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, perm: int = DEFAULT_PERM) -> None:
         self.path = path
-        self.sock: socket.socket | None = None
-        self.resume()
+        self.perm = perm
+        self._ino: tuple[int, int] | None = None
+        self.sock = self._listen()
 
-    def resume(self) -> None:
-        """(Re)create the listening socket at :attr:`path`."""
-        if self.sock is not None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def _listen(self) -> socket.socket:
+        sock, self._ino = listen_socket(self.path, self.perm, "kick socket")
+        return sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def accept(self, kind: str = "socket", timeout: float | None = 0.0,
+               wake_fd: int = -1) -> SocketKick | None:
+        """The next driver's channel, or None on timeout / ``wake_fd`` readable.
+
+        ``kind`` is kept for callers of the first version; eventfd kicks are negotiated by
+        the hello exchange now (:mod:`rpmsg.virtio.rendezvous`).
+        """
+        del kind
+        if timeout != 0.0:
+            poller = select.poll()
+            poller.register(self.sock.fileno(), select.POLLIN)
+            if wake_fd >= 0:
+                poller.register(wake_fd, select.POLLIN)
+            ready = {fd for fd, _ev in poller.poll(None if timeout is None else timeout * 1000)}
+            if self.sock.fileno() not in ready:
+                return None
         try:
-            sock.bind(self.path)
-            sock.listen(1)
-        except OSError as exc:
-            sock.close()
-            raise NotAvailableError(f"cannot listen on kick socket {self.path}: {exc}") from None
-        sock.setblocking(False)
-        self.sock = sock
-
-    def pause(self) -> None:
-        """Stop listening and remove the path (connections already accepted stay)."""
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
-
-    def accept(self, kind: str, timeout: float | None, wake_fd: int = -1) -> KickChannel | None:
-        """The next driver's channel, or None on timeout / ``wake_fd`` readable."""
-        if self.sock is None:
-            self.resume()
-        assert self.sock is not None
-        poller = select.poll()
-        poller.register(self.sock.fileno(), select.POLLIN)
-        if wake_fd >= 0:
-            poller.register(wake_fd, select.POLLIN)
-        for fd, _ev in poller.poll(None if timeout is None else timeout * 1000):
-            if fd == self.sock.fileno():
-                try:
-                    conn, _addr = self.sock.accept()
-                except BlockingIOError:
-                    return None
-                if kind == "eventfd":
-                    to_device, to_driver = os.eventfd(0, os.EFD_NONBLOCK), os.eventfd(0)
-                    try:
-                        socket.send_fds(conn, [_EVENTFD_HELLO], [to_device, to_driver])
-                    except OSError:
-                        conn.close()
-                        os.close(to_device)
-                        os.close(to_driver)
-                        return None
-                    return EventfdKick(conn, to_device, to_driver)
-                return SocketKick(conn)
-        return None
+            conn, _addr = self.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return None
+        conn.set_inheritable(False)
+        return SocketKick(conn)
 
     def close(self) -> None:
-        """Close and unlink the socket path (no stale sockets left behind)."""
-        self.pause()
+        """Close the socket and unlink its path if it is still ours. Idempotent."""
+        if self.sock.fileno() < 0:
+            return
+        self.sock.close()
+        unlink_if_ours(self.path, self._ino)
 
 
-def connect(path: str, kind: str, opening: Opening) -> KickChannel:
+def connect(path: str, kind: str = "socket", opening: Opening | None = None, *,
+            allow_foreign: bool = False, wake_fd: int = -1) -> SocketKick:
     """Connect to a device's kick socket, retrying within the open's deadline (like OpenAMP's
-    client); after a second it says what it waits for."""
+    client); after a second it says what it waits for.
+
+    The socket must be owned by us (both the file and the listening process), unless
+    ``allow_foreign``: otherwise another user could pose as the device. ``wake_fd`` readable
+    gives up (:class:`Cancelled`). ``kind`` is kept for callers of the first version.
+    """
+    del kind
+    opening = opening or Opening(path, None)
+    hint = f"start one with `rpmsg remote {opening.url}`"
     delay = 0.005
     while True:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
+            st = os.lstat(path)
+            if not stat.S_ISSOCK(st.st_mode):
+                raise NotAvailableError(f"{path} is not a socket; no virtio device listens "
+                                        "there")
+            check_owner(st, path, "kick socket", allow_foreign)
             sock.connect(path)
-            break
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             sock.close()
             remaining = opening.remaining()
             if remaining is not None and remaining < delay:
                 raise opening.timeout_error(
                     "virtio device", f"nothing listens on {path} ({exc.strerror}); "
-                    f"start one with `rpmsg remote {opening.url}`") from None
-            opening.waiting("a virtio device", f"start one with `rpmsg remote {opening.url}`")
-            time.sleep(delay)
+                    f"{hint}") from None
+            opening.waiting("a virtio device", hint)
+            sleep(delay, wake_fd)
             delay = min(delay * 2, 0.1)
-    timeout = opening.remaining()
-    if kind != "eventfd":
+            continue
+        except PermissionError as exc:
+            sock.close()
+            raise AccessDeniedError(
+                f"no permission to connect to the kick socket {path} ({exc.strerror}); its "
+                "owner may widen it with perm=0660 or perm=0666") from None
+        except BaseException:
+            sock.close()
+            raise
+        pid, uid = peer_credentials(sock)
+        if uid != os.geteuid() and not allow_foreign:
+            sock.close()
+            raise AccessDeniedError(
+                f"the device on {path} ({describe_pid(pid)}) runs as {user_name(uid)}, not "
+                f"as {user_name(os.geteuid())}; pass allow_foreign=1 if that is intended")
         return SocketKick(sock)
-    sock.settimeout(timeout if timeout is not None else 10.0)
-    try:
-        msg, fds, _flags, _addr = socket.recv_fds(sock, 16, 2)
-    except OSError as exc:
-        sock.close()
-        raise NotAvailableError(f"kick socket {path}: no eventfds received ({exc})") from None
-    if msg != _EVENTFD_HELLO or len(fds) != 2:
-        for fd in fds:
-            os.close(fd)
-        sock.close()
-        raise NotAvailableError(f"kick socket {path}: the device did not send eventfds "
-                                "(is it using kick=eventfd too?)")
-    to_device, to_driver = fds
-    os.set_blocking(to_device, False)
-    return EventfdKick(sock, to_driver, to_device)
+
+
+def sleep(seconds: float, wake_fd: int = -1) -> None:
+    """Sleep, or raise :class:`Cancelled` as soon as ``wake_fd`` is readable."""
+    if wake_fd < 0:
+        time.sleep(seconds)
+        return
+    ready, _, _ = select.select([wake_fd], [], [], seconds)
+    if ready:
+        raise Cancelled()
+
+
+__all__ = [
+    "EXTRA",
+    "KICKED",
+    "Cancelled",
+    "EventfdKick",
+    "KickChannel",
+    "KickServer",
+    "PeerGone",
+    "SocketKick",
+    "connect",
+    "peer_credentials",
+    "sleep",
+]

@@ -13,8 +13,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from rpmsg.virtio.engine import MIN_BUFFER_SIZE
 from rpmsg.virtio.vring import QueueAddrs
-from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE
+from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE, MIN_MTU
 from rpmsg.wire.virtio import (
     VIRTIO_RPMSG_F_NS,
     ResourceTable,
@@ -26,6 +27,8 @@ from rpmsg.wire.virtio import (
     vring_field_offset,
 )
 
+#: Room kept for the vdev config space an rpmsg device writes (wire.shm_hello.SHM_CAPS).
+CONFIG_SPACE = 16
 OPENAMP_SHM_NAME = "openamp.shm"
 OPENAMP_KICK_SOCKET = "/tmp/openamp.event.0"
 OPENAMP_SHM_SIZE = 0x80000
@@ -56,8 +59,12 @@ class ShmLayout:
 
     def __post_init__(self) -> None:
         VringGeometry(self.num, self.align)
-        if self.buffer_size <= 16 or self.rx_buffers < 1 or self.tx_buffers < 1:
-            raise ValueError("need buffers of more than 16 bytes, at least one each way")
+        if self.buffer_size < MIN_BUFFER_SIZE:
+            raise ValueError(f"buffer_size={self.buffer_size} is below {MIN_BUFFER_SIZE}: a "
+                             f"buffer holds the {HEADER_SIZE}-byte header and at least a "
+                             f"{MIN_MTU}-byte name-service message")
+        if self.rx_buffers < 1 or self.tx_buffers < 1:
+            raise ValueError("need at least one buffer each way")
 
     @classmethod
     def openamp(cls, *, num: int = 256, align: int = 0x1000,
@@ -113,17 +120,18 @@ class ShmLayout:
         end = self.buffer_base + (self.rx_buffers + self.tx_buffers) * self.buffer_size
         return max(self.min_size, align_up(end, _PAGE))
 
-    def resource_table(self) -> ResourceTable:
-        """The table the device writes: one rpmsg vdev with two vrings (88 bytes)."""
+    def resource_table(self, config: bytes = b"") -> ResourceTable:
+        """The table the device writes: one rpmsg vdev with two vrings (88 bytes), plus
+        ``config`` as the vdev's config space (an rpmsg device's capabilities, if any)."""
         a, b = self.vring0, self.vring0 + self.vring_stride
         n0, n1 = self.vring_notifyids
         vrings = [VringEntry(a, self.align, self.num, n0), VringEntry(b, self.align, self.num, n1)]
         return ResourceTable([VdevEntry(vrings=vrings, notifyid=self.vdev_notifyid,
-                                        dfeatures=self.features)])
+                                        dfeatures=self.features, config=config)])
 
     def check(self) -> None:
         """Raise ValueError if table, rings and buffers overlap or leave the file."""
-        table = self.resource_table()
+        table = self.resource_table(bytes(CONFIG_SPACE))
         geo = VringGeometry(self.num, self.align)
         parts = [("resource table", self.rsc_offset, len(table.encode()))]
         for i, da in enumerate(self.vring_das):

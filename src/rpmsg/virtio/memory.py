@@ -9,13 +9,10 @@ stand in (the vhost-user backend passes its own multi-region translator).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import mmap
-import os
 from typing import Protocol
 
-from rpmsg.errors import NotAvailableError, ProtocolError
+from rpmsg.errors import ProtocolError
 
 
 class MemoryRangeError(ProtocolError):
@@ -59,71 +56,3 @@ class FlatMemory:
     def release(self) -> None:
         """Drop the view on the buffer (so an mmap can be closed)."""
         self.mv.release()
-
-
-def shm_path(name: str) -> str:
-    """Filesystem path of a POSIX shared-memory object (``shm_open`` name) or a file path."""
-    if name.startswith("/") and os.path.dirname(name) != "/":
-        return name  # an absolute path with directories: a plain file
-    return os.path.join("/dev/shm", name.lstrip("/"))
-
-
-class SharedFile:
-    """A shared-memory file (``/dev/shm/NAME`` or any path) mapped read-write.
-
-    ``create=True`` makes the file if missing and extends it to ``size`` (under ``flock``, as
-    libmetal does); :attr:`created` says whether this object made it, so that :meth:`close`
-    only unlinks what it created when asked to.
-    """
-
-    def __init__(self, path: str, size: int, *, create: bool) -> None:
-        self.path = path
-        self.created = False
-        flags = os.O_RDWR | (os.O_CREAT if create else 0)
-        if create and not os.path.exists(path):
-            try:
-                fd = os.open(path, flags | os.O_EXCL, 0o600)
-                self.created = True
-            except FileExistsError:
-                fd = os.open(path, flags, 0o600)
-        else:
-            try:
-                fd = os.open(path, flags, 0o600)
-            except FileNotFoundError:
-                raise NotAvailableError(f"shared memory {path} does not exist") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                have = os.fstat(fd).st_size
-                if have < size:
-                    if not create:
-                        raise NotAvailableError(
-                            f"shared memory {path} is {have} bytes, {size} needed")
-                    os.ftruncate(fd, size)
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            self.map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        except BaseException:
-            os.close(fd)
-            if self.created:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-            raise
-        self.fd = fd
-        self.size = size
-        self.memory = FlatMemory(self.map)
-
-    def close(self, unlink: bool = False) -> None:
-        """Unmap and close; with ``unlink`` also remove the file. Idempotent."""
-        if self.fd < 0:
-            return
-        self.memory.release()
-        try:
-            self.map.close()
-        except BufferError:  # a zero-copy view is still exported; the mapping dies with it
-            pass
-        os.close(self.fd)
-        self.fd = -1
-        if unlink:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)

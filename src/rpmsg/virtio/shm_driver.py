@@ -1,25 +1,52 @@
-"""The driver (host) role of a shared-memory virtio link: connect, handshake, serve.
+"""The driver (host) role of a shared-memory virtio link: connect, handshake, serve, reconnect.
 
-The driver connects to the device's kick socket (the device wrote its resource table before
-listening), maps the shared memory, reads the table, writes the negotiated features, fills
-the rings and sets ``DRIVER_OK``, then kicks (spec §4.4, §7.6). Closing resets the status
-byte to 0, as Linux does on removal, and kicks so the device notices.
+A session: connect to the device's kick socket (owned by us unless ``allow_foreign``), open the
+named file (no symlinks, a regular file of ours) and read the resource table from it without
+mapping it. If the table's config space says the device is an rpmsg process, say hello: the
+device answers with this session's memory, a sealed memfd (or that it is busy, naming the
+driver it serves). Otherwise (a C/OpenAMP device) map the named file. Then the handshake of
+spec §4.4/§7.6: write the negotiated features, fill the rings, set ``DRIVER_OK``, kick.
+
+When the session ends (the device went away or reset, or broke the protocol) the link goes
+down with the reason and the driver reconnects by itself, as the UART and SPI links do.
+Closing resets the status byte to 0, as Linux does on removal, and kicks so the device notices.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
+import logging
+import os
 
-from rpmsg.errors import NotAvailableError, ProtocolError, RpmsgTimeoutError
+from rpmsg.errors import (
+    AlreadyOpenError,
+    NotAvailableError,
+    ProtocolError,
+    RpmsgError,
+)
 from rpmsg.registry import Opening
 from rpmsg.virtio.driver import DriverEngine
-from rpmsg.virtio.kick import KickChannel, PeerGone, connect
-from rpmsg.virtio.layout import ShmLayout
-from rpmsg.virtio.memory import FlatMemory, SharedFile
-from rpmsg.virtio.shm_link import ShmConfig, ShmLink
-from rpmsg.virtio.vdev import DRIVER_FOUND, DRIVER_READY
-from rpmsg.wire.virtio import VirtioStatus
+from rpmsg.virtio.kick import (
+    Cancelled,
+    EventfdKick,
+    KickChannel,
+    PeerGone,
+    SocketKick,
+    connect,
+    sleep,
+)
+from rpmsg.virtio.memory import FlatMemory
+from rpmsg.virtio.rendezvous import read_caps, say_hello
+from rpmsg.virtio.shm_files import SealedMemory, ShmFile, ShmMissingError
+from rpmsg.virtio.shm_link import NO_MEMORY, SessionReset, ShmConfig, ShmLink, say_named_limit
+from rpmsg.virtio.vdev import DRIVER_FOUND, DRIVER_READY, RSC_MAX, VdevTable, parse_vdev
+from rpmsg.wire.shm_hello import ShmFlags, WelcomeStatus
+from rpmsg.wire.virtio import VdevEntry, VirtioStatus
+
+log = logging.getLogger("rpmsg.shm")
+
+#: Longest pause between two reconnection attempts.
+RECONNECT_MAX_DELAY = 0.5
 
 
 class ShmDriverLink(ShmLink):
@@ -28,44 +55,133 @@ class ShmDriverLink(ShmLink):
     role = "driver"
     engine: DriverEngine
 
-    def __init__(self, memory: FlatMemory, layout: ShmLayout, *,
-                 channel: KickChannel | None = None, kick: str = "socket",
-                 shared: SharedFile | None = None, timeout: float = 30.0,
-                 spin: float = 50e-6, where: str = "memory") -> None:
-        super().__init__(memory, layout, channel=channel, kick=kick, timeout=timeout,
-                         spin=spin, where=where)
-        self._shared = shared
+    def __init__(self, config: ShmConfig, *, channel: KickChannel | None = None,
+                 memory: FlatMemory | None = None) -> None:
+        super().__init__(config, channel=channel, memory=memory)
+        self._file: ShmFile | None = None
+        self._sealed: SealedMemory | None = None
         self._handshook = False
-        self.engine = DriverEngine(memory, self._notify, buffer_size=layout.buffer_size)
+        self.engine = DriverEngine(self.memory, self._notify, on_error=self._on_error(),
+                                   buffer_size=self.layout.buffer_size)
         self.mtu = self.engine.mtu
+        self.counters["reconnects"] = 0
 
     @classmethod
     def open(cls, config: ShmConfig, opening: Opening) -> ShmDriverLink:
         """Connect to the device of ``config`` and complete the handshake within ``opening``."""
-        timeout = opening.timeout if opening.timeout is not None else 30.0
-        kick = config.kick
-        chan = KickChannel() if kick == "poll" else connect(config.socket, kick, opening)
+        link = cls(config)
         try:
-            shared = _open_existing(config.path, config.layout.size,
-                                    timeout if kick == "poll" else 1.0)
-            link = cls(shared.memory, config.layout, kick=kick, channel=chan, shared=shared,
-                       timeout=timeout, spin=config.spin, where=config.path)
-            try:
-                if kick == "poll":
-                    _wait_table(link, timeout)
-                link.handshake()
-            except BaseException:
-                link._channel = None
-                link.close()
-                raise
+            link._connect(opening)
         except BaseException:
-            chan.close()
+            link.close(0)
             raise
         return link
+
+    # One session ------------------------------------------------------------------------
+
+    def _connect(self, opening: Opening) -> None:
+        """Connect, agree on the memory, map it and handshake (the link is not up yet)."""
+        cfg = self.config
+        self.state = f"connecting to the virtio device on {cfg.socket}"
+        chan: KickChannel = KickChannel() if cfg.kick == "poll" else connect(
+            cfg.socket, opening=opening, allow_foreign=cfg.allow_foreign, wake_fd=self._wake_r)
+        file = sealed = None
+        try:
+            file = self._wait_file(opening)
+            vdev = self._wait_table(file, opening)
+            caps = read_caps(vdev.config)
+            if caps is not None and isinstance(chan, SocketKick):
+                chan, sealed = self._hello(chan, caps, opening)
+            elif cfg.kick == "eventfd":
+                raise NotAvailableError(
+                    f"{cfg.url}: the device does not offer eventfd kicks (a C/OpenAMP "
+                    "device?); use kick=socket")
+            if sealed is not None:
+                memory = sealed.memory
+                file.close()
+                file = None
+                self.where = f"sealed memfd from the device on {cfg.path}"
+            else:
+                memory = file.map(self.layout.size)
+                say_named_limit(file.path)
+                self.where = cfg.path
+            self._file, self._sealed, self._channel = file, sealed, chan
+            self.memory = memory
+            self.table = VdevTable(memory, self.layout)
+            self.engine.use_memory(memory)
+            self.handshake()
+        except BaseException:
+            self._free_session(chan, file, sealed)
+            self._channel, self._file, self._sealed = None, None, None
+            self.memory, self.table = NO_MEMORY, None
+            self.engine.use_memory(NO_MEMORY)
+            raise
+        self.counters["sessions"] += 1
+        self.state = f"connected to the virtio device on {cfg.socket}"
+
+    def _wait_file(self, opening: Opening) -> ShmFile:
+        cfg = self.config
+        while True:
+            try:
+                return ShmFile.open(cfg.path, allow_foreign=cfg.allow_foreign)
+            except ShmMissingError:
+                self._wait(opening, "the virtio device's shared memory",
+                           f"{cfg.path} does not exist")
+
+    def _wait_table(self, file: ShmFile, opening: Opening) -> VdevEntry:
+        at = self.layout.rsc_offset
+        while True:
+            try:
+                return parse_vdev(file.pread(at, RSC_MAX))[1]
+            except ProtocolError as exc:
+                self._wait(opening, "a resource table",
+                           f"{file.path} holds no valid resource table ({exc})")
+
+    def _wait(self, opening: Opening, what: str, seen: str) -> None:
+        remaining = opening.remaining()
+        if remaining is not None and remaining <= 0:
+            raise opening.timeout_error(what, seen)
+        opening.waiting(what, f"start the device with `rpmsg remote {self.config.url}`")
+        sleep(0.01, self._wake_r)
+
+    def _hello(self, chan: SocketKick, caps: ShmFlags,
+               opening: Opening) -> tuple[KickChannel, SealedMemory | None]:
+        cfg = self.config
+        want = ShmFlags(0)
+        if cfg.memfd and caps & ShmFlags.MEMFD:
+            want |= ShmFlags.MEMFD
+        if cfg.kick == "eventfd":
+            want |= ShmFlags.EVENTFD
+        welcome = say_hello(chan, want, opening, self._wake_r)
+        try:
+            if welcome.status == WelcomeStatus.BUSY:
+                raise AlreadyOpenError(f"{cfg.url}: {welcome.text}")
+            if welcome.status != WelcomeStatus.OK:
+                raise NotAvailableError(f"{cfg.url}: the device refused: {welcome.text}")
+            fds = welcome.fds
+            need = (1 if welcome.flags & ShmFlags.MEMFD else 0) + \
+                (2 if welcome.flags & ShmFlags.EVENTFD else 0)
+            if len(fds) != need or (want & ShmFlags.EVENTFD and
+                                    not welcome.flags & ShmFlags.EVENTFD):
+                raise ProtocolError(f"{cfg.url}: the device's welcome carried {len(fds)} "
+                                    f"descriptor(s), {need} expected")
+            sealed = None
+            if welcome.flags & ShmFlags.MEMFD:
+                sealed = SealedMemory.adopt(fds.pop(0), self.layout.size)
+            out: KickChannel = chan
+            if welcome.flags & ShmFlags.EVENTFD:
+                to_device, to_driver = fds
+                fds.clear()
+                os.set_blocking(to_device, False)
+                out = EventfdKick(chan.sock, to_driver, to_device)
+            return out, sealed
+        finally:
+            welcome.close_fds()
 
     def handshake(self) -> None:
         """Read the table, negotiate features, fill the rings, set DRIVER_OK, kick."""
         table = self.table
+        assert table is not None
         vdev = table.read()
         queues = table.queues(vdev, allocate=True)
         rx, tx = self.layout.rx_buffer_addrs(), self.layout.tx_buffer_addrs()
@@ -87,51 +203,91 @@ class ShmDriverLink(ShmLink):
         self._handshook = True
         self._notify(0)
 
+    # Worker -----------------------------------------------------------------------------
+
     def _started(self) -> None:
         self.engine.report_up()
 
     def _run(self) -> None:
-        chan = self._channel
-        assert chan is not None
-        try:
-            self._serve(chan, None)
-        except PeerGone as exc:
-            self.engine.stop(f"the virtio device went away: {exc}")
+        while not self._closed:
+            chan = self._channel
+            assert chan is not None
+            try:
+                self._serve(chan, self.table)
+                reason = "closed" if self._closed else \
+                    f"the session was dropped: {self.engine.last_error}"
+            except PeerGone as exc:
+                reason = f"the virtio device went away: {exc}"
+            except SessionReset as exc:
+                reason = f"the virtio device reset the link: {exc}"
+            self._end_session(reason)
+            if self._closed or not self.reconnects or not self._reconnect():
+                return
+            self.engine.report_up()
 
-    def _closing_session(self) -> None:
-        if self._handshook:
+    def _end_session(self, reason: str) -> None:
+        if self._closed:
+            return
+        self.last_reason = reason
+        log.info("shm driver %s: link down: %s", self.config.url, reason)
+        self.engine.stop(reason)
+        self._handshook = False
+        if self.reconnects:
+            self._free_session(self._channel, self._file, self._sealed)
+            self._channel, self._file, self._sealed = None, None, None
+            self.memory, self.table = NO_MEMORY, None
+            self.engine.use_memory(NO_MEMORY)
+        self.state = "reconnecting" if self.reconnects else "down"
+
+    def _reconnect(self) -> bool:
+        """Connect again (no deadline) until it works or the link is closed."""
+        opening = Opening(self.config.url, None)
+        delay = 0.02
+        said: set[str] = set()
+        while not self._closed:
+            try:
+                self._connect(opening)
+                self.counters["reconnects"] += 1
+                log.info("shm driver %s: reconnected", self.config.url)
+                return True
+            except Cancelled:
+                return False
+            except (RpmsgError, OSError) as exc:
+                self.state = f"reconnecting: {exc}"
+                if type(exc).__name__ not in said:
+                    said.add(type(exc).__name__)
+                    log.info("shm driver %s: not reconnected yet: %s", self.config.url, exc)
+            try:
+                sleep(delay, self._wake_r)
+            except Cancelled:
+                return False
+            delay = min(delay * 2, RECONNECT_MAX_DELAY)
+        return False
+
+    # Resources --------------------------------------------------------------------------
+
+    def _say_goodbye(self) -> None:
+        if self._handshook and self.table is not None:
             # Reset the device as Linux does on removal (status 0), then kick so it notices.
-            self.table.set_status(VirtioStatus.RESET)
-            with contextlib.suppress(OSError, PeerGone):
+            with contextlib.suppress(ValueError, RpmsgError):
+                self.table.set_status(VirtioStatus.RESET)
+            with contextlib.suppress(OSError, RpmsgError):
                 self._notify(0)
 
+    def _free_session(self, chan: KickChannel | None, file: ShmFile | None,
+                      sealed: SealedMemory | None) -> None:
+        if chan is not None:
+            chan.close()
+        if sealed is not None:
+            sealed.close()
+        if file is not None:
+            file.close()
+
     def _release(self) -> None:
-        if self._shared is not None:
-            self._shared.close()
-
-
-def _open_existing(path: str, size: int, timeout: float) -> SharedFile:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return SharedFile(path, size, create=False)
-        except NotAvailableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-def _wait_table(link: ShmDriverLink, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            link.table.read()
-            return
-        except ProtocolError:
-            if time.monotonic() > deadline:
-                raise RpmsgTimeoutError(f"no resource table in {link.where} within "
-                                        f"{timeout} s") from None
-            time.sleep(0.01)
+        self.engine.stop("closed")  # close() may not have got that far yet
+        self.engine.use_memory(NO_MEMORY)
+        self._free_session(None, self._file, self._sealed)
+        self._file = self._sealed = None
 
 
 __all__ = ["ShmDriverLink"]

@@ -31,6 +31,15 @@ DRIVER_FOUND = VirtioStatus.ACKNOWLEDGE | VirtioStatus.DRIVER
 DRIVER_READY = DRIVER_FOUND | VirtioStatus.DRIVER_OK
 
 
+def parse_vdev(data: bytes) -> tuple[int, VdevEntry]:
+    """(offset, entry) of the rpmsg vdev in a resource table's bytes; ProtocolError if none."""
+    table = ResourceTable.decode(data)
+    try:
+        return table.vdev()
+    except LookupError:
+        raise ProtocolError("resource table has no rpmsg vdev entry") from None
+
+
 class VdevTable:
     """The rpmsg vdev entry of the resource table at ``layout.rsc_offset`` in ``memory``."""
 
@@ -54,12 +63,8 @@ class VdevTable:
     def read(self) -> VdevEntry:
         """Parse the table and return its rpmsg vdev entry (remembering where it is)."""
         at = self.layout.rsc_offset
-        data = bytes(self.memory.view(at, min(RSC_MAX, self.memory.size - at)))
-        table = ResourceTable.decode(data)
-        try:
-            vdev_off, vdev = table.vdev()
-        except LookupError:
-            raise ProtocolError("resource table has no rpmsg vdev entry") from None
+        vdev_off, vdev = parse_vdev(bytes(self.memory.view(at, min(RSC_MAX,
+                                                                   self.memory.size - at))))
         self.vdev_at = at + vdev_off
         return vdev
 
@@ -98,4 +103,4 @@ class VdevTable:
         self.memory.mv[at : at + 4] = features.to_bytes(4, "little")
 
 
-__all__ = ["ANY_DA", "DRIVER_FOUND", "DRIVER_READY", "RSC_MAX", "VdevTable"]
+__all__ = ["ANY_DA", "DRIVER_FOUND", "DRIVER_READY", "RSC_MAX", "VdevTable", "parse_vdev"]
