@@ -65,10 +65,10 @@ class _Replies:
         self.event = threading.Event()
         self.error: str | None = None
 
-    def link_up(self) -> None:
+    def link_up(self, detail: str = "") -> None:
         pass
 
-    def link_down(self, reason: str) -> None:
+    def link_down(self, reason: str, *, restart: bool = False) -> None:
         self.error = self.error or f"link down: {reason}"
         self.event.set()
 

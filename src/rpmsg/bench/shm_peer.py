@@ -41,11 +41,11 @@ class LinkService:
         self.check = StreamCheck()
         self.gone = threading.Event()
 
-    def link_up(self) -> None:
+    def link_up(self, detail: str = "") -> None:
         for name, addr in ((ECHO_NAME, ECHO_ADDR), (SINK_NAME, SINK_ADDR)):
             self.link.send(addr, NS_ADDR, NsMessage(name, addr).encode(), 10.0)
 
-    def link_down(self, reason: str) -> None:
+    def link_down(self, reason: str, *, restart: bool = False) -> None:
         self.gone.set()
 
     def broken(self, error: Exception) -> None:
