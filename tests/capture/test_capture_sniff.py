@@ -128,10 +128,11 @@ def test_sniff_a_two_process_uart_session(tmp_path: Path, protocol: str) -> None
                 proc.kill()
                 proc.wait()
     # The receiver dropped the corrupted frame; the session went on.
-    assert peer_stats["link_framing_bad_crc"] == 1
+    assert peer_stats["link_framing_bad_crc"] == 1, (peer_stats, relay_out)
     lines = sniff_out.splitlines()
-    assert any("tx port" in ln and "crc=bad" in ln and "0x777 -> 0x778" in ln for ln in lines)
-    assert any("rx port" in ln and "NS CREATE 'rpmsg-echo'" in ln for ln in lines)
+    assert any("tx port" in ln and "crc=bad" in ln and "0x777 -> 0x778" in ln
+               for ln in lines), sniff_err
+    assert any("rx port" in ln and "NS CREATE 'rpmsg-echo'" in ln for ln in lines), sniff_err
     assert any("uart-control CONNREQ" in ln for ln in lines), sniff_err
     # Every echo was seen both ways, in order, with a good CRC.
     recs = read_capture(str(capture))
@@ -140,8 +141,9 @@ def test_sniff_a_two_process_uart_session(tmp_path: Path, protocol: str) -> None
                     if r.direction == d and r.info["crc"] == "ok"
                     and inner_message("port", r.data)[1] != 53]  # type: ignore[index]
                 for d in ("tx", "rx")}
-    assert payloads["tx"] == sent and payloads["rx"] == sent
-    assert not [r for r in recs if isinstance(r, CapturedEvent) and r.kind == "drop"]
+    assert payloads["tx"] == sent and payloads["rx"] == sent, sniff_err
+    drops = [r.detail for r in recs if isinstance(r, CapturedEvent) and r.kind == "drop"]
+    assert not drops, (drops, sniff_err)
     # The real tshark with the shipped plugin: NS, a good frame, the bad one.
     rows = tshark_fields(capture, "rpmsg.direction", "rpmsg.frame.kind", "rpmsg.port.crc_status",
                          "rpmsg.port.protocol", "rpmsg.src", "rpmsg.dst", "rpmsg.ns.name",

@@ -143,14 +143,24 @@ def test_demo_capture_decoded_by_tshark(tmp_path: Path) -> None:
                          display_filter="rpmsg.direction == \"rx\" && rpmsg.len == 19")
     assert [announced["rpmsg-echo"], "rpmsg-echo", b"hello from the host".hex()] in echo
     # rpmsg-ping responses decoded on the host, requests (with ack) on the remote.
+    greeting = tshark_fields(host, "rpmsg.dst", "rpmsg.service", "rpmsg.payload",
+                             display_filter="rpmsg.direction == \"tx\" && rpmsg.len == 19")
+    assert greeting == [[announced["rpmsg-echo"], "rpmsg-echo", b"hello from the host".hex()]]
     rsp = tshark_fields(host, "rpmsg.ping.type", "rpmsg.ping.ack", "rpmsg.src",
-                        display_filter="rpmsg.service == \"rpmsg-ping\" && rpmsg.ping.len")
+                        display_filter="rpmsg.direction == \"rx\" && "
+                        "rpmsg.service == \"rpmsg-ping\" && rpmsg.ping.len")
     assert len(rsp) >= 20
     assert all(r == ["0x00000002", "0", announced["rpmsg-ping"]] for r in rsp)
     req = tshark_fields(remote_file, "rpmsg.ping.type", "rpmsg.ping.ack", "rpmsg.dst",
                         display_filter="rpmsg.direction == \"rx\" && rpmsg.ping.len")
     assert len(req) == len(rsp)
     assert all(r == ["0x00000000", "1", announced["rpmsg-ping"]] for r in req)
+    # What the host sent is what the remote received, byte for byte.
+    sent = tshark_fields(host, "rpmsg.ping.cookie", "rpmsg.ping.data",
+                         display_filter="rpmsg.direction == \"tx\" && rpmsg.ping.len")
+    received = tshark_fields(remote_file, "rpmsg.ping.cookie", "rpmsg.ping.data",
+                             display_filter="rpmsg.direction == \"rx\" && rpmsg.ping.len")
+    assert sent == received and len(sent) == len(req)
 
 
 def test_link_down_forgets_announced_addresses(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ read is done by the caller, then two ``struct`` packs and one join, no per-byte 
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from rpmsg.wire.capture import (
     BLOCK_HEADER,
@@ -121,40 +121,69 @@ def frame_block(interface: int, ts_ns: int, direction: int, kind: int,
 
 # Hot path: messages ------------------------------------------------------------------------
 
-#: Block header, EPB body, exported-PDU prefix, record header and RPMsg header in one pack.
-_MSG_HEAD = struct.Struct(
-    "<" + _fmt(BLOCK_HEADER.struct.format) + _fmt(EPB.struct.format)
-    + f"{len(EXPORTED_PDU_PREFIX)}s" + _fmt(RECORD.struct.format)
-    + _fmt(RPMSG_HEADER.struct.format))
-_MSG_FIXED = len(EXPORTED_PDU_PREFIX) + RECORD.size + HEADER_SIZE
-#: Tail by (padding, direction): padding, epb_flags option, end of options, and the trailer
-#: length (packed separately).
+#: What lies between the EPB body and the RPMsg header of every message: the exported-PDU
+#: tags and the record header, by direction code.
+_MIDDLE = [EXPORTED_PDU_PREFIX + RECORD.pack(RECORD_VERSION, REC_MESSAGE, d, 0, 0, 0)
+           for d in range(3)]
+#: After the (padded) packet data: the epb_flags option and the end of options.
+_OPTIONS = [OPTION.pack(EPB_FLAGS, 4) + _EPB_FLAGS_OF[d].to_bytes(4, "little")
+            + OPTION.pack(OPT_ENDOFOPT, 0) for d in range(3)]
+_MID_LEN = len(EXPORTED_PDU_PREFIX) + RECORD.size
 _OPT_LEN = OPTION.size + 4 + OPTION.size
-_MSG_TAILS = [
-    {d: b"\0" * pad + OPTION.pack(EPB_FLAGS, 4) + _EPB_FLAGS_OF[d].to_bytes(4, "little")
-     + OPTION.pack(OPT_ENDOFOPT, 0) for d in (DIR_TX, DIR_RX)}
-    for pad in range(4)
-]
-_OVERHEAD = BLOCK_HEADER.size + EPB.size + _OPT_LEN + BLOCK_TRAILER.size
-_U32 = struct.Struct("<I")
+_HEAD_FMT = ("<" + _fmt(BLOCK_HEADER.struct.format) + _fmt(EPB.struct.format)
+             + f"{_MID_LEN}s" + _fmt(RPMSG_HEADER.struct.format))
+_CAP0 = _MID_LEN + HEADER_SIZE
+_FIXED = BLOCK_HEADER.size + EPB.size + _CAP0 + _OPT_LEN + BLOCK_TRAILER.size
+_Packer = tuple[Callable[..., bytes], int, int]
+#: By payload size: (pack of the whole block, padding included; total length; captured
+#: length), so a message costs one ``pack``.
+_PACKERS: dict[int, _Packer] = {}
+_PACKERS_MAX = 4096
+
+
+def _packer(n: int) -> _Packer:
+    entry = _PACKERS.get(n)
+    if entry is None:
+        pad = -(_CAP0 + n) & 3
+        st = struct.Struct(f"{_HEAD_FMT}{n}s{pad}x{_OPT_LEN}s"
+                           + _fmt(BLOCK_TRAILER.struct.format))
+        entry = (st.pack, _FIXED + n + pad, _CAP0 + n)
+        if len(_PACKERS) < _PACKERS_MAX:
+            _PACKERS[n] = entry
+    return entry
 
 
 def message_block(interface: int, ts_ns: int, direction: int, src: int, dst: int,
                   payload: Buffer, flags: int = 0) -> bytes:
     """One message as a whole EPB; the RPMsg header is rebuilt from the arguments."""
-    n = len(payload)
-    cap = _MSG_FIXED + n
-    pad = -cap & 3
-    total = _OVERHEAD + cap + pad
-    head = _MSG_HEAD.pack(BT_EPB, total, interface, (ts_ns >> 32) & _MASK32, ts_ns & _MASK32,
-                          cap, cap, EXPORTED_PDU_PREFIX, RECORD_VERSION, REC_MESSAGE,
-                          direction, 0, 0, 0, src & _MASK32, dst & _MASK32, 0, n & 0xFFFF,
-                          flags & 0xFFFF)
-    return b"".join((head, payload, _MSG_TAILS[pad][direction], _U32.pack(total)))
+    return encode_pending([(interface, ts_ns, direction, src, dst, flags, bytes(payload))])[0]
+
+
+def encode_pending(items: Iterable[bytes | tuple[int, int, int, int, int, int, bytes]]
+                   ) -> list[bytes]:
+    """Blocks for queued records: bytes pass through; a message tuple ``(interface, ns,
+    direction code, src, dst, flags, payload)`` becomes its EPB with one ``pack``. Values
+    out of range (an address above 32 bits) raise ``struct.error``."""
+    out: list[bytes] = []
+    append = out.append
+    packers = _PACKERS
+    make = _packer
+    middle, opts = _MIDDLE, _OPTIONS
+    for item in items:
+        if isinstance(item, bytes):
+            append(item)
+            continue
+        iface, ts, d, src, dst, flags, payload = item
+        n = len(payload)
+        pack, total, cap = packers.get(n) or make(n)
+        append(pack(BT_EPB, total, iface, ts >> 32, ts & 0xFFFFFFFF, cap, cap, middle[d], src,
+                    dst, 0, n, flags, payload, opts[d], total))
+    return out
 
 
 __all__ = [
     "block",
+    "encode_pending",
     "event_block",
     "frame_block",
     "info_text",

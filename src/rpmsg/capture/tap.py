@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from time import time_ns
 
-from rpmsg.capture.blocks import event_block, frame_block, message_block
-from rpmsg.capture.writer import CaptureFile, expand_path, shared_file
+from rpmsg.capture.blocks import event_block, frame_block
+from rpmsg.capture.writer import WAKE_AT, CaptureFile, expand_path, shared_file
 from rpmsg.errors import ArgumentTypeError, InvalidArgumentError
 from rpmsg.tap import Direction, EventKind, FrameInfo, FrameKind, Tap
 from rpmsg.wire.capture import DIR_RX, DIR_TX, EVENT_CODES, FRAME_CODES
@@ -56,6 +57,7 @@ class CaptureTap:
         self._released = False
         self._close_lock = threading.Lock()
         self._put = file.put
+        self._queue = file.queue
 
     @property
     def path(self) -> str:
@@ -73,11 +75,16 @@ class CaptureTap:
 
     def message(self, direction: Direction, src: int, dst: int, payload: Buffer,
                 flags: int = 0) -> None:
+        # The hot path: a clock read, a copy of a non-bytes payload, a tuple; the flusher
+        # thread encodes it (see PendingMessage).
         if self._closed or not self.file.accepting:
             return
         try:
-            self._put(message_block(self.interface, time.time_ns(), _DIRS[direction], src,
-                                    dst, payload, flags))
+            q = self._queue
+            if len(q) >= WAKE_AT and self.file.crowded():
+                return
+            q.append((self.interface, time_ns(), _DIRS[direction], src, dst, flags,
+                      payload if type(payload) is bytes else bytes(memoryview(payload))))
         except Exception:
             self._fail("recording a message")
 

@@ -23,17 +23,22 @@ import time
 from collections import deque
 
 from rpmsg import __version__
-from rpmsg.capture.blocks import interface_description, section_header
+from rpmsg.capture.blocks import encode_pending, interface_description, section_header
 from rpmsg.errors import AccessDeniedError, InvalidArgumentError, NotAvailableError
 
 log = logging.getLogger("rpmsg.capture")
 
 #: The longest a written record waits in memory before it reaches the file.
 FLUSH_INTERVAL = 0.5
-#: Queued blocks that wake the flusher before its interval ends.
-WAKE_AT = 2048
-#: Queued blocks beyond which new ones are dropped (the disk cannot keep up); counted.
-MAX_QUEUED = 262_144
+#: Queued records that wake the flusher before its interval ends.
+WAKE_AT = 1024
+#: Queued records beyond which new ones are dropped (the disk cannot keep up); counted.
+MAX_QUEUED = 65_536
+
+#: A message waiting to be encoded: (interface, ns timestamp, direction code, src, dst,
+#: flags, payload). Encoding happens on the flusher thread, so the data path only pays for
+#: a clock read and a tuple; on a link that waits for its peer that costs it nothing else.
+PendingMessage = tuple[int, int, int, int, int, int, bytes]
 #: The smallest ``max_bytes`` accepted: room for the headers and some records.
 MIN_MAX_BYTES = 4096
 
@@ -113,7 +118,7 @@ class CaptureFile:
         self.max_bytes = max_bytes
         self.flush_interval = flush_interval
         self._fd = open_private(path)
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[bytes | PendingMessage] = deque()
         self._wake = threading.Event()
         self._write_lock = threading.Lock()
         self._if_lock = threading.Lock()
@@ -128,6 +133,7 @@ class CaptureFile:
         self.accepting = True
         self.stop_reason = ""
         self._closed = False
+        self._bad_record_logged = False
         self.put(section_header(f"python-rpmsg {__version__}"))
         self.flush()
         self._thread = threading.Thread(target=self._run, name=f"rpmsg-capture {path}",
@@ -136,16 +142,27 @@ class CaptureFile:
 
     # Producers ------------------------------------------------------------------------------
 
-    def put(self, data: bytes) -> None:
-        """Queue one or more whole blocks (any thread; never blocks, never raises)."""
+    def put(self, data: bytes | PendingMessage) -> None:
+        """Queue whole blocks or a message (any thread; never blocks, never raises)."""
         q = self._queue
-        if len(q) >= WAKE_AT:
-            if len(q) >= MAX_QUEUED:
-                self.lost += 1
-                return
-            if not self._wake.is_set():
-                self._wake.set()
+        if len(q) >= WAKE_AT and self.crowded():
+            return
         q.append(data)
+
+    @property
+    def queue(self) -> deque[bytes | PendingMessage]:
+        """The queue itself, for producers that append without a call (check
+        :meth:`crowded` first when it holds :data:`WAKE_AT` records or more)."""
+        return self._queue
+
+    def crowded(self) -> bool:
+        """The queue is long: wake the flusher; True if the record must be dropped."""
+        if len(self._queue) >= MAX_QUEUED:
+            self.lost += 1
+            return True
+        if not self._wake.is_set():
+            self._wake.set()
+        return False
 
     def add_interface(self, name: str, description: str) -> int:
         """Queue an interface description; returns its id for the packet blocks."""
@@ -182,10 +199,11 @@ class CaptureFile:
             n = len(q)
             if n == 0:
                 return
-            batch = [q.popleft() for _ in range(n)]
+            pending = [q.popleft() for _ in range(n)]
             if not self.accepting or self._fd < 0:
-                self.lost += len(batch)
+                self.lost += len(pending)
                 return
+            batch = self._encode(pending)
             if self.max_bytes is not None:
                 batch = self._fit(batch)
                 if not batch:
@@ -201,6 +219,23 @@ class CaptureFile:
                 return
             self.size += len(data)
             self.written += len(batch)
+
+    def _encode(self, pending: list[bytes | PendingMessage]) -> list[bytes]:
+        """Blocks for the queued records: messages are encoded here, in one pass."""
+        try:
+            return encode_pending(pending)
+        except Exception:  # a malformed record: keep the others, say it once
+            out: list[bytes] = []
+            for p in pending:
+                try:
+                    out += encode_pending([p])
+                except Exception:
+                    self.lost += 1
+                    if not self._bad_record_logged:
+                        self._bad_record_logged = True
+                        log.exception("capture to %s: a record could not be encoded; "
+                                      "skipped", self.path)
+            return out
 
     def _fit(self, batch: list[bytes]) -> list[bytes]:
         assert self.max_bytes is not None
@@ -321,5 +356,5 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 #: Wall clock in nanoseconds: the capture timestamp source.
 now_ns = time.time_ns
 
-__all__ = ["FLUSH_INTERVAL", "CaptureFile", "expand_path", "flush_all", "open_private",
-           "shared_file"]
+__all__ = ["FLUSH_INTERVAL", "MAX_QUEUED", "WAKE_AT", "CaptureFile", "PendingMessage",
+           "expand_path", "flush_all", "open_private", "shared_file"]
