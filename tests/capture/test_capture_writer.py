@@ -314,6 +314,47 @@ def test_tap_never_raises_and_disables_itself_once(tmp_path: Path,
     assert [r.payload for r in read_capture(str(path))] == [b"good"]
 
 
+def test_bad_records_are_skipped_by_the_writer(tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Values the data path does not check (direction, address range) are found when the
+    flusher encodes them: that record is skipped and said once, the others are kept."""
+    path = tmp_path / "skip.pcapng"
+    tap = open_capture(str(path), link_name="loop:skip")
+    tap.message("tx", 0x400, 0x401, b"one")
+    tap.message("sideways", 0x400, 0x401, b"bad direction")  # type: ignore[arg-type]
+    tap.message("tx", 2**40, 0x401, b"bad address")
+    tap.message("rx", 0x401, 0x400, b"two")
+    tap.close()
+    assert [r.payload for r in read_capture(str(path))] == [b"one", b"two"]
+    logged = [r for r in caplog.records if "could not be encoded" in r.getMessage()]
+    assert len(logged) == 1
+
+
+def test_a_full_queue_drops_counts_and_says_so(tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer that cannot keep up: records beyond the queue limit are dropped, counted and
+    reported (once while it happens, with the total at close); the file stays valid."""
+    import rpmsg.capture.tap as tap_module
+    import rpmsg.capture.writer as writer
+
+    monkeypatch.setattr(writer, "MAX_QUEUED", 50)
+    monkeypatch.setattr(tap_module, "WAKE_AT", 10)
+    path = tmp_path / "full.pcapng"
+    tap = open_capture(str(path), link_name="loop:full")
+    file = tap.file  # type: ignore[attr-defined]
+    with file._write_lock:  # the flusher is stuck writing (a slow disk)
+        for i in range(80):
+            tap.message("tx", 0x400, 0x401, i.to_bytes(2, "little"))
+    tap.close()
+    assert file.overflowed == 80 - 49  # the queue held the interface block and 49 messages
+    recs = read_capture(str(path))
+    assert [r.payload for r in recs] == [i.to_bytes(2, "little") for i in range(49)]
+    msgs = [r.getMessage() for r in caplog.records]
+    assert len([m for m in msgs if "could not keep up" in m]) == 2  # once, then the total
+    assert any("31 record(s) dropped" in m for m in msgs)
+
+
 def test_reader_follows_a_file_being_written(tmp_path: Path) -> None:
     path = tmp_path / "follow.pcapng"
     tap = open_capture(str(path), link_name="loop:follow")

@@ -12,4 +12,5 @@ KINDS = {
     "shm": "rpmsg.bench.shm",
     "uart": "rpmsg.bench.uart",
     "spi": "rpmsg.bench.spi",
+    "capture": "rpmsg.bench.capture",
 }

@@ -19,6 +19,7 @@ from rpmsg.wire.capture import (
     DIR_NONE,
     DIR_RX,
     DIR_TX,
+    DIRECTIONS,
     EPB,
     EPB_FLAGS,
     EPB_INBOUND,
@@ -123,11 +124,13 @@ def frame_block(interface: int, ts_ns: int, direction: int, kind: int,
 
 #: What lies between the EPB body and the RPMsg header of every message: the exported-PDU
 #: tags and the record header, by direction code.
-_MIDDLE = [EXPORTED_PDU_PREFIX + RECORD.pack(RECORD_VERSION, REC_MESSAGE, d, 0, 0, 0)
-           for d in range(3)]
+_MIDDLE: dict[int | str, bytes] = {
+    d: EXPORTED_PDU_PREFIX + RECORD.pack(RECORD_VERSION, REC_MESSAGE, DIRECTIONS[n], 0, 0, 0)
+    for n in DIRECTIONS for d in (n, DIRECTIONS[n])}
 #: After the (padded) packet data: the epb_flags option and the end of options.
-_OPTIONS = [OPTION.pack(EPB_FLAGS, 4) + _EPB_FLAGS_OF[d].to_bytes(4, "little")
-            + OPTION.pack(OPT_ENDOFOPT, 0) for d in range(3)]
+_OPTIONS: dict[int | str, bytes] = {
+    d: OPTION.pack(EPB_FLAGS, 4) + _EPB_FLAGS_OF[DIRECTIONS[n]].to_bytes(4, "little")
+    + OPTION.pack(OPT_ENDOFOPT, 0) for n in DIRECTIONS for d in (n, DIRECTIONS[n])}
 _MID_LEN = len(EXPORTED_PDU_PREFIX) + RECORD.size
 _OPT_LEN = OPTION.size + 4 + OPTION.size
 _HEAD_FMT = ("<" + _fmt(BLOCK_HEADER.struct.format) + _fmt(EPB.struct.format)
@@ -159,11 +162,11 @@ def message_block(interface: int, ts_ns: int, direction: int, src: int, dst: int
     return encode_pending([(interface, ts_ns, direction, src, dst, flags, bytes(payload))])[0]
 
 
-def encode_pending(items: Iterable[bytes | tuple[int, int, int, int, int, int, bytes]]
+def encode_pending(items: Iterable[bytes | tuple[int, int, int | str, int, int, int, bytes]]
                    ) -> list[bytes]:
     """Blocks for queued records: bytes pass through; a message tuple ``(interface, ns,
-    direction code, src, dst, flags, payload)`` becomes its EPB with one ``pack``. Values
-    out of range (an address above 32 bits) raise ``struct.error``."""
+    direction ("tx"/"rx" or its code), src, dst, flags, payload)`` becomes its EPB with one
+    ``pack``. A wrong direction raises KeyError, a value out of range ``struct.error``."""
     out: list[bytes] = []
     append = out.append
     packers = _PACKERS

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from time import time_ns
 
 from rpmsg.capture.blocks import event_block, frame_block
@@ -40,8 +39,11 @@ def check_level(level: object) -> str:
 class CaptureTap:
     """Writes what one Device reports to its interface of a :class:`CaptureFile`.
 
-    Thread-safe and non-blocking: each call encodes one block and queues it. A call that
-    fails for any reason disables the tap and logs it once; it never raises.
+    Thread-safe and non-blocking: a message costs the caller a clock read and a tuple on a
+    queue (the file's flusher thread encodes it); events and frames are encoded at once.
+    Once the tap is closed, fails, or its file stops (size limit, write error) its methods
+    are replaced by no-ops, so a stopped capture costs one empty call. A call that fails
+    disables the tap and logs it once; it never raises.
     """
 
     def __init__(self, file: CaptureFile, link_name: str, level: str = "messages") -> None:
@@ -51,58 +53,60 @@ class CaptureTap:
         self.frames = level == "frames"
         desc = "RPMsg messages and link events" + (
             ", with the frames of the layer below" if self.frames else "")
-        self.interface = file.add_interface(link_name, desc)
-        self._closed = False
+        self.interface = file.add_interface(link_name, desc, self)
+        self._off = False
         self._failed = False
         self._released = False
         self._close_lock = threading.Lock()
         self._put = file.put
         self._queue = file.queue
+        self._crowded = file.crowded
+        if not file.accepting:
+            self.switch_off()
 
     @property
     def path(self) -> str:
         return self.file.path
 
-    def _off(self) -> bool:
-        return self._closed or not self.file.accepting
+    def switch_off(self) -> None:
+        """From now on every call does nothing (any thread; idempotent)."""
+        self._off = True
+        self.message = _ignore  # type: ignore[method-assign]
+        self.event = _ignore  # type: ignore[method-assign]
+        self.frame = _ignore  # type: ignore[method-assign]
 
     def _fail(self, what: str) -> None:
         if not self._failed:
             self._failed = True
-            self._closed = True
+            self.switch_off()
             log.exception("capture of %s to %s: %s failed; capture disabled",
                           self.link_name, self.file.path, what)
 
     def message(self, direction: Direction, src: int, dst: int, payload: Buffer,
                 flags: int = 0) -> None:
-        # The hot path: a clock read, a copy of a non-bytes payload, a tuple; the flusher
-        # thread encodes it (see PendingMessage).
-        if self._closed or not self.file.accepting:
-            return
+        # The hot path: a clock read, a copy of a non-bytes payload, a tuple on the queue.
+        # A wrong direction or address is found by the flusher (skipped, logged once).
         try:
             q = self._queue
-            if len(q) >= WAKE_AT and self.file.crowded():
+            if len(q) >= WAKE_AT and self._crowded():
                 return
-            q.append((self.interface, time_ns(), _DIRS[direction], src, dst, flags,
+            q.append((self.interface, time_ns(), direction, src, dst, flags,
                       payload if type(payload) is bytes else bytes(memoryview(payload))))
         except Exception:
             self._fail("recording a message")
 
     def event(self, kind: EventKind, detail: str = "") -> None:
-        if self._off():
-            return
         try:
-            self._put(event_block(self.interface, time.time_ns(), EVENT_CODES[kind],
-                                  str(detail)))
+            self._put(event_block(self.interface, time_ns(), EVENT_CODES[kind], str(detail)))
         except Exception:
             self._fail(f"recording event {kind!r}")
 
     def frame(self, direction: Direction, kind: FrameKind, data: Buffer,
               info: FrameInfo) -> None:
-        if not self.frames or self._off():
+        if not self.frames:
             return
         try:
-            self._put(frame_block(self.interface, time.time_ns(), _DIRS[direction],
+            self._put(frame_block(self.interface, time_ns(), _DIRS[direction],
                                   FRAME_CODES[kind], info, data))
         except Exception:
             self._fail(f"recording a {kind!r} frame")
@@ -117,12 +121,16 @@ class CaptureTap:
             if self._released:
                 return
             self._released = True
-            self._closed = True
-        self.file.release()
+        self.switch_off()
+        self.file.release(self)
 
     def __repr__(self) -> str:
         return (f"<CaptureTap {self.link_name!r} -> {self.file.path!r} "
                 f"if={self.interface} {self.level}>")
+
+
+def _ignore(*args: object, **kwargs: object) -> None:
+    """What a switched-off tap does."""
 
 
 def open_capture(path: str, *, link_name: str, level: str = "messages",

@@ -21,6 +21,7 @@ import stat
 import threading
 import time
 from collections import deque
+from typing import Protocol
 
 from rpmsg import __version__
 from rpmsg.capture.blocks import encode_pending, interface_description, section_header
@@ -35,10 +36,20 @@ WAKE_AT = 1024
 #: Queued records beyond which new ones are dropped (the disk cannot keep up); counted.
 MAX_QUEUED = 65_536
 
+#: Buffers per writev call (Linux's IOV_MAX).
+_IOV_MAX = 1024
+
+
+class Switchable(Protocol):
+    """A producer the file turns off when the capture stops (a :class:`CaptureTap`)."""
+
+    def switch_off(self) -> None: ...
+
+
 #: A message waiting to be encoded: (interface, ns timestamp, direction code, src, dst,
 #: flags, payload). Encoding happens on the flusher thread, so the data path only pays for
 #: a clock read and a tuple; on a link that waits for its peer that costs it nothing else.
-PendingMessage = tuple[int, int, int, int, int, int, bytes]
+PendingMessage = tuple[int, int, str, int, int, int, bytes]
 #: The smallest ``max_bytes`` accepted: room for the headers and some records.
 MIN_MAX_BYTES = 4096
 
@@ -125,10 +136,14 @@ class CaptureFile:
         self._interfaces = 0
         self._names: set[str] = set()
         self._users = 0
+        self._taps: set[Switchable] = set()
         self.size = 0
         #: Blocks written, and blocks lost (queue overflow, size limit, write error).
         self.written = 0
         self.lost = 0
+        #: Records dropped because the queue was full (the writer could not keep up).
+        self.overflowed = 0
+        self._overflow_reported = 0
         #: False once the capture ended early (limit reached, write failed) or closed.
         self.accepting = True
         self.stop_reason = ""
@@ -159,17 +174,22 @@ class CaptureFile:
         """The queue is long: wake the flusher; True if the record must be dropped."""
         if len(self._queue) >= MAX_QUEUED:
             self.lost += 1
+            self.overflowed += 1
             return True
         if not self._wake.is_set():
             self._wake.set()
         return False
 
-    def add_interface(self, name: str, description: str) -> int:
-        """Queue an interface description; returns its id for the packet blocks."""
+    def add_interface(self, name: str, description: str, user: Switchable | None = None
+                      ) -> int:
+        """Queue an interface description; returns its id for the packet blocks. ``user``
+        (the tap) is switched off when the capture stops early."""
         with self._if_lock:
             ident = self._interfaces
             self._interfaces += 1
             self._users += 1
+            if user is not None:
+                self._taps.add(user)
             # Two Devices on one URL (the two ends of a loop:) must stay apart in Wireshark.
             unique = name
             n = 2
@@ -192,8 +212,15 @@ class CaptureFile:
                 log.exception("capture to %s: flush failed", self.path)
                 self._stop("internal error")
 
+    def _report_overflow(self) -> None:
+        if self.overflowed and not self._overflow_reported:
+            log.warning("capture to %s could not keep up: records are being dropped "
+                        "(counted; the total is logged at close)", self.path)
+        self._overflow_reported = self.overflowed
+
     def flush(self) -> None:
         """Write every queued block now (whole blocks only)."""
+        self._report_overflow()
         with self._write_lock:
             q = self._queue
             n = len(q)
@@ -208,16 +235,18 @@ class CaptureFile:
                 batch = self._fit(batch)
                 if not batch:
                     return
-            data = b"".join(batch)
+            total = 0
             try:
-                done = 0
-                view = memoryview(data)
-                while done < len(data):
-                    done += os.write(self._fd, view[done:])
+                for i in range(0, len(batch), _IOV_MAX):  # no join: the kernel gathers
+                    chunk = batch[i:i + _IOV_MAX]
+                    want = sum(map(len, chunk))
+                    if os.writev(self._fd, chunk) != want:
+                        raise OSError(errno.EIO, "short write")
+                    total += want
             except OSError as exc:
                 self._write_failed(exc, len(batch))
                 return
-            self.size += len(data)
+            self.size += total
             self.written += len(batch)
 
     def _encode(self, pending: list[bytes | PendingMessage]) -> list[bytes]:
@@ -263,13 +292,18 @@ class CaptureFile:
             self.stop_reason = reason
             log.warning("capture to %s stopped: %s; the file holds everything before "
                         "(%d bytes)", self.path, reason, self.size)
+            with self._if_lock:
+                taps = list(self._taps)
+            for tap in taps:
+                tap.switch_off()
 
     # Lifecycle ------------------------------------------------------------------------------
 
-    def release(self) -> None:
+    def release(self, user: Switchable | None = None) -> None:
         """One interface user is done; the last one flushes and closes the file."""
         with self._if_lock:
             self._users -= 1
+            self._taps.discard(user)
             last = self._users <= 0
         if last:
             self.close()
@@ -288,12 +322,17 @@ class CaptureFile:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+        if self.overflowed:
+            log.warning("capture to %s: %d record(s) dropped because the writer could not "
+                        "keep up", self.path, self.overflowed)
         _forget(self)
 
     def _abandon(self) -> None:
         """In a forked child: this process does not own the file (nor its flusher)."""
         self._closed = True
         self.accepting = False
+        for tap in list(self._taps):
+            tap.switch_off()
         if self._fd >= 0:
             try:
                 os.close(self._fd)
