@@ -93,7 +93,7 @@ def test_env_capture_of_an_unmodified_ping(tmp_path: Path, shm_url: str) -> None
         remote.stop()
     path = tmp_path / f"ping-{proc.pid}.pcapng"  # %p is the pid of the captured process
     recs = read_capture(str(path))
-    assert {r.interface.name.split("?")[0] for r in recs} == {shm_url}
+    assert {r.interface.name for r in recs} == {shm_url}
     replies = [PingHeader.decode(p) for p in payloads(path, "rx")]
     assert [(h.cmd, h.cookie) for h in replies] == [(PING_CMD_RSP, i) for i in range(1, 6)]
     if TSHARK is not None:
@@ -177,10 +177,11 @@ def test_dump_filters_and_json(tmp_path: Path) -> None:
     sample_session(tap)
     tap.close()
     text = run("dump", str(path)).stdout.splitlines()
-    assert len(text) == 12
+    assert text[0] == "# link #0: loop:sample"
+    assert len(text) == 13 and all(" #0 " in ln for ln in text[1:])
     assert any("rx 0x401 -> 0x35 [40] NS CREATE 'rpmsg-ping' addr 0x401" in ln for ln in text)
     assert any("-- drop (unknown destination 0x999)" in ln for ln in text)
-    ping = run("dump", str(path), "--name", "rpmsg-ping").stdout.splitlines()
+    ping = run("dump", str(path), "--name", "rpmsg-ping").stdout.splitlines()[1:]
     assert len(ping) == 4 and all("rpmsg-ping" in ln for ln in ping)
     rx = run("dump", str(path), "--dir", "rx", "--addr", "0x402", "--json").stdout.splitlines()
     objs = [json.loads(ln) for ln in rx]
@@ -198,7 +199,7 @@ def test_dump_of_a_damaged_file_prints_what_it_can_then_fails(tmp_path: Path) ->
     path.write_bytes(data[:-30])
     out = run("dump", str(path), check=False)
     assert out.returncode == 1
-    assert len(out.stdout.splitlines()) == 11
+    assert len(out.stdout.splitlines()) == 1 + 11
     assert out.stderr.startswith("rpmsg: error:") and "truncated" in out.stderr
     assert "Traceback" not in out.stderr
     missing = run("dump", str(tmp_path / "none.pcapng"), check=False)
@@ -217,6 +218,9 @@ def test_dump_follow_tails_a_growing_capture(tmp_path: Path) -> None:
             tap.message("tx", 0x400, 0x401, f"msg {i}".encode())
             tap.flush()  # type: ignore[attr-defined]
             line = proc.stdout.readline()
+            if i == 0:
+                assert line == "# link #0: loop:live\n"
+                line = proc.stdout.readline()
             assert f"tx 0x400 -> 0x401 [5] {f'msg {i}'.encode().hex(' ')}" in line
     finally:
         proc.send_signal(signal.SIGTERM)

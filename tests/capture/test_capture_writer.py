@@ -24,6 +24,7 @@ from rpmsg.capture import (
     open_capture,
     read_capture,
 )
+from rpmsg.capture.tap import interface_name
 from rpmsg.capture.writer import MIN_MAX_BYTES, expand_path
 from rpmsg.errors import AccessDeniedError, ArgumentTypeError, InvalidArgumentError
 from rpmsg.wire.ping import PING_ACK
@@ -97,6 +98,13 @@ def test_two_devices_share_one_file_with_an_interface_each(tmp_path: Path) -> No
         tap.close()
     assert [r.interface.name for r in read_capture(path)] == ["loop:y", "loop:y (2)",
                                                             "loop:y (3)"]
+
+
+def test_interface_names_leave_out_the_capture_options() -> None:
+    assert interface_name("shm:x?capture=/tmp/c&socket=/s&capture_level=frames") == \
+        "shm:x?socket=/s"
+    assert interface_name("loop:a?capture=/tmp/c&capture_max=9999") == "loop:a"
+    assert interface_name("uart:/dev/ttyS0") == "uart:/dev/ttyS0"
 
 
 def test_file_is_private_and_pid_is_expanded(tmp_path: Path) -> None:

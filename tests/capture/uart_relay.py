@@ -3,9 +3,11 @@ ptys of two RPMsg Port processes and a copy of each direction into a pty of its 
 ``rpmsg sniff`` reads. Optionally injects one frame with a wrong CRC into the A->B direction
 (between frames, after a number of frames went by), as line noise would.
 
-Usage: ``python uart_relay.py PTY_A PTY_B PROTOCOL INJECT_AFTER``. Prints
-``sniff <tx pty> <rx pty>``, waits for ``go`` on stdin, relays until stdin closes, then
-prints ``injected N`` and ``sniffer-wrote N`` (bytes the sniffer sent: must be 0).
+Usage: ``python uart_relay.py PTY_A PTY_B PROTOCOL INJECT_AFTER [ab|ba] [SNIFF]``: the bad
+frame goes A->B (default) or B->A after that many frames in that direction (-1: never);
+SNIFF 0 makes no copies. Prints ``sniff <tx pty> <rx pty>``, waits for ``go`` on stdin,
+relays until stdin closes, then prints ``injected N`` and ``sniffer-wrote N`` (bytes the
+sniffer sent: must be 0).
 """
 
 from __future__ import annotations
@@ -52,8 +54,30 @@ def put(fd: int, data: bytes) -> None:
         pass
 
 
+class Direction:
+    """One direction of the wire: where its bytes go, and where it is between frames."""
+
+    def __init__(self, dest: int, copy: int | None, start: bytes, end: bytes) -> None:
+        self.dest, self.copy, self.start, self.end = dest, copy, start, end
+        self.frames = 0
+        self.in_frame = False
+
+    def carry(self, data: bytes) -> None:
+        put(self.dest, data)
+        if self.copy is not None:
+            put(self.copy, data)
+        self.frames += data.count(self.end)
+        last_start, last_end = data.rfind(self.start), data.rfind(self.end)
+        if last_start > last_end:
+            self.in_frame = True
+        elif last_end > last_start:
+            self.in_frame = False
+
+
 def main() -> None:
     path_a, path_b, proto_name, inject_after = sys.argv[1:5]
+    inject_dir = sys.argv[5] if len(sys.argv) > 5 else "ab"
+    sniff = sys.argv[6] != "0" if len(sys.argv) > 6 else True
     protocol = get_protocol(proto_name)
     a, b = open_raw(path_a), open_raw(path_b)
     tx_m, _tx_s, tx_path = new_pty()
@@ -64,8 +88,9 @@ def main() -> None:
     done = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
     start, end = bytes([protocol.start]), bytes([protocol.end])
-    frames_ab = 0
-    in_frame = False
+    ab = Direction(b, tx_m if sniff else None, start, end)
+    ba = Direction(a, rx_m if sniff else None, start, end)
+    target = ab if inject_dir == "ab" else ba
     injected = 0
     sniffer_wrote = 0
     limit = int(inject_after)
@@ -81,23 +106,13 @@ def main() -> None:
                 watch.remove(fd)
                 continue
             if fd == a:
-                put(b, data)
-                put(tx_m, data)
-                frames_ab += data.count(end)
-                last_start, last_end = data.rfind(start), data.rfind(end)
-                if last_start > last_end:
-                    in_frame = True
-                elif last_end > last_start:
-                    in_frame = False
+                ab.carry(data)
             elif fd == b:
-                put(a, data)
-                put(rx_m, data)
+                ba.carry(data)
             else:
                 sniffer_wrote += len(data)
-        if limit >= 0 and not injected and frames_ab >= limit and not in_frame:
-            frame = bad_frame(proto_name)
-            put(b, frame)
-            put(tx_m, frame)
+        if limit >= 0 and not injected and target.frames >= limit and not target.in_frame:
+            target.carry(bad_frame(proto_name))
             injected = 1
     print(f"injected {injected}", flush=True)
     print(f"sniffer-wrote {sniffer_wrote}", flush=True)

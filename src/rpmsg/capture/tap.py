@@ -148,7 +148,22 @@ def open_capture(path: str, *, link_name: str, level: str = "messages",
                                   or not isinstance(max_bytes, int)):
         raise ArgumentTypeError(f"capture_max must be an int, not {type(max_bytes).__name__}")
     file, _created = shared_file(expand_path(path), max_bytes)
-    return CaptureTap(file, link_name, level)
+    return CaptureTap(file, interface_name(link_name), level)
 
 
-__all__ = ["LEVELS", "CaptureTap", "check_level", "open_capture"]
+#: URL options that say how to capture, not what the link is: left out of interface names.
+CAPTURE_OPTIONS = ("capture", "capture_level", "capture_max")
+
+
+def interface_name(url: str) -> str:
+    """The URL without its capture options (``shm:x?capture=/tmp/c&socket=s`` ->
+    ``shm:x?socket=s``)."""
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url
+    kept = [kv for kv in query.split("&") if kv and kv.partition("=")[0] not in CAPTURE_OPTIONS]
+    return base + ("?" + "&".join(kept) if kept else "")
+
+
+__all__ = ["CAPTURE_OPTIONS", "LEVELS", "CaptureTap", "check_level", "interface_name",
+           "open_capture"]

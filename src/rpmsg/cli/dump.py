@@ -7,7 +7,14 @@ import json
 import sys
 from typing import Any
 
-from rpmsg.capture import CapturedEvent, CapturedFrame, CapturedMessage, CaptureReader, Record
+from rpmsg.capture import (
+    CapturedEvent,
+    CapturedFrame,
+    CapturedMessage,
+    CaptureReader,
+    Interface,
+    Record,
+)
 from rpmsg.capture.describe import (
     RESETS,
     ServiceTracker,
@@ -24,8 +31,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "dump", help="print a capture (pcapng) as text, one line per message",
         description="Print the messages, link events and frames of a capture written with "
-        "capture=PATH or RPMSG_CAPTURE, one line each: time, link, direction, src -> dst, "
-        "[length], service, and the name-service, rpmsg-ping or first payload bytes.")
+        "capture=PATH or RPMSG_CAPTURE, one line each: time, #link, direction, src -> dst, "
+        "[length], service, and the name-service, rpmsg-ping or first payload bytes. Each "
+        "link's URL is printed once ('# link #0: URL') before its first line.")
     p.add_argument("file", help="capture file (pcapng)")
     p.add_argument("--name", action="append", default=[], metavar="SERVICE",
                    help="only messages of this service (named by the capture's name-service "
@@ -98,7 +106,7 @@ class Dumper:
                 return json.dumps(message_json(rec, service))
             text = describe_message(rec.direction, rec.src, rec.dst, rec.payload, rec.flags,
                                     service)
-            return f"{clock(rec.timestamp_ns)} {rec.interface.name} {text}"
+            return f"{clock(rec.timestamp_ns)} #{rec.interface.id} {text}"
         if isinstance(rec, CapturedEvent) and rec.kind in RESETS:
             self.services.forget(rec.interface.id)
         if not self.events or self.names or self.addrs:
@@ -109,7 +117,7 @@ class Dumper:
                                    "time_ns": rec.timestamp_ns, "link": rec.interface.name,
                                    "event": rec.kind, "detail": rec.detail})
             detail = f" ({rec.detail})" if rec.detail else ""
-            return f"{clock(rec.timestamp_ns)} {rec.interface.name} -- {rec.kind}{detail}"
+            return f"{clock(rec.timestamp_ns)} #{rec.interface.id} -- {rec.kind}{detail}"
         assert isinstance(rec, CapturedFrame)
         if self.direction and rec.direction != self.direction:
             return None
@@ -120,7 +128,7 @@ class Dumper:
                                "data": rec.data.hex()})
         text = describe_frame(rec.direction, rec.kind, rec.data, rec.info, self.services,
                               rec.interface.id)
-        return f"{clock(rec.timestamp_ns)} {rec.interface.name} {text}"
+        return f"{clock(rec.timestamp_ns)} #{rec.interface.id} {text}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,11 +137,15 @@ def run(args: argparse.Namespace) -> int:
     dumper = Dumper(names=args.name, addrs=args.addr, direction=args.dir,
                     events=not args.no_events, as_json=args.json)
     source: Any = sys.stdin.buffer if args.file == "-" else args.file
+    announced: set[Interface] = set()
     with CaptureReader(source, follow=args.follow) as reader:
         if args.follow:
             print(f"rpmsg dump: following {args.file}; Ctrl-C to stop", file=sys.stderr)
         for rec in reader:
             line = dumper.line(rec)
+            if line is not None and not args.json and rec.interface not in announced:
+                announced.add(rec.interface)  # the link's URL once, then its number
+                print(f"# link #{rec.interface.id}: {rec.interface.name}")
             if line is not None:
                 print(line, flush=args.follow)
         if reader.malformed:
