@@ -259,3 +259,26 @@ def test_wireshark_path_and_install(tmp_path: Path) -> None:
     assert dest == target / "rpmsg.lua" and not dest.is_symlink()
     assert dest.read_bytes() == plugin_path().read_bytes()
     assert victim.read_text() == "keep"
+
+
+@pytest.mark.skipif(TSHARK is None, reason="tshark missing: run scripts/test")
+def test_shm_ring_events_at_frame_level(tmp_path: Path, shm_url: str) -> None:
+    """``capture_level=frames`` on a virtio link adds its ring events (descriptors pushed
+    and popped, notifications) next to the messages, decoded by tshark."""
+    path = tmp_path / "ring.pcapng"
+    remote = Remote(shm_url, env=env_with())
+    try:
+        run("ping", shm_url, "--count", "5", "--size", "60",
+            env=env_with(RPMSG_CAPTURE=str(path), RPMSG_CAPTURE_LEVEL="frames"))
+    finally:
+        remote.stop()
+    rows = tshark_fields(path, "rpmsg.direction", "rpmsg.ring.event", "rpmsg.ring.queue",
+                         "rpmsg.ring.id", "rpmsg.ring.len", display_filter="rpmsg.ring.event")
+    events = {(r[0], r[1]) for r in rows}
+    assert {("tx", "push"), ("rx", "pop"), ("tx", "notify")} <= events
+    pushes = [r for r in rows if r[1] == "push" and r[4] == str(16 + 60)]
+    assert len(pushes) == 5  # one descriptor per ping: header + payload
+    assert all(r[3].isdigit() for r in pushes)
+    pings = [r for r in read_capture(str(path))
+             if isinstance(r, CapturedMessage) and r.direction == "tx" and r.dst != NS_ADDR]
+    assert len(pings) == 5

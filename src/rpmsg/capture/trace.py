@@ -1,10 +1,9 @@
 """The ``rpmsg.trace`` logger: one log line per message (and event, and frame) of a Device.
 
-Off by default: the logger's level is set to INFO on import unless the application already
-set one, so ``-vv`` (DEBUG on the root logger) does not flood the log. Turn it on with
-``logging.getLogger("rpmsg.trace").setLevel(logging.DEBUG)`` before opening the Device;
-:func:`trace_tap` returns the tap the runtime installs then, and :func:`combine` joins it
-with a capture tap.
+Off by default, even under ``-vv`` (DEBUG on the root logger): it traces only when its own
+level was set, ``logging.getLogger("rpmsg.trace").setLevel(logging.DEBUG)``, before the Device
+is opened (:func:`trace_enabled`). :func:`trace_tap` returns the tap ``rpmsg.open`` installs
+then, and :func:`combine` joins it with a capture tap.
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ from rpmsg.wire.layout import Buffer
 
 TRACE_LOGGER = "rpmsg.trace"
 trace_log = logging.getLogger(TRACE_LOGGER)
-if trace_log.level == logging.NOTSET:
-    trace_log.setLevel(logging.INFO)
 
 _internal = logging.getLogger("rpmsg.capture")
 
@@ -99,8 +96,8 @@ class TeeTap:
 
 
 def trace_enabled() -> bool:
-    """Whether ``rpmsg.trace`` would log a message line now."""
-    return trace_log.isEnabledFor(logging.DEBUG)
+    """Whether ``rpmsg.trace`` was turned on: its own level set, and DEBUG enabled."""
+    return trace_log.level != logging.NOTSET and trace_log.isEnabledFor(logging.DEBUG)
 
 
 def trace_tap(link_name: str) -> TraceTap | None:
