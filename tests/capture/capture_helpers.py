@@ -60,9 +60,10 @@ def tshark(*args: str, capture: Path | str) -> str:
     env = dict(os.environ, HOME=str(Path(capture).parent))  # no user plugins/preferences
     out = subprocess.run(
         [TSHARK, "-n", "-X", f"lua_script:{plugin_path()}", "-r", str(capture), *args],
-        capture_output=True, text=True, timeout=120, env=env, check=False)
+        capture_output=True, text=True, errors="replace", timeout=120, env=env, check=False)
     assert out.returncode == 0, out.stderr
-    assert "Lua: Error" not in out.stderr and "Lua: Error" not in out.stdout, out.stderr
+    for text in (out.stdout, out.stderr):  # a load error, or a run-time error in a packet
+        assert "Lua: Error" not in text and "Lua Error" not in text, text[-2000:]
     return out.stdout
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,9 @@ import pytest
 from capture_helpers import TSHARK, ns, ping_payload, sample_session, tshark, tshark_fields
 
 from rpmsg.capture import open_capture
+from rpmsg.capture.blocks import interface_description, packet_block, record, section_header
 from rpmsg.port.crc import frame_crc, get_crc
+from rpmsg.wire.capture import EXPORTED_PDU_PREFIX, REC_EVENT, REC_FRAME, REC_MESSAGE
 from rpmsg.wire.ping import PING_ACK
 from rpmsg.wire.port import PORT_HEADER
 from rpmsg.wire.rpmsg import NS_ADDR, encode_message
@@ -179,3 +182,30 @@ def test_link_down_forgets_announced_addresses(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60, check=True).stdout
     lines = [ln for ln in out.splitlines() if "0x401 -> 0x400" in ln]
     assert "rpmsg-echo" in lines[0] and "rpmsg-echo" not in lines[1]
+
+
+def test_dissector_survives_malformed_records(tmp_path: Path) -> None:
+    """Records cut short, lengths that lie, unknown types and kinds, garbage info: the
+    plugin reports them (expert info) and never fails (no Lua error, no exception in a
+    packet whose exported-PDU tags are whole)."""
+    rng = random.Random(12)
+    parts = [section_header("fuzz"), interface_description("fuzz", "")]
+    lengths = []
+    for i in range(400):
+        rtype = rng.choice([REC_MESSAGE, REC_EVENT, REC_FRAME, 0, 9])
+        info = rng.choice([b"", b"crc=bad\nescapes=x\nid=\nlen=99999999999\nname",
+                           rng.randbytes(rng.randint(0, 20))])
+        body = rng.choice([rng.randbytes(rng.randint(0, 90)),
+                           PORT_HEADER.pack(0, rng.randint(0, 7), 9, rng.randint(0, 999))
+                           + rng.randbytes(rng.randint(0, 40)),
+                           encode_message(1, NS_ADDR, rng.randbytes(rng.choice([39, 40, 41])))])
+        data = record(rtype, rng.randint(0, 3), rng.randint(0, 6), info, body)
+        if rng.random() < 0.3:
+            data = data[:rng.randint(len(EXPORTED_PDU_PREFIX), len(data))]
+        lengths.append(len(data))
+        parts.append(packet_block(0, i, data))
+    path = tmp_path / "fuzz.pcapng"
+    path.write_bytes(b"".join(parts))
+    text = tshark("-V", capture=path)  # asserts no Lua error
+    assert text.count("RPMsg capture record") == 400
+    assert "Exception occurred" not in text

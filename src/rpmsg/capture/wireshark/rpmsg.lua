@@ -81,7 +81,7 @@ local f = {
 
     spi_cmd = ProtoField.uint16("rpmsg.spi.cmd", "SPI command", base.DEC, SPI_CMDS),
     spi_credits = ProtoField.uint16("rpmsg.spi.credits", "Credits"),
-    spi_name = ProtoField.stringz("rpmsg.spi.name", "Connect name"),
+    spi_name = ProtoField.string("rpmsg.spi.name", "Connect name"),
     spi_crc_status = ProtoField.string("rpmsg.spi.crc_status", "CRC verdict"),
 
     ring_event = ProtoField.string("rpmsg.ring.event", "Ring event"),
@@ -128,6 +128,15 @@ local function iface_id()
 end
 
 local function hex(v) return string.format("0x%x", v) end
+
+-- The C string in a fixed-size field: up to the first NUL, or all of it when a peer left
+-- none (TvbRange:stringz() would read past the field).
+local function cstring(range)
+    local raw = range:raw()
+    local z = string.find(raw, "\0", 1, true)
+    if z then return string.sub(raw, 1, z - 1) end
+    return raw
+end
 
 -- Bit i (0-based) of a non-negative integer, without the bit32 library (gone in Lua 5.3+).
 local function bit(v, i) return math.floor(v / 2 ^ i) % 2 end
@@ -229,7 +238,7 @@ local function dissect_message(tvb, offset, pinfo, tree, direction)
             summary = string.format("NS malformed (%d bytes)", plen)
         else
             local nt = t:add(p, tvb(poff, NS_SIZE), "Name service")
-            local name = tvb(poff, 32):stringz()
+            local name = cstring(tvb(poff, 32))
             nt:add(f.ns_name, tvb(poff, 32), name)
             local addr = tvb(poff + 32, 4):le_uint()
             nt:add_le(f.ns_addr, tvb(poff + 32, 4))
@@ -345,9 +354,10 @@ local function dissect_spi(tvb, doff, dlen, pinfo, tree, info, direction)
         summary = summary .. " [BAD CRC]"
     end
     if cmd == 1 and dlen > PORT_HDR_SIZE then
-        t:add(f.spi_name, tvb(doff + PORT_HDR_SIZE, dlen - PORT_HDR_SIZE))
-        summary = summary .. " \"" .. tvb(doff + PORT_HDR_SIZE, dlen - PORT_HDR_SIZE):stringz()
-                  .. "\""
+        local nlen = math.min(dlen - PORT_HDR_SIZE, 32)
+        local name = cstring(tvb(doff + PORT_HDR_SIZE, nlen))
+        t:add(f.spi_name, tvb(doff + PORT_HDR_SIZE, nlen), name)
+        summary = summary .. " \"" .. name .. "\""
     elseif cmd == 3 and flen >= PORT_HDR_SIZE + HDR_SIZE and flen <= dlen then
         local sub = tvb(0, doff + flen):tvb()
         summary = summary .. ": " .. dissect_message(sub, doff + PORT_HDR_SIZE, pinfo, tree,
