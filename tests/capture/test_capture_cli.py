@@ -134,6 +134,32 @@ def test_replay_reproduces_a_session_byte_for_byte(tmp_path: Path, shm_url: str)
     assert payloads(second, "rx") == original
 
 
+def test_replay_of_what_a_program_sent(tmp_path: Path, shm_url: str) -> None:
+    """The host's own capture (RPMSG_CAPTURE on rpmsg ping), replayed with the default
+    ``--dir tx`` against a new remote: the new remote receives what the program sent and
+    answers as the first one did."""
+    host = tmp_path / "host.pcapng"
+    remote = Remote(shm_url, env=env_with())
+    try:
+        run("ping", shm_url, "--count", "20", "--size", "100", "--random-size",
+            env=env_with(RPMSG_CAPTURE=str(host)))
+    finally:
+        remote.stop()
+    url2 = shm_url + "-2"
+    seen = tmp_path / "seen.pcapng"
+    remote = Remote(url2, env=env_with(RPMSG_CAPTURE=str(seen)))
+    try:
+        out = json.loads(run("replay", str(host), url2, "--speed", "max", "--json",
+                             env=env_with()).stdout)
+    finally:
+        remote.stop()
+        for leftover in Path("/dev/shm").glob(url2.split(":")[1] + "*"):
+            leftover.unlink()
+    assert out["sent"] == 20 and out["replies"] == 20
+    assert payloads(seen, "rx") == payloads(host, "tx")
+    assert payloads(seen, "tx") == payloads(host, "rx")  # the same answers, byte for byte
+
+
 def test_replay_timing_is_the_captured_spacing_over_speed(tmp_path: Path) -> None:
     """Against an in-process echo; the replayer's clock is a fake, so no wall time counts."""
     path = tmp_path / "timed.pcapng"

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from capture_helpers import TSHARK, ns, ping_payload, sample_session, tshark, tshark_fields
 
+import rpmsg
 from rpmsg.capture import open_capture
 from rpmsg.capture.blocks import interface_description, packet_block, record, section_header
 from rpmsg.port.crc import frame_crc, get_crc
+from rpmsg.services import EchoService
 from rpmsg.wire.capture import EXPORTED_PDU_PREFIX, REC_EVENT, REC_FRAME, REC_MESSAGE
 from rpmsg.wire.ping import PING_ACK
 from rpmsg.wire.port import PORT_HEADER
@@ -209,3 +211,35 @@ def test_dissector_survives_malformed_records(tmp_path: Path) -> None:
     text = tshark("-V", capture=path)  # asserts no Lua error
     assert text.count("RPMsg capture record") == 400
     assert "Exception occurred" not in text
+
+
+def test_spi_exchanges_at_frame_level(tmp_path: Path) -> None:
+    """A simulated SPI bus, the slave captured at frame level: CONNECT, AVAIL and DATA
+    exchanges with their credits and CRC verdict, and the messages DATA frames carry."""
+    bus = tmp_path / "bus.sock"
+    cap = tmp_path / "spi.pcapng"
+    slave = rpmsg.open(f"spisim:{bus}?hz=0&crc=arc&capture={cap}&capture_level=frames",
+                       side="remote")
+    try:
+        master = rpmsg.open(f"spisim:{bus}?hz=0&crc=arc")
+        try:
+            EchoService(slave, "rpmsg-echo")
+            ept = master.create_endpoint("rpmsg-echo")
+            ept.wait_bound(10)
+            for i in range(3):
+                ept.send(b"spi %d" % i, timeout=10)
+                assert ept.recv(timeout=10) == b"spi %d" % i
+        finally:
+            master.close()
+    finally:
+        slave.close()
+    rows = tshark_fields(cap, "rpmsg.direction", "rpmsg.spi.cmd", "rpmsg.spi.credits",
+                         "rpmsg.spi.crc_status", "rpmsg.service", "rpmsg.payload",
+                         display_filter="rpmsg.frame.kind == \"spi\"")
+    cmds = {r[1] for r in rows}
+    assert {"1", "2", "3"} <= cmds  # CONNECT, AVAIL, DATA
+    assert all(r[2].isdigit() for r in rows)
+    assert {r[3] for r in rows if r[1] == "3"} == {"ok"}
+    echoes = [(r[0], bytes.fromhex(r[5])) for r in rows if r[1] == "3" and r[4] == "rpmsg-echo"]
+    for i in range(3):
+        assert ("rx", b"spi %d" % i) in echoes and ("tx", b"spi %d" % i) in echoes
