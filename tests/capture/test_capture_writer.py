@@ -388,3 +388,27 @@ def test_reader_follows_a_file_being_written(tmp_path: Path) -> None:
         tap.close()
     assert got == [bytes([i]) for i in range(5)]
     assert not t.is_alive()
+
+
+FORKS = textwrap.dedent("""
+    import os, sys
+    from rpmsg.capture import open_capture
+    tap = open_capture(sys.argv[1], link_name="loop:fork")
+    tap.message("tx", 1, 2, b"parent before")
+    pid = os.fork()
+    if pid == 0:  # the child inherits the tap but not the file: its records go nowhere
+        tap.message("tx", 1, 2, b"child")
+        tap.close()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    tap.message("tx", 1, 2, b"parent after")
+    tap.close()
+""")
+
+
+def test_a_forked_child_does_not_write_into_the_parents_capture(tmp_path: Path) -> None:
+    path = tmp_path / "fork.pcapng"
+    out = subprocess.run([sys.executable, "-c", FORKS, str(path)], capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    assert [r.payload for r in read_capture(str(path))] == [b"parent before", b"parent after"]

@@ -220,6 +220,9 @@ class CaptureFile:
 
     def flush(self) -> None:
         """Write every queued block now (whole blocks only)."""
+        if self._fd < 0:  # closed, or abandoned in a forked child (whose locks may be held)
+            self._queue.clear()
+            return
         self._report_overflow()
         with self._write_lock:
             q = self._queue
