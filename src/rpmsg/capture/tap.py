@@ -91,7 +91,9 @@ class CaptureTap:
             if len(q) >= WAKE_AT and self._crowded():
                 return
             q.append((self.interface, time_ns(), direction, src, dst, flags,
-                      payload if type(payload) is bytes else bytes(memoryview(payload))))
+                      payload if type(payload) is bytes else
+                      payload.tobytes() if type(payload) is memoryview else
+                      bytes(memoryview(payload))))
         except Exception:
             self._fail("recording a message")
 
