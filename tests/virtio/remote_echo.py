@@ -2,7 +2,7 @@
 
 ``echo`` returns every message to its sender. ``check`` verifies a stream (u32 sequence
 number, then CRC-32 of the rest, then filler) and, on the message ``b"report"``, answers with
-a JSON summary. The process exits when the host goes away.
+a JSON summary. The process exits when the host it served goes away.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+import threading
 import time
 import zlib
 
@@ -20,15 +21,18 @@ HEAD = struct.Struct("<II")
 
 def main(url: str) -> None:
     dev = rpmsg.open(url, side="remote")
+    served = threading.Event()
     state = {"next": 0, "bad_seq": 0, "bad_crc": 0, "count": 0}
 
     def on_echo(ept: rpmsg.Endpoint, data: bytes, src: int) -> None:
+        served.set()
         ept.send_to(src, data)
 
     def on_check(ept: rpmsg.Endpoint, data: bytes, src: int) -> None:
         if data == b"report":
             ept.send_to(src, json.dumps(state).encode())
             return
+        served.set()
         seq, crc = HEAD.unpack_from(data)
         state["bad_seq"] += seq != state["next"]
         state["bad_crc"] += crc != zlib.crc32(data[HEAD.size :])
@@ -38,12 +42,11 @@ def main(url: str) -> None:
     dev.create_endpoint("echo", callback=on_echo)
     dev.create_endpoint("check", callback=on_check)
     print("ready", flush=True)
-    was_up = False
+    # Served a driver, then the link went down: the driver left (a session may be shorter
+    # than one poll of is_up, so "was up" is what it received, not what was sampled).
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and dev.broken_error is None:
-        if dev.is_up:
-            was_up = True
-        elif was_up:
+        if served.is_set() and not dev.is_up:
             break
         time.sleep(0.02)
     dev.close()

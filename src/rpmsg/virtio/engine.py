@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rpmsg.errors import (
+    ArgumentTypeError,
     InvalidArgumentError,
     MessageTooLargeError,
     NoBufferError,
@@ -305,10 +306,13 @@ class RingEngine:
         """What a failed fill raises: a payload or address the header cannot hold is an
         InvalidArgumentError (the runtime checks arguments first; this keeps direct callers
         typed), anything else unchanged."""
-        if isinstance(exc, struct.error | TypeError) or (
-                isinstance(exc, ValueError) and not isinstance(exc, RpmsgError)):
-            return InvalidArgumentError(
-                f"virtio {self.role}: cannot send from {src!r} to {dst!r}: {exc}")
+        if isinstance(exc, RpmsgError):
+            return exc
+        what = f"virtio {self.role}: cannot send from {src!r} to {dst!r}: {exc}"
+        if isinstance(exc, TypeError):
+            return ArgumentTypeError(what)
+        if isinstance(exc, struct.error | ValueError):
+            return InvalidArgumentError(what)
         return exc
 
     def send(self, src: int, dst: int, payload: Buffer, timeout: float | None) -> None:

@@ -257,6 +257,9 @@ def connect(path: str, kind: str = "socket", opening: Opening | None = None, *,
             sleep(delay, wake_fd)
             delay = min(delay * 2, 0.1)
             continue
+        except AccessDeniedError:
+            sock.close()
+            raise
         except PermissionError as exc:
             sock.close()
             raise AccessDeniedError(

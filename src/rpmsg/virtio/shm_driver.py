@@ -111,6 +111,8 @@ class ShmDriverLink(ShmLink):
             self.engine.use_memory(memory)
             self.handshake()
         except BaseException:
+            self.engine.stop("handshake failed")  # nothing reported: the link was not up
+            self._handshook = False
             self._free_session(chan, file, sealed)
             self._channel, self._file, self._sealed = None, None, None
             self.memory, self.table = NO_MEMORY, None

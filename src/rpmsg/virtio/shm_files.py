@@ -244,9 +244,8 @@ def lock_holders(st: os.stat_result) -> list[int]:
     """Processes (visible to us) holding a lock on the file of ``st``, from /proc fdinfo."""
     tag = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino} "
     found: list[int] = []
-    me = os.getpid()
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
+        if not entry.isdigit():
             continue
         try:
             fds = os.listdir(f"/proc/{entry}/fdinfo")
@@ -400,6 +399,8 @@ class ShmFile:
 
 
 def _open_error(path: str, exc: OSError) -> Exception:
+    if exc.errno == errno.EISDIR:
+        return NotAvailableError(f"{path} is a directory, not a regular file")
     if exc.errno == errno.ELOOP:
         return AccessDeniedError(f"{path} is a symbolic link; shared memory is never opened "
                                  "through one (give the real path)")
