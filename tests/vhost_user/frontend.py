@@ -69,14 +69,17 @@ class FrontendLink(Link):
 class FakeFrontend:
     """One connection to a vhost-user back-end, acting as UML's virtio_uml."""
 
-    def __init__(self, path: str, *, num: int = NUM, connect_timeout: float = 5.0) -> None:
+    def __init__(self, path: str, *, num: int = NUM, connect_timeout: float = 5.0,
+                 memfd: int | None = None) -> None:
         self.path = path
         self.num = num
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(connect_timeout)
         self.sock.connect(path)
-        self.memfd = memfd_region(MEM_SIZE)
-        self.map = mmap.mmap(self.memfd, MEM_SIZE)
+        #: The guest memory file (a sealable memfd, as QEMU shares, unless one is given).
+        self.memfd = memfd if memfd is not None else memfd_region(MEM_SIZE)
+        # Map what the file holds (a test may hand over one shorter than it claims).
+        self.map = mmap.mmap(self.memfd, min(MEM_SIZE, os.fstat(self.memfd).st_size))
         self.memory = FlatMemory(self.map, base=GUEST_BASE)
         self.protocol_features = 0
         self.kick_fds = [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) for _ in range(2)]
