@@ -115,6 +115,17 @@ class RxQueue:
         self.received = 0
         self.dropped_full = 0
         self.dropped_closed = 0
+        # Flags that keep the per-message paths to one test each (see _flags_locked).
+        self._accepting = True  # not closed and nothing held: put may append if room
+        self._wake_needed = False  # a sleeper to notify, async waiters or a descriptor to set
+        self._pop_extra = False  # held to refill, dropping to end or a descriptor to clear
+
+    def _flags_locked(self) -> None:
+        """Recompute the fast-path flags after any change of the state they summarise."""
+        self._accepting = not self.closed and not self._held
+        self._wake_needed = bool((self._sleepers and not self._notified) or self._async
+                                 or (self._fds is not None and not self._fd_set))
+        self._pop_extra = bool(self._held or self._dropping or self._fd_set)
 
     # Transport side (the Device calls these on transport threads) ----------------------
 
@@ -122,35 +133,43 @@ class RxQueue:
             timestamp: float) -> Taken:
         """Queue one message; what happened to it says who releases its buffer."""
         with self.lock:
-            if self.closed:
-                self.dropped_closed += 1
-                return _DROPPED_CLOSED
             ready = self._ready
-            if len(ready) >= self.capacity or self._held:
+            if not self._accepting or len(ready) >= self.capacity:
                 return self._overflow_locked(src, payload, release, timestamp)
-            if release is not None and self.zero_copy:
+            if release is None or not self.zero_copy:
+                ready.append((src, bytes(payload), timestamp))
+                verdict = _COPIED
+            else:
                 ready.append((src, RxBuffer(memoryview(payload).toreadonly(), src, self.addr,
                                             release, timestamp), timestamp))
                 verdict = _KEPT
-            else:
-                ready.append((src, bytes(payload), timestamp))
-                verdict = _COPIED
             self.received += 1
-            if self._sleepers and not self._notified:
-                self._notified = True
-                self._cond.notify()
-            if self._async:
-                self._wake_async_locked()
-            if self._fds is not None and not self._fd_set:
-                self._set_fd_locked()
+            if self._wake_needed:
+                self._signal_locked()
             return verdict
+
+    def _signal_locked(self) -> None:
+        """A message is ready: wake one sleeper (once per burst), asyncio waiters, the fd."""
+        if self._sleepers and not self._notified:
+            self._notified = True
+            self._cond.notify()
+        if self._async:
+            self._wake_async_locked()
+        if self._fds is not None and not self._fd_set:
+            self._set_fd_locked()
+        self._flags_locked()
 
     def _overflow_locked(self, src: int, payload: Buffer, release: Release | None,
                          timestamp: float) -> Taken:
+        if self.closed:
+            self.dropped_closed += 1
+            return _DROPPED_CLOSED
         if release is None or self._dropping or self.hold == 0:
             self.dropped_full += 1
             return _DROPPED_FULL
         self._held.append((src, payload, release, timestamp))
+        self._accepting = False
+        self._pop_extra = True
         if self._hold_until is None and self.hold is not None:
             self._hold_until = time.monotonic() + self.hold
             return _HOLD_STARTED
@@ -169,6 +188,7 @@ class RxQueue:
             self._hold_until = None
             self._dropping = True
             self.dropped_full += len(held)
+            self._flags_locked()
         for _src, _payload, release, _ts in held:
             release()
         return len(held), None
@@ -228,16 +248,19 @@ class RxQueue:
                     return None
                 remaining = min(remaining, 86400.0)  # Condition.wait's limit, in slices
             self._sleepers += 1
+            self._wake_needed = True
             try:
                 self._cond.wait(remaining)
             finally:
                 self._sleepers -= 1
                 self._notified = False
+                self._flags_locked()
             item = self._pop_locked()
             if item is not None:
                 if self._ready and self._sleepers:  # more for the next sleeper
                     self._notified = True
                     self._cond.notify()
+                    self._flags_locked()
                 return item
             check()
 
@@ -246,12 +269,14 @@ class RxQueue:
         if not ready:
             return None
         item = ready.popleft()
-        if self._held:
-            self._refill_locked()
-        elif self._dropping and len(ready) <= self.capacity // 2:
-            self._dropping = False
-        if not ready and self._fd_set and not self.alert:
-            self._clear_fd_locked()
+        if self._pop_extra:
+            if self._held:
+                self._refill_locked()
+            elif self._dropping and len(ready) <= self.capacity // 2:
+                self._dropping = False
+            if not ready and self._fd_set and not self.alert:
+                self._clear_fd_locked()
+            self._flags_locked()
         return item
 
     def _refill_locked(self) -> None:
@@ -297,12 +322,14 @@ class RxQueue:
                     self._set_fd_locked()
                 else:
                     self._clear_fd_locked()
+            self._flags_locked()
 
     def add_async_waiter(self, loop: asyncio.AbstractEventLoop,
                          fut: asyncio.Future[None]) -> None:
         """Resolve ``fut`` on ``loop`` at the next message or state change."""
         with self.lock:
             self._async.append((loop, fut))
+            self._wake_needed = True
 
     def get_many_or_wait(self, max_count: int, loop: asyncio.AbstractEventLoop,
                          fut: asyncio.Future[None], check: Check) -> list[Item]:
@@ -318,6 +345,7 @@ class RxQueue:
             if not out:
                 check()
                 self._async.append((loop, fut))
+                self._wake_needed = True
         if self._releases:
             self._run_releases()
         return out
@@ -329,6 +357,7 @@ class RxQueue:
                 self._async.remove((loop, fut))
             except ValueError:
                 pass
+            self._flags_locked()
 
     def _wake_async_locked(self) -> None:
         waiters, self._async = self._async, []
@@ -345,6 +374,7 @@ class RxQueue:
                 self._fds = _make_fds()
                 if self._ready or self.alert:
                     self._set_fd_locked()
+                self._flags_locked()
             return self._fds[0]
 
     def _set_fd_locked(self) -> None:
@@ -385,6 +415,8 @@ class RxQueue:
             self._cond.notify_all()
             self._wake_async_locked()
             fds, self._fds = self._fds, None
+            self._fd_set = False
+            self._flags_locked()
         if fds is not None:
             try:
                 os.write(fds[1], b"\1\0\0\0\0\0\0\0")  # wake a select() still watching it
