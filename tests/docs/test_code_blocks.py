@@ -64,7 +64,7 @@ def test_document_blocks_run(doc: Path) -> None:
                     continue
                 if block.mode == "background":
                     assert block.lang in SHELL, f"{block.where}: only shell runs in background"
-                    proc = subprocess.Popen(["bash", "-e", "-c", "exec " + block.code.strip()],
+                    proc = subprocess.Popen(["bash", "-e", "-c", block.code],
                                             cwd=cwd, env=env, text=True,
                                             stdout=subprocess.DEVNULL, start_new_session=True)
                     background.append((proc, block))
