@@ -49,6 +49,10 @@ class EndpointHost(Protocol):
     @property
     def closed(self) -> bool: ...
 
+    @property
+    def usable(self) -> bool:
+        """False once the Device is closing or broken (one test before each send)."""
+
     def check_not_broken(self) -> None:
         """Raise TransportBrokenError if the transport failed for good."""
 
@@ -81,9 +85,11 @@ class EndpointHost(Protocol):
 class EndpointPeer(Protocol):
     """What a Device needs from an endpoint it created (the core record's ``owner``)."""
 
-    def receive(self, src: int, payload: Buffer, release: Release | None,
-                timestamp: float) -> Taken:
-        """A message for this endpoint (on a transport thread); see :class:`Taken`."""
+    @property
+    def receive(self) -> Callable[[int, Buffer, Release | None, float], Taken]:
+        """``receive(src, payload, release, timestamp)``: a message for this endpoint, on a
+        transport thread; see :class:`Taken`. An attribute, so the endpoint can hand its
+        queue's own ``put`` to the Device (one call less per message)."""
 
     def expire_held(self, now: float) -> tuple[int, float | None]:
         """Drop messages held past the hold time: (how many, next expiry or None)."""

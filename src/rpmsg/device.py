@@ -115,6 +115,8 @@ class Device:
         self._state = threading.Condition(self.lock)
         self._closed = False
         self._closing = False
+        #: False once the Device is closing or broken (what endpoints test before a send).
+        self.usable = True
         self._broken: Exception | None = None
         self._service_handlers: list[tuple[str | None, ServiceCallback]] = []
         self._counters = {"dropped_queue_full": 0, "dropped_closed": 0, "ns_sent": 0,
@@ -355,6 +357,7 @@ class Device:
             if self._closing:
                 return
             self._closing = True
+            self.usable = False
         for ept in self.endpoints:
             ept.close()
         share = budget.remaining()
@@ -431,17 +434,19 @@ class Device:
         core = self.core
         with self.lock:
             rec = core.receive(src, dst, payload)
-            events = core.take_events() if core.events else None
-            notes = core.take_notes() if core.notes else None
-        if notes:
-            self._note(notes)
+            if core.events or core.notes:
+                events = core.take_events()
+                self._note(core.take_notes())
+            else:
+                events = None
         if events:
             self._run(events)
         if rec is None:
             if release is not None:
                 release()
             return
-        taken = cast(EndpointPeer, rec.owner).receive(src, payload, release, _now())
+        peer: EndpointPeer = rec.owner
+        taken = peer.receive(src, payload, release, _now())
         if taken is _COPIED:
             if release is not None:
                 release()
@@ -461,6 +466,7 @@ class Device:
         with self.lock:
             if self._broken is None:
                 self._broken = error
+            self.usable = False
             recs = list(self.core.endpoints.values())
             self._state.notify_all()
         self._worker.discard(f"transport broken: {error}")

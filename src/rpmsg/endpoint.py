@@ -48,12 +48,14 @@ _COPIED = Taken.COPIED
 _DROPPED_CLOSED = Taken.DROPPED_CLOSED
 
 
+_PLAIN = frozenset((int, float))
+_DAY = 86400.0
+
+
 def check_timeout(value: object) -> float | None:
     """:func:`rpmsg.checks.timeout` with a fast path for the common plain numbers."""
-    if value is None:
-        return None
-    if (type(value) is float or type(value) is int) and 0 <= value < 86400.0:
-        return value
+    if value is None or (type(value) in _PLAIN and 0 <= value < _DAY):  # type: ignore[operator]
+        return value  # type: ignore[return-value]
     return checks.timeout(value)
 
 
@@ -89,11 +91,16 @@ class Endpoint:
                  queue: int = DEFAULT_QUEUE, hold: float | None = DEFAULT_HOLD) -> None:
         self._host = host
         self._rec = rec
-        self.callback = callback
+        self._mtu = host.mtu  # fixed for a link's life; checked before every send
         self.on_bound = on_bound
         self.on_unbound = on_unbound
         self.zero_copy = zero_copy
         self._rx = RxQueue(rec.addr, queue, hold, zero_copy=zero_copy)
+        self._queue_put = self._rx.put
+        self._callback = callback
+        #: What the Device calls for each message (see _receive_callback).
+        self.receive: Callable[[int, Buffer, Release | None, float], Taken] = (
+            self._queue_put if callback is None else self._receive_callback)
         self._lock = threading.Lock()
         self._bind_cond = threading.Condition(self._lock)
         self._closed = False
@@ -103,6 +110,17 @@ class Endpoint:
         self.async_sender: Any = None
 
     # Properties -------------------------------------------------------------------------
+
+    @property
+    def callback(self) -> MessageCallback | None:
+        """``callback(ept, data, src)`` run on the transport's thread for each message
+        instead of queueing it; None queues."""
+        return self._callback
+
+    @callback.setter
+    def callback(self, fn: MessageCallback | None) -> None:
+        self._callback = fn
+        self.receive = self._queue_put if fn is None else self._receive_callback
 
     @property
     def device(self) -> Device:
@@ -177,9 +195,13 @@ class Endpoint:
         :class:`RpmsgTimeoutError` when none came within ``timeout``; wrong arguments raise
         :class:`InvalidArgumentError` / :class:`ArgumentTypeError` before anything happens.
         """
-        payload = checks.payload(data)
-        timeout = check_timeout(timeout)
-        self._check_sendable(len(payload))
+        payload = data if type(data) is bytes else checks.payload(data)
+        if timeout is not None and not (type(timeout) in _PLAIN and 0 <= timeout < _DAY):
+            timeout = checks.timeout(timeout)
+        if self._closed or not self._host.usable:
+            self._raise_unusable()
+        if len(payload) > self._mtu:
+            raise MessageTooLargeError(len(payload), self._mtu)
         dst = self._rec.dst
         if dst == ADDR_ANY:
             if not self._host.policy.wait_bound_on_send or timeout == 0:
@@ -256,15 +278,16 @@ class Endpoint:
         return NotBoundError(f"endpoint {self.name!r} at {self.addr:#x} is not bound")
 
     def _check_sendable(self, size: int) -> None:
+        if self._closed or not self._host.usable:
+            self._raise_unusable()
+        if size > self._mtu:
+            raise MessageTooLargeError(size, self._mtu)
+
+    def _raise_unusable(self) -> None:
         if self._closed:
             raise EndpointClosedError(f"endpoint {self.name!r} is closed")
-        host = self._host
-        host.check_not_broken()
-        if host.closed:
-            raise EndpointClosedError("the device is closed")
-        mtu = host.mtu
-        if size > mtu:
-            raise MessageTooLargeError(size, mtu)
+        self._host.check_not_broken()
+        raise EndpointClosedError("the device is closed")
 
     # Receiving --------------------------------------------------------------------------
 
@@ -451,11 +474,14 @@ class Endpoint:
 
     # EndpointPeer: what the Device calls ------------------------------------------------
 
-    def receive(self, src: int, payload: Buffer, release: Release | None,
-                timestamp: float) -> Taken:
-        """A message for this endpoint, on a transport thread (see :class:`Taken`)."""
-        callback = self.callback
-        if callback is None:
+    # ``receive(src, payload, release, timestamp) -> Taken``, a message for this endpoint on
+    # a transport thread, is an attribute: the queue's own ``put`` (one call less per
+    # message) or, with a callback, the method below.
+
+    def _receive_callback(self, src: int, payload: Buffer, release: Release | None,
+                          timestamp: float) -> Taken:
+        callback = self._callback
+        if callback is None:  # cleared meanwhile
             return self._rx.put(src, payload, release, timestamp)
         if self._closed:
             return _DROPPED_CLOSED

@@ -8,6 +8,7 @@ blocks and never holds a lock; the runtime in :mod:`rpmsg.device` drives it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from rpmsg.core.addresses import AddressSpace
 from rpmsg.core.policy import OPENAMP, Policy
@@ -33,7 +34,7 @@ class EndpointRecord:
     #: endpoint: on close it goes back to the list of available services.
     dst_is_service: bool = False
     #: Opaque slot for the runtime (the user-facing Endpoint object).
-    owner: object = None
+    owner: Any = None
 
     @property
     def bound(self) -> bool:
