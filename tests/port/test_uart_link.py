@@ -102,3 +102,28 @@ def test_legacy_values_and_no_staywake() -> None:
     assert writes(m.start(0.0)) == b"\x7d"
     assert m.on_control(0x7D, 0.1) == [Write(b"\x7c"), LinkUp()]
     assert CURRENT.connreq == 0x7E
+
+
+def test_a_peer_restart_that_announces_nothing_is_confirmed_with_our_own_connreq() -> None:
+    # A CONNREQ byte while connected may be line noise: the peer then keeps its bindings
+    # and would never announce again, while we dropped ours. Unless a name-service message
+    # shows the restart was real, we send CONNREQ ourselves after a second.
+    m = UartLinkMachine(staywake=False)
+    m.start(0.0)
+    m.on_control(0x7D, 0.1)
+    assert m.on_control(0x7E, 5.0)[0] == LinkDown("the peer restarted (CONNREQ while connected)")
+    assert m.next_deadline() == 6.0
+    assert m.poll(5.9) == []
+    assert writes(m.poll(6.0)) == b"\x7e"
+    assert m.counts["restart_confirms"] == 1
+    assert m.poll(9.0) == [] and m.next_deadline() is None  # once
+
+
+def test_a_real_restart_announces_and_needs_no_confirmation() -> None:
+    m = UartLinkMachine(staywake=False)
+    m.start(0.0)
+    m.on_control(0x7D, 0.1)
+    m.on_control(0x7E, 5.0)
+    assert m.confirming
+    m.peer_announced()
+    assert m.poll(7.0) == [] and m.counts["restart_confirms"] == 0

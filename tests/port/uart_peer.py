@@ -1,6 +1,7 @@
 """The other process of the two-process UART test: echo and ping-style responders on a pty.
 
-Usage: ``python uart_peer.py /dev/pts/N``; runs until stdin is closed.
+Usage: ``python uart_peer.py /dev/pts/N [OPTIONS]`` (OPTIONS: more URL options, e.g.
+``crc=arc``); runs until stdin is closed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from rpmsg.wire.ping import PING_ACK, PING_CMD_RSP, PING_HEADER
 
 def main() -> None:
     faulthandler.register(signal.SIGUSR1)  # stacks on demand when a test hangs
-    dev = rpmsg.open(f"uart:{sys.argv[1]}?baudrate=4000000")
+    extra = f"&{sys.argv[2]}" if len(sys.argv) > 2 else ""
+    dev = rpmsg.open(f"uart:{sys.argv[1]}?baudrate=4000000{extra}")
 
     def echo(ept: Endpoint, data: bytes, src: int) -> None:
         ept.send_to(src, data, timeout=30)

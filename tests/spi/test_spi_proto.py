@@ -252,6 +252,66 @@ def test_a_connect_while_connected_takes_the_link_down_then_up_again() -> None:
     assert s2.up
 
 
+def _armed_cycle(us: Side, peer: Side, armed: bytes, *, we_are_master: bool) -> bytes:
+    """One exchange in which our frame was chosen earlier (armed in the controller, or chosen
+    by the bus thread) and our next one is chosen at once, before our thread processes what
+    came in: the interleaving a threaded driver (ours, NuttX's slave) really has."""
+    fp = peer.frame()
+    peer.complete(armed)
+    us.complete(fp)
+    armed = us.frame()  # re-armed from the completion, while the state may be RECONNECTING
+    if we_are_master:
+        us.process()
+        peer.process()
+    else:
+        peer.process()
+        us.process()
+    return armed
+
+
+@pytest.mark.parametrize("we_are_master", [False, True])
+def test_peer_restart_while_we_had_data_armed_does_not_livelock(we_are_master: bool) -> None:
+    """Issue 10.14, replayed: we (either role) have a DATA frame armed when the peer reboots
+    and sends CONNECT. The frame we send in the following exchange is chosen while we are
+    still RECONNECTING, so it is not a CONNECT; taking the peer's CONNECT in that exchange as
+    a handshake made us CONNECTED while the peer never saw our CONNECT (seen against NuttX's
+    master: 403 link-ups and downs in 25 s). A state may only advance on an exchange in which
+    both sides sent CONNECT."""
+    m, s = _connected()
+    us, peer = (m, s) if we_are_master else (s, m)
+    us.send(b"stale")
+    armed = us.frame()
+    assert PORT_HEADER.unpack(armed)[1] == Cmd.DATA
+    # The peer reboots: fresh state, UNCONNECTED, sends CONNECT at every exchange.
+    peer = Side("slave" if we_are_master else "master", name=peer.proto.name)
+    ups_before = us.ups
+    for _ in range(8):
+        armed = _armed_cycle(us, peer, armed, we_are_master=we_are_master)
+    assert peer.up and peer.proto.connected, "the rebooted peer never saw our CONNECT"
+    assert us.up and us.proto.connected
+    assert us.ups == ups_before + 1 and us.downs == 1  # one restart, not a flapping link
+    assert us.proto.stats.counts_by_cmd["CONNECT"] >= 2  # ours went out again
+    us.delivered.clear()
+    peer.delivered.clear()
+    us.send(b"after")
+    peer.send(b"back")
+    for _ in range(4):
+        armed = _armed_cycle(us, peer, armed, we_are_master=we_are_master)
+    assert peer.delivered == [b"after"] and us.delivered == [b"back"]
+    assert b"stale" not in peer.delivered
+
+
+def test_a_connect_met_by_anything_but_connect_leaves_us_unconnected_and_asks_again() -> None:
+    p = SpiProtocol("slave", buflen=BUFLEN, rxnum=4)
+    p.seal(bytearray(BUFLEN), Cmd.AVAIL, 3)  # what went out was not a CONNECT
+    out = p.complete(_frame(Cmd.CONNECT, avail=2), 3)
+    assert p.state is State.UNCONNECTED and out.queued is None and out.request
+    assert p.choose(False) is Cmd.CONNECT
+    p.seal(bytearray(BUFLEN), Cmd.CONNECT, 3)
+    p.complete(_frame(Cmd.CONNECT, avail=2), 3)
+    assert p.state is State.CONNECTING
+
+
 def test_suspend_and_resume_toggle_the_peer_running_signal() -> None:
     m, _ = _connected()
     m.frame()

@@ -46,6 +46,8 @@ from rpmsg.port.uart.framer import (
 from rpmsg.port.uart.machine import Action, LinkDown, LinkUp, Running, UartLinkMachine, Write
 from rpmsg.port.uart.stream import Stream
 from rpmsg.tap import Direction
+from rpmsg.wire.port import PORT_HEADER_SIZE
+from rpmsg.wire.rpmsg import NS_ADDR, RPMSG_HEADER
 
 log = logging.getLogger("rpmsg.port.uart")
 
@@ -57,12 +59,15 @@ WRITE_CHUNK = 4096
 BURST_BYTES = 16384
 #: Decoded input (bytes) the RX thread may hold while it waits for a buffer; past it, it
 #: stops reading and the line applies the back-pressure.
-RX_BACKLOG_BYTES = 256 * 1024
+RX_BACKLOG_BYTES = 64 * 1024
 #: Seconds of line time a real UART's output backlog may hold before more data is written,
 #: so a control byte written next goes out within about this long.
 TX_BACKLOG_SECONDS = 0.01
 #: Share of the close budget kept for stopping threads after the flush.
 CLOSE_JOIN_SHARE = 0.2
+#: Where a frame's rpmsg ``dst`` sits, and the name service's address there.
+_DST = PORT_HEADER_SIZE + RPMSG_HEADER.offset("dst")
+_NS_DST = NS_ADDR.to_bytes(4, "little")
 
 
 class UartBackend:
@@ -86,6 +91,11 @@ class UartBackend:
         self._deferred: deque[Event] = deque()
         self._deferred_bytes = 0
         self._starving = False
+        # The RX thread stopped reading with a full backlog: a STAYWAKE acknowledgement may
+        # be in the unread input, so bursts do not wait for one (spec §3.5: a receiver never
+        # requires STAYWAKE before data). Without this, a callback that sends from the RX
+        # thread while the TX queue is full would deadlock on its own unread input.
+        self._rx_stalled = False
         self._tx_stop = False  # close(): flush until _flush_deadline, POWEROFF, exit
         self._rx_stop = False
         self._flush_deadline = 0.0
@@ -108,7 +118,8 @@ class UartBackend:
                         protocol.staywakeack2) if b is not None)
         self.counts = {"wire_tx_bytes": 0, "wire_rx_bytes": 0, "wire_tx_frames": 0,
                        "rx_dropped_not_connected": 0, "tx_dropped_not_connected": 0,
-                       "tx_dropped_close": 0, "bursts": 0, "rx_buffer_waits": 0}
+                       "tx_dropped_close": 0, "bursts": 0, "rx_buffer_waits": 0,
+                       "wake_skipped": 0}
 
     def attach(self, port: PortCore) -> None:
         """Give the backend its port (done by :func:`make_uart_port`)."""
@@ -150,9 +161,12 @@ class UartBackend:
         if (port is None or queue is not port.txq or self._tx_stop
                 or threading.current_thread() is not self._rx_thread):
             return False
-        if self._deferred_bytes < RX_BACKLOG_BYTES and self.stream.in_waiting:
-            self._feed(self._read())
-            return True
+        if self._deferred_bytes < RX_BACKLOG_BYTES:
+            if self.stream.in_waiting:
+                self._feed(self._read())
+                return True
+        else:
+            self._stall()
         queue.wait_available(0.005)
         return True
 
@@ -174,6 +188,7 @@ class UartBackend:
             if tx.is_alive():  # stuck in a write the peer does not drain
                 self._cancel("cancel_write")
                 tx.join(max(0.0, end - time.monotonic()) / 2)
+        self._drain_line(self._flush_deadline + (end - self._flush_deadline) / 2)
         self._rx_stop = True
         port = self.port
         if port is not None:  # wake an RX thread waiting for a buffer in a callback's send
@@ -240,6 +255,31 @@ class UartBackend:
             out["pty"] = path
         return out
 
+    def _drain_line(self, until: float) -> None:
+        """Let what was written reach the peer before the stream closes, until ``until``.
+
+        A pty discards what its other end did not read when the master closes; a real UART
+        waits for its output on close, possibly for seconds: wait here within the budget,
+        then discard the rest so the close itself cannot block.
+        """
+        stream = self.stream
+        drain = getattr(stream, "drain", None)
+        if drain is not None:
+            if not drain(max(0.0, until - time.monotonic())):
+                log.debug("%s: the peer did not read everything before close", self.name)
+            return
+        if not self._line_rate:
+            return
+        try:
+            while int(getattr(stream, "out_waiting", 0)) and time.monotonic() < until:
+                time.sleep(0.002)
+            if int(getattr(stream, "out_waiting", 0)):
+                reset = getattr(stream, "reset_output_buffer", None)
+                if reset is not None:
+                    reset()
+        except (OSError, ValueError, TypeError) as exc:
+            log.debug("%s: draining the line: %s", self.name, exc)
+
     # Helpers -------------------------------------------------------------------------------
 
     def _cancel(self, method: str) -> None:
@@ -276,7 +316,16 @@ class UartBackend:
 
     # RX thread -----------------------------------------------------------------------------
 
+    def _stall(self) -> None:
+        """The RX thread stops reading (its backlog is full): tell the TX thread, which then
+        sends without waiting for wake acknowledgements it could not read."""
+        if not self._rx_stalled:
+            with self._cond:
+                self._rx_stalled = True
+                self._cond.notify_all()
+
     def _read(self) -> bytes:
+        self._rx_stalled = False
         waiting = self.stream.in_waiting
         data = self.stream.read(min(max(waiting, 1), READ_SIZE))
         self.counts["wire_rx_bytes"] += len(data)
@@ -368,6 +417,9 @@ class UartBackend:
             return False
         self._pop_frame(ev)
         data = ev.data
+        if self.machine.confirming and data[_DST:_DST + 4] == _NS_DST:
+            with self._cond:
+                self.machine.peer_announced()
         tap = port.tap
         if tap is not None:
             tap.frame("rx", "port", data, {"crc": ev.crc, "escapes": ev.escapes,
@@ -396,6 +448,7 @@ class UartBackend:
             if self._deferred_bytes < RX_BACKLOG_BYTES:
                 self._feed(self._read())  # notify_rx_free cuts this wait short
             else:
+                self._stall()
                 port.rxq.wait_available(0.1)
         finally:
             self._starving = False
@@ -467,6 +520,7 @@ class UartBackend:
                         self._apply_locked(machine.poweroff())
                         ctrl = self._take_ctrl_locked()
                     self._write_controls(ctrl)
+                    self._confirm_delivery()
                     return
         except Exception as exc:
             if self._tx_stop:  # e.g. POWEROFF to a peer that already closed the line
@@ -475,6 +529,27 @@ class UartBackend:
                 return
             log.exception("%s: UART transmit failed", self.name)
             self._fail(exc)
+
+    def _confirm_delivery(self) -> None:
+        """Closing: wait (within the flush budget) until the peer acknowledges a STAYWAKE
+        sent after everything else, proof that it read all of it; a pty discards what its
+        other end did not read when the master closes."""
+        machine = self.machine
+        while True:
+            with self._cond:
+                if machine.tx_staywake is None or self._flush_expired():
+                    return
+                now = time.monotonic()
+                self._apply_locked(machine.probe(now))
+                if machine.probed:
+                    return
+                ctrl = self._take_ctrl_locked()
+                if not ctrl:
+                    deadline = machine.next_deadline()
+                    until = self._flush_deadline if deadline is None \
+                        else min(deadline, self._flush_deadline)
+                    self._cond.wait(max(0.0, until - now))
+            self._write_controls(ctrl)
 
     def _drop_unsent(self, port: PortCore) -> None:
         dropped = port.drop_packets(DROP_TX)
@@ -499,6 +574,9 @@ class UartBackend:
                 now = time.monotonic()
                 self._apply_locked(machine.wake(now))
                 ready = machine.ready
+                if not ready and self._rx_stalled:
+                    ready = True
+                    self.counts["wake_skipped"] += 1
                 ctrl = self._take_ctrl_locked()
                 if not ready and not ctrl:
                     deadline = machine.next_deadline()

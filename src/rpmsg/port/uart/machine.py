@@ -8,6 +8,13 @@ STAYWAKE 0x79/0x75 always answered with 0x78/0x74; before each TX burst the STAY
 (resent every 100 ms until acknowledged), RELAXWAKE after it; SUSPEND/RESUME toggle the
 remote's running state; POWEROFF takes the link down until the next CONNREQ/CONNACK.
 
+One addition to NuttX: a CONNREQ while connected is taken as a peer restart, but a CONNREQ
+byte can also be line noise (or a stray write), after which this side has dropped its
+bindings while the peer has not and would never announce again. So if no name-service
+message (which a restarted peer sends at once) arrives within :attr:`reconnect_interval`
+after such a CONNREQ, this side sends its own CONNREQ: a peer that did not restart takes it as
+our restart and announces again, so both sides resynchronise whatever the cause.
+
 The machine does no I/O and holds no lock; the driver serialises calls to it.
 """
 
@@ -76,11 +83,13 @@ class UartLinkMachine:
         self.waked = False
         self.tx_staywake = protocol.staywake1 if protocol.has_staywake else None
         self._connreq_at: float | None = None
+        self._confirm_at: float | None = None
         self._staywake_at: float | None = None
         self._started = False
         self.counts = {"connreq_sent": 0, "connreq_received": 0, "connack_received": 0,
                        "peer_restarts": 0, "staywake_sent": 0, "staywake_answered": 0,
-                       "staywakeack_ignored": 0, "poweroff_received": 0}
+                       "staywakeack_ignored": 0, "poweroff_received": 0,
+                       "restart_confirms": 0}
         p = protocol
         self._acks: dict[int, int] = {}
         if p.staywake1 is not None and p.staywakeack1 is not None:
@@ -102,17 +111,34 @@ class UartLinkMachine:
         return [Write(bytes([self.protocol.connreq]))]
 
     def poll(self, now: float) -> list[Action]:
-        """Timers: resend CONNREQ after :attr:`reconnect_interval` without CONNACK."""
+        """Timers: resend CONNREQ after :attr:`reconnect_interval` without CONNACK, and
+        confirm a peer restart that announced nothing (see the module notes)."""
         if (self._started and not self.connected and self._connreq_at is not None
                 and now - self._connreq_at >= self.reconnect_interval):
             return self._connreq(now)
+        if self._confirm_at is not None and now >= self._confirm_at:
+            self._confirm_at = None
+            if self.connected:
+                self.counts["restart_confirms"] += 1
+                return [Write(bytes([self.protocol.connreq]))]
         return []
+
+    @property
+    def confirming(self) -> bool:
+        """A peer restart awaits its first name-service message (see :meth:`peer_announced`)."""
+        return self._confirm_at is not None
+
+    def peer_announced(self) -> None:
+        """A name-service message came from the peer: its restart is confirmed."""
+        self._confirm_at = None
 
     def next_deadline(self) -> float | None:
         """When :meth:`poll` or :meth:`wake` next has something to do (monotonic seconds)."""
         deadlines = []
         if self._started and not self.connected and self._connreq_at is not None:
             deadlines.append(self._connreq_at + self.reconnect_interval)
+        if self._confirm_at is not None:
+            deadlines.append(self._confirm_at)
         if self.waking and self._staywake_at is not None:
             deadlines.append(self._staywake_at + self.staywake_interval)
         return min(deadlines) if deadlines else None
@@ -150,6 +176,7 @@ class UartLinkMachine:
         out: list[Action] = []
         if self.connected:
             self.counts["peer_restarts"] += 1
+            self._confirm_at = now + self.reconnect_interval
             out.append(LinkDown("the peer restarted (CONNREQ while connected)"))
         self.connected = True
         self._connreq_at = None
@@ -182,6 +209,7 @@ class UartLinkMachine:
         if self.waking:
             self.waking = False
             self.waked = True
+        self._confirm_at = None
         if not self.connected:
             return []
         self.connected = False
@@ -203,7 +231,25 @@ class UartLinkMachine:
 
     def wake(self, now: float) -> list[Action]:
         """Before a TX burst: the STAYWAKE to send now, if any. Ready when :attr:`ready`."""
-        if not self.staywake or self.waked:
+        if not self.staywake:
+            return []
+        return self._staywake(now)
+
+    def probe(self, now: float) -> list[Action]:
+        """Closing: a STAYWAKE (resent like :meth:`wake`) whose acknowledgement proves the
+        peer has read every byte sent before it; done when :attr:`probed`. Every peer of the
+        current protocol answers STAYWAKE in any state, even with ``staywake`` off here."""
+        if self.tx_staywake is None:
+            return []
+        return self._staywake(now)
+
+    @property
+    def probed(self) -> bool:
+        """The peer acknowledged the :meth:`probe` (always False for the legacy protocol)."""
+        return self.waked
+
+    def _staywake(self, now: float) -> list[Action]:
+        if self.waked:
             return []
         if self.waking and self._staywake_at is not None \
                 and now - self._staywake_at < self.staywake_interval:

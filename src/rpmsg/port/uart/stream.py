@@ -27,7 +27,10 @@ class Stream(Protocol):
 
     Optional extras the driver uses when present: ``cancel_read()``/``cancel_write()`` (end
     a blocked call, for close), ``out_waiting`` with ``baudrate`` (a real UART's output
-    backlog, so control bytes are not queued behind seconds of data).
+    backlog, so control bytes are not queued behind seconds of data, and close waits for it
+    to drain), ``reset_output_buffer()`` (discard what could not drain in time, so closing
+    the port does not wait for it), ``drain(timeout)`` (a pty: wait until the other end read
+    everything, since closing the master discards what it did not read).
     """
 
     @property
@@ -106,6 +109,35 @@ class PtyStream:
                 _drain(self._wcancel_r)
                 break
         return done
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until the other end read all we wrote; True if it did.
+
+        Closing the master hangs the line up and discards unread input, so close waits for
+        this first (the bytes still unread sit in the slave's input queue, which we hold).
+        Written bytes reach that queue through a kernel work item, so it must read empty
+        twice, a moment apart.
+        """
+        end = time.monotonic() + timeout
+        empty = 0
+        while not self._closed and empty < 2:
+            if self._unread():
+                empty = 0
+            else:
+                empty += 1
+            if empty < 2:
+                if time.monotonic() >= end:
+                    return False
+                time.sleep(0.003)
+        return empty >= 2
+
+    def _unread(self) -> int:
+        buf = bytearray(4)
+        try:
+            fcntl.ioctl(self._slave, termios.FIONREAD, buf)
+        except OSError:
+            return 0
+        return int.from_bytes(buf, "little")
 
     def cancel_read(self) -> None:
         _poke(self._cancel_w, self._closed)
