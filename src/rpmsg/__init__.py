@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from rpmsg._version import __version__ as __version__
 from rpmsg.core.policy import LINUX, NUTTX, OPENAMP, Policy
 from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint, Message
@@ -50,8 +51,6 @@ from rpmsg.wire.rpmsg import ADDR_ANY, NS_ADDR, RESERVED_ADDRESSES
 
 if TYPE_CHECKING:
     from rpmsg.aio import AsyncEndpoint
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
