@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections import deque
@@ -28,6 +29,8 @@ from rpmsg.errors import (
     TransportBrokenError,
     WouldBlockError,
 )
+
+log = logging.getLogger("rpmsg")
 
 #: Longest single wait for a buffer, so timers and stop requests are seen promptly.
 SEND_SLICE = 0.05
@@ -118,6 +121,10 @@ class DeviceWorker:
         except RpmsgError as exc:
             self._on_dropped(msg, str(exc) or type(exc).__name__, "refused")
             return False
+        except Exception as exc:  # a transport bug must not kill the caller's thread or ours
+            log.exception("%s: sending %s failed", self.name, msg.label or "a message")
+            self._on_dropped(msg, f"{type(exc).__name__}: {exc}", "refused")
+            return False
         self._on_sent(msg)
         return True
 
@@ -202,7 +209,11 @@ class DeviceWorker:
                     continue
                 next_timer = self._timers[0][0] - now if self._timers else SEND_SLICE
             for fn in due:
-                again = fn(now)
+                try:
+                    again = fn(now)
+                except Exception:  # the worker must outlive a failing timer
+                    log.exception("%s: timer %r failed", self.name, fn)
+                    continue
                 if again is not None:
                     self.call_at(again, fn)
             if head is not None:

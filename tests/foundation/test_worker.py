@@ -116,3 +116,23 @@ def test_timers_run_on_the_worker_and_repeat() -> None:
     wait_until(lambda: len(runs) == 3)
     assert all(n.startswith("rpmsg-worker") for n in runs)
     worker.stop(1)
+
+
+def test_a_transport_bug_or_failing_timer_kills_no_thread() -> None:
+    worker, link, sent, dropped = make()
+    link.error = KeyError("bug in the transport")  # not an RpmsgError
+    worker.send(msgs(b"a"))  # on the caller's thread: contained, reported
+    assert dropped[-1][0] == b"a" and dropped[-1][2] == "refused"
+    runs: list[float] = []
+
+    def bad(now: float) -> float | None:
+        raise RuntimeError("timer bug")
+
+    worker.call_at(time.monotonic(), bad)
+    worker.call_at(time.monotonic() + 0.01, lambda now: runs.append(now))  # type: ignore[func-returns-value]
+    wait_until(lambda: len(runs) == 1)
+    link.error = None
+    link.give(1)
+    worker.send(msgs(b"b"))
+    assert sent == [b"b"]
+    worker.stop(1)
