@@ -123,7 +123,12 @@ class VhostUserServer:
         self._drop_reason: str | None = None
         self._closing = False
         self._released = False
+        #: Who releases: close() after joining the thread, or the thread as it ends if
+        #: close() gave up waiting for it (decided under _release_lock).
         self._release_lock = threading.Lock()
+        self._thread_done = False
+        self._abandoned = False
+        self._wake_closed = False
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
@@ -170,30 +175,36 @@ class VhostUserServer:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(budget.remaining())
-            if thread.is_alive():
-                log.warning("vhost-user server thread on %s is still busy; it releases the "
-                            "socket when it ends", self.path)
+        with self._release_lock:
+            if thread is not None and not self._thread_done:
+                self._abandoned = True
+                if thread is not threading.current_thread():
+                    log.warning("vhost-user server thread on %s is still busy; it releases "
+                                "the socket when it ends", self.path)
                 return
         self._release_all()
 
     def _release_all(self) -> None:
-        with self._release_lock:
-            if self._released:
-                return
-            self._released = True
+        """Release the session and the socket, once (by close() or the abandoned thread)."""
+        if self._released:
+            return
+        self._released = True
         self._teardown("back-end closed")
         self._listener.close()
         unlink_if_ours(self.path, self._ident)
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._release_lock:
+            self._wake_closed = True
+            for fd in (self._wake_r, self._wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def stats(self) -> dict[str, int]:
         return dict(self.counters)
 
     def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+        with self._release_lock, contextlib.suppress(OSError):
+            if not self._wake_closed:  # never write to a closed (maybe reused) number
+                os.write(self._wake_w, b"x")
 
     # Thread ---------------------------------------------------------------------------
 
@@ -212,7 +223,10 @@ class VhostUserServer:
                 self.handler.server_failed(
                     TransportBrokenError(f"vhost-user server on {self.path} failed: {exc}"))
         finally:
-            if self._closing:
+            with self._release_lock:
+                self._thread_done = True
+                abandoned = self._abandoned
+            if abandoned:
                 self._release_all()
 
     def _accept(self) -> socket.socket | None:

@@ -89,6 +89,7 @@ class DeviceEngine(RingEngine):
                 raise RuntimeError("the device engine is already running; stop() it first")
             self.txq, self.rxq = txq, rxq
             self._spare = []
+            self._reset_rx()
             self.features = features
             self.generation += 1
             self.error = None
@@ -106,9 +107,11 @@ class DeviceEngine(RingEngine):
             self.running = False
             self.error = None
             self.generation += 1
+            self._reset_rx()
             self._spare = []
             bases = (self.txq.last_avail if self.txq else 0,
                      self.rxq.last_avail if self.rxq else 0)
+            self.txq = self.rxq = None  # no view of the session's memory outlives it
             self.tx_cond.notify_all()
         self._report_down(reason)
         return bases
@@ -133,6 +136,44 @@ class DeviceEngine(RingEngine):
         except ProtocolError as exc:
             raise ring.error(f"desc[{head}].addr = {addr:#x} len {length}: {exc}") from None
         return head, view
+
+    def _take_tx_many(self, limit: int) -> list[tuple[Any, memoryview]]:
+        out: list[tuple[Any, memoryview]] = []
+        spare = self._spare
+        while spare and len(out) < limit:
+            out.append(spare.pop())
+        ring = self.txq
+        assert ring is not None
+        count = min(limit - len(out), ring.avail_pending())
+        if count <= 0:
+            return out
+        memory = self.memory
+        flat = memory if type(memory) is FlatMemory else None
+        mv, base, msize = (flat.mv, flat.base, flat.size) if flat else (None, 0, 0)
+        batch = ring.pop_many(count)
+        try:
+            for head, addr, length in batch:
+                if length < HEADER_SIZE:
+                    raise ring.error(f"desc[{head}].len = {length} is shorter than the "
+                                     f"{HEADER_SIZE}-byte rpmsg header")
+                off = addr - base
+                if mv is not None and off >= 0 and off + length <= msize:
+                    out.append((head, mv[off : off + length]))
+                    continue
+                try:
+                    out.append((head, memory.view(addr, length)))
+                except ProtocolError as exc:
+                    raise ring.error(f"desc[{head}].addr = {addr:#x} len {length}: "
+                                     f"{exc}") from None
+        except BaseException:
+            self._spare.extend(out)  # the good ones stay usable; the ring is failing anyway
+            raise
+        return out
+
+    def _commit_tx_many(self, items: list[tuple[Any, int]]) -> None:
+        assert self.txq is not None
+        # Linux checks used.len <= 512 and hdr.len <= used.len - 16 (spec §1.1).
+        self.txq.push_many(items)
 
     def _give_back_tx(self, token: Any, view: memoryview) -> None:
         self._spare.append((token, view))

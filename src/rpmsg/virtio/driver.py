@@ -71,6 +71,7 @@ class DriverEngine(RingEngine):
             self._rx_views = {a: self.memory.view(a, size) for a in rx}
             self._rx_index = {a: i for i, a in enumerate(rx)}
             self._rx_out = bytearray(len(rx))
+            self._reset_rx()
             self._tx_views = {a: self.memory.view(a, size) for a in tx}
             self._tx_fresh = tx[::-1]
             self._tx_free = []
@@ -97,7 +98,12 @@ class DriverEngine(RingEngine):
             self.running = False
             self.error = None
             self.generation += 1
+            self._reset_rx()
+            # Drop every view of the session's memory, so its mapping can go at once.
             self._spare = []
+            self.rxq = self.txq = None
+            self._rx_views, self._tx_views = {}, {}
+            self._tx_free, self._tx_fresh = [], []
             self.tx_cond.notify_all()
         self._report_down(reason)
 
@@ -121,6 +127,30 @@ class DriverEngine(RingEngine):
         else:
             return None
         return addr, self._tx_views[addr]
+
+    def _take_tx_many(self, limit: int) -> list[tuple[Any, memoryview]]:
+        out: list[tuple[Any, memoryview]] = []
+        spare = self._spare
+        while spare and len(out) < limit:
+            out.append(spare.pop())
+        free = self._tx_free
+        if not free:
+            ring = self.txq
+            assert ring is not None
+            free.extend(addr for _head, _len, _offered, addr in ring.reap())
+        views = self._tx_views
+        for source in (free, self._tx_fresh):
+            want = limit - len(out)
+            if want <= 0 or not source:
+                continue
+            chunk = source[-want:]
+            del source[-want:]
+            out.extend((addr, views[addr]) for addr in chunk)
+        return out
+
+    def _commit_tx_many(self, items: list[tuple[Any, int]]) -> None:
+        assert self.txq is not None
+        self.txq.add_many(items, 0)
 
     def _give_back_tx(self, token: Any, view: memoryview) -> None:
         self._spare.append((token, view))

@@ -106,7 +106,11 @@ class ShmLink(Link):
         self._thread: threading.Thread | None = None
         self._closed = False
         self._released = False
+        #: Who releases the resources: close() after joining the worker, or the worker as
+        #: it ends if close() gave up waiting for it (both decided under _release_lock).
         self._release_lock = threading.Lock()
+        self._worker_done = False
+        self._abandoned = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.counters = {"sessions": 0, "sessions_dropped": 0}
         #: What the link is doing, in words (for seen() and describe()).
@@ -185,9 +189,12 @@ class ShmLink(Link):
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(budget.remaining())
-            if thread.is_alive():
-                log.warning("shm %s: the worker is still busy (a callback?); it releases the "
-                            "link's resources when it ends", self.role)
+        with self._release_lock:
+            if thread is not None and not self._worker_done:
+                self._abandoned = True
+                if thread is not threading.current_thread():
+                    log.warning("shm %s: the worker is still busy (a callback?); it releases "
+                                "the link's resources when it ends", self.role)
                 return
         self._release_all()
 
@@ -205,7 +212,10 @@ class ShmLink(Link):
                 self.engine.on_error = None
                 self.engine.fail(f"internal error in the worker thread: {exc!r}")
         finally:
-            if self._closed:
+            with self._release_lock:
+                self._worker_done = True
+                abandoned = self._abandoned
+            if abandoned:
                 self._release_all()
 
     def _run(self) -> None:
@@ -231,11 +241,12 @@ class ShmLink(Link):
         spin = self.spin
         clock = time.perf_counter
         while not self._closed and engine.running:
-            engine.kick(rearm=False)
-            if spin:
-                # Keep the peer's kicks suppressed while polling the ring for a short while:
-                # a busy stream then costs neither side a wakeup per message. sched_yield
-                # lets the peer run first when both share a CPU.
+            if engine.kick(rearm=False) and spin:
+                # After messages, keep the peer's kicks suppressed while polling the ring for a
+                # short while: a busy stream then costs neither side a wakeup per message.
+                # sched_yield lets the peer run first when both share a CPU. (A wake-up that
+                # brought no message, e.g. returned transmit buffers, goes back to sleep at
+                # once instead of competing with this process's senders.)
                 until = clock() + spin
                 while clock() < until:
                     if engine.rx_pending():
@@ -253,11 +264,11 @@ class ShmLink(Link):
     # Resources --------------------------------------------------------------------------
 
     def _release_all(self) -> None:
-        """Release everything once, from whichever thread is last (close or the worker)."""
-        with self._release_lock:
-            if self._released:
-                return
-            self._released = True
+        """Release everything, once: by close() once the worker ended, or by the worker as it
+        ends after close() stopped waiting for it (never both: see _release_lock)."""
+        if self._released:
+            return
+        self._released = True
         if self._channel is not None:
             self._channel.close()
             self._channel = None

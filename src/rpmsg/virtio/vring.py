@@ -154,6 +154,21 @@ class DriverRing(_Ring):
         self.addrs[head] = addr
         return head
 
+    def add_many(self, items: list[tuple[int, int]], flags: int) -> None:
+        """:meth:`add` for each ``(addr, length)``, in order (the caller checked room)."""
+        free, desc, avail16 = self.free, self.desc, self.avail16
+        inflight, addrs, mask = self.inflight, self.addrs, self.mask
+        pack_desc = _DESC.pack_into
+        idx = self.avail_idx
+        for addr, length in items:
+            head = free.pop()
+            pack_desc(desc, head * _DESC_SIZE, addr, length, flags, 0)
+            avail16[2 + (idx & mask)] = head
+            idx = (idx + 1) & 0xFFFF
+            inflight[head] = length
+            addrs[head] = addr
+        self.avail_idx = idx
+
     def publish(self) -> None:
         """Make every added buffer visible to the device (one 2-byte store of avail.idx)."""
         self.avail16[1] = self.avail_idx
@@ -309,6 +324,18 @@ class DeviceRing(_Ring):
         self.used_idx = (self.used_idx + 1) & 0xFFFF
         self.held[head] = 0
         self.num_held -= 1
+
+    def push_many(self, items: list[tuple[int, int]]) -> None:
+        """:meth:`push` for each ``(head, length)``, in order."""
+        used, mask, held = self.used, self.mask, self.held
+        pack_elem = _USED_ELEM.pack_into
+        idx = self.used_idx
+        for head, length in items:
+            pack_elem(used, _RING_AT + _USED_ELEM_SIZE * (idx & mask), head, length)
+            idx = (idx + 1) & 0xFFFF
+            held[head] = 0
+        self.used_idx = idx
+        self.num_held -= len(items)
 
     def give_back(self, head: int) -> bool:
         """Return a held buffer unchanged in size (its descriptor length, as OpenAMP does for
