@@ -19,7 +19,13 @@ from typing import Any
 
 from rpmsg import checks
 from rpmsg.endpoint import Endpoint, Message, check_count, check_timeout
-from rpmsg.errors import EndpointClosedError, NoBufferError, WouldBlockError
+from rpmsg.errors import (
+    EndpointClosedError,
+    NoBufferError,
+    NotBoundError,
+    RemoteDisconnectedError,
+    WouldBlockError,
+)
 from rpmsg.rxqueue import Item
 from rpmsg.transport import Deadline
 from rpmsg.wire.layout import Buffer
@@ -48,7 +54,10 @@ class AsyncEndpoint:
         """The next received payload (see :meth:`Endpoint.recv`)."""
         if max_size is not None:
             max_size = check_count(max_size, "max_size", 0)
-        (entry,) = await self._next(timeout, 1)
+        checked = check_timeout(timeout)
+        entry = self.endpoint._rx.get_nowait()  # the common case: no future, no list
+        if entry is None:
+            (entry,) = await self._next(checked, 1)
         data = Endpoint._payload(entry)
         if max_size is not None and len(data) > max_size:
             from rpmsg.errors import MessageTooLargeError
@@ -58,7 +67,10 @@ class AsyncEndpoint:
 
     async def recv_message(self, timeout: float | None = None) -> Message:
         """The next message with its sender and receive time (see :meth:`Endpoint.recv`)."""
-        (entry,) = await self._next(timeout, 1)
+        checked = check_timeout(timeout)
+        entry = self.endpoint._rx.get_nowait()
+        if entry is None:
+            (entry,) = await self._next(checked, 1)
         return Message(Endpoint._payload(entry), entry[0], self.endpoint.addr, entry[2])
 
     async def recv_many(self, max_count: int = 64, timeout: float | None = None) -> list[bytes]:
@@ -117,32 +129,48 @@ class AsyncEndpoint:
     # Sending ----------------------------------------------------------------------------
 
     async def send(self, data: Buffer, timeout: float | None = None) -> None:
-        """Send without blocking the event loop (see :meth:`Endpoint.send`)."""
+        """Send without blocking the event loop (see :meth:`Endpoint.send`).
+
+        Tries at once (no thread, no future); only without a free buffer, or while earlier
+        messages of this endpoint still wait for one, does it queue to the sender thread.
+        """
         ept = self.endpoint
-        payload = checks.payload(data)
         checked = check_timeout(timeout)
+        sender = ept.async_sender
+        if sender is None or sender.idle:
+            try:
+                ept.send(data, 0)  # checks every argument first
+                return
+            except NoBufferError:
+                if checked == 0:
+                    raise
+            except (NotBoundError, RemoteDisconnectedError):
+                if checked == 0 or ept.bound or not ept._host.policy.wait_bound_on_send:
+                    raise
+        payload = checks.payload(data)
         deadline = Deadline(checked)
-        if not ept.bound and checked != 0 and ept.device.policy.wait_bound_on_send:
-            await self.wait_bound(checked)
-        await self._send(lambda t: ept.send(payload, t), deadline)
+        if not ept.bound and checked != 0 and ept._host.policy.wait_bound_on_send:
+            await self.wait_bound(deadline.remaining())
+        await self._queue(lambda t: ept.send(payload, t), deadline)
 
     async def send_to(self, dst: int, data: Buffer, timeout: float | None = None) -> None:
         """Send to an explicit address without blocking the loop (see :meth:`Endpoint.send_to`)."""
         ept = self.endpoint
-        dst = checks.address(dst, "destination address")
-        payload = checks.payload(data)
-        deadline = Deadline(check_timeout(timeout))
-        await self._send(lambda t: ept.send_to(dst, payload, t), deadline)
-
-    async def _send(self, send: Callable[[float | None], None], deadline: Deadline) -> None:
-        sender: _Sender | None = self.endpoint.async_sender
+        checked = check_timeout(timeout)
+        sender = ept.async_sender
         if sender is None or sender.idle:
             try:
-                send(0)
+                ept.send_to(dst, data, 0)  # checks every argument first
                 return
             except NoBufferError:
-                if deadline.timeout == 0:
+                if checked == 0:
                     raise
+        payload = checks.payload(data)
+        await self._queue(lambda t: ept.send_to(dst, payload, t), Deadline(checked))
+
+    async def _queue(self, send: Callable[[float | None], None], deadline: Deadline) -> None:
+        """Hand a send to the endpoint's sender thread and await its outcome."""
+        sender: _Sender | None = self.endpoint.async_sender
         if sender is None:
             sender = self.endpoint.async_sender = _Sender(self.endpoint)
         await sender.submit(send, deadline)

@@ -345,11 +345,11 @@ class Endpoint:
         return data
 
     def _get(self, timeout: object) -> Item:
+        checked = check_timeout(timeout)  # before anything, whatever is queued
         rx = self._rx
         item = rx.get_nowait()
         if item is not None:
             return item
-        checked = check_timeout(timeout)
         spin = self._host.rx_spin
         if spin and checked != 0 and not rx.alert:
             item = self._poll_for(spin)
