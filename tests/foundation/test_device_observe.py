@@ -134,7 +134,8 @@ def test_timeouts_say_what_the_link_saw(devices: Pair) -> None:
     a, _b = devices
     a.wait_up(timeout=5)
     ept = a.create_endpoint("lonely")
-    with pytest.raises(rpmsg.RpmsgTimeoutError, match=r"link up; link counters: .*tx_messages"):
+    with pytest.raises(rpmsg.RpmsgTimeoutError,
+                       match=r"link up; the other end is open; \d+ message\(s\) sent"):
         ept.wait_bound(timeout=0.05)
     with pytest.raises(rpmsg.RpmsgTimeoutError, match=r"nothing announced; link up"):
         a.wait_service("never", timeout=0.05)
@@ -159,6 +160,13 @@ def test_seen_defaults_to_nonzero_stats() -> None:
             return {"crc_errors": 37, "rx_frames": 0}
 
     assert Quiet().seen() == "link counters: crc_errors=37"
+
+
+def test_loop_says_when_the_other_end_is_missing(loop_name: str) -> None:
+    missing = f"link down; the other end of loop:{loop_name} is not open"
+    with rpmsg.open(f"loop:{loop_name}") as a, pytest.raises(rpmsg.RpmsgTimeoutError,
+                                                             match=missing):
+        a.wait_up(timeout=0.05)
 
 
 def test_message_timestamp_is_the_receive_wall_clock(devices: Pair) -> None:

@@ -102,6 +102,12 @@ class LoopLink(Link):
     def stats(self) -> dict[str, int]:
         return dict(self._stats)
 
+    def seen(self) -> str:
+        other = ("the other end is open" if self._up else
+                 f"the other end of loop:{self._loop.name} is not open (open it in this process)")
+        return (f"{other}; {self._stats['tx_messages']} message(s) sent, "
+                f"{self._stats['rx_messages']} received")
+
     @property
     def peer(self) -> LoopLink | None:
         return self._loop.ends[1 - self.side]
