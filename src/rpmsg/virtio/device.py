@@ -52,7 +52,7 @@ from typing import Any
 from rpmsg.errors import ProtocolError
 from rpmsg.transport import LinkSink
 from rpmsg.virtio.engine import ErrorHandler, Notify, RingEngine
-from rpmsg.virtio.memory import FlatMemory, Memory
+from rpmsg.virtio.memory import Memory
 from rpmsg.virtio.vring import DeviceRing, QueueAddrs, device_ring, full_barrier
 from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE
 from rpmsg.wire.virtio import VIRTIO_RPMSG_F_NS
@@ -145,29 +145,9 @@ class DeviceEngine(RingEngine):
         ring = self.txq
         assert ring is not None
         count = min(limit - len(out), ring.avail_pending())
-        if count <= 0:
-            return out
-        memory = self.memory
-        flat = memory if type(memory) is FlatMemory else None
-        mv, base, msize = (flat.mv, flat.base, flat.size) if flat else (None, 0, 0)
-        batch = ring.pop_many(count)
-        try:
-            for head, addr, length in batch:
-                if length < HEADER_SIZE:
-                    raise ring.error(f"desc[{head}].len = {length} is shorter than the "
-                                     f"{HEADER_SIZE}-byte rpmsg header")
-                off = addr - base
-                if mv is not None and off >= 0 and off + length <= msize:
-                    out.append((head, mv[off : off + length]))
-                    continue
-                try:
-                    out.append((head, memory.view(addr, length)))
-                except ProtocolError as exc:
-                    raise ring.error(f"desc[{head}].addr = {addr:#x} len {length}: "
-                                     f"{exc}") from None
-        except BaseException:
-            self._spare.extend(out)  # the good ones stay usable; the ring is failing anyway
-            raise
+        if count > 0:
+            out.extend((head, view) for head, view, _len
+                       in ring.pop_views(count, self.memory, HEADER_SIZE))
         return out
 
     def _commit_tx_many(self, items: list[tuple[Any, int]]) -> None:
@@ -221,30 +201,11 @@ class DeviceEngine(RingEngine):
             return []
         ring.set_notifications(False)
         with self.rx_lock:
-            batch = ring.pop_many(pending)
-        memory = self.memory
-        # Fast path for one flat buffer: bounds-check and slice here instead of a call.
-        flat = memory if type(memory) is FlatMemory else None
-        mv, base, msize = (flat.mv, flat.base, flat.size) if flat else (None, 0, 0)
-        out = []
-        tap = self.tap
-        for head, addr, length in batch:
-            if tap is not None:
+            batch = ring.pop_views(pending, self.memory, HEADER_SIZE)
+        if self.tap is not None:
+            for head, _buf, length in batch:
                 self._ring_event("rx", "pop", 1, head, length)
-            if length < HEADER_SIZE:
-                raise ring.error(f"desc[{head}].len = {length} is shorter than the "
-                                 f"{HEADER_SIZE}-byte rpmsg header")
-            off = addr - base
-            if mv is not None and off >= 0 and off + length <= msize:
-                buf = mv[off : off + length]
-            else:
-                try:
-                    buf = memory.view(addr, length)
-                except ProtocolError as exc:
-                    raise ring.error(f"desc[{head}].addr = {addr:#x} len {length}: "
-                                     f"{exc}") from None
-            out.append((head, buf, length))
-        return out
+        return batch
 
     def _rx_bad_len(self, token: int, size: int, length: int) -> ProtocolError:
         assert self.rxq is not None
@@ -255,6 +216,10 @@ class DeviceEngine(RingEngine):
         """Return received buffer ``token`` (its head) on vq1's used ring."""
         assert self.rxq is not None
         return token if self.rxq.give_back(token) else -1
+
+    def _rx_recycle_many(self, tokens: list[int]) -> None:
+        assert self.rxq is not None
+        self.rxq.give_back_many(tokens)
 
     def _rx_publish(self) -> bool:
         ring = self.rxq

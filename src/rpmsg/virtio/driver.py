@@ -219,6 +219,17 @@ class DriverEngine(RingEngine):
         assert self.rxq is not None
         return self.rxq.add(token, self.buffer_size, VRING_DESC_F_WRITE)
 
+    def _rx_recycle_many(self, tokens: list[int]) -> None:
+        out, index, size = self._rx_out, self._rx_index, self.buffer_size
+        items = []
+        for addr in tokens:
+            i = index[addr]
+            if out[i]:
+                out[i] = 0
+                items.append((addr, size))
+        assert self.rxq is not None
+        self.rxq.add_many(items, VRING_DESC_F_WRITE)
+
     def _rx_publish(self) -> bool:
         ring = self.rxq
         assert ring is not None

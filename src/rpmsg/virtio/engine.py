@@ -250,6 +250,10 @@ class RingEngine:
         descriptor id used, or -1 if it was given back already. ``rx_lock`` held."""
         raise NotImplementedError
 
+    def _rx_recycle_many(self, tokens: list[int]) -> None:
+        """:meth:`_rx_recycle` for each token, in one ring call. ``rx_lock`` held."""
+        raise NotImplementedError
+
     def _rx_publish(self) -> bool:
         """Publish recycled buffers; True if the peer wants a notification. ``rx_lock`` held."""
         raise NotImplementedError
@@ -638,15 +642,21 @@ class RingEngine:
         """Recycle the queued releases of this session and publish what is unpublished."""
         with self.rx_lock:
             released = self._released
-            generation = self.generation
-            tap = self.tap
-            while released:
-                rel = released.pop()
-                if rel.generation != generation:
-                    continue
-                head = self._rx_recycle(rel.token)
-                if head >= 0 and tap is not None:
-                    self._ring_event("tx", "push", self.rx_queue, head, self.buffer_size)
+            if released:
+                generation = self.generation
+                tokens = []
+                while released:  # pop, not swap: other threads may append meanwhile
+                    rel = released.pop()
+                    if rel.generation == generation:
+                        tokens.append(rel.token)
+                if self.tap is None:
+                    self._rx_recycle_many(tokens)
+                else:
+                    for token in tokens:
+                        head = self._rx_recycle(token)
+                        if head >= 0:
+                            self._ring_event("tx", "push", self.rx_queue, head,
+                                             self.buffer_size)
             if not self.running or not self._rx_unpublished():
                 return
             wanted = self._rx_publish()
@@ -668,5 +678,8 @@ class RxRelease:
         self.token = token
 
     def __call__(self) -> None:
-        if self.generation == self.engine.generation:
-            self.engine._release_rx(self)
+        engine = self.engine  # RingEngine._release_rx, inlined: this runs once per message
+        if self.generation == engine.generation:
+            engine._released.append(self)
+            if not engine._batching:
+                engine._flush_rx()

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from rpmsg.errors import ProtocolError
-from rpmsg.virtio.memory import Memory
+from rpmsg.virtio.memory import FlatMemory, Memory
 from rpmsg.wire.virtio import (
     VRING_AVAIL,
     VRING_AVAIL_ELEM,
@@ -310,6 +310,68 @@ class DeviceRing(_Ring):
             last = self.last_avail = (last + 1) & 0xFFFF
             out.append((head, addr, length))
         return out
+
+    def pop_views(self, count: int, memory: Memory,
+                  min_len: int) -> list[tuple[int, memoryview, int]]:
+        """:meth:`pop_many` that also maps each buffer: (head, view, len) each.
+
+        A descriptor shorter than ``min_len`` or outside ``memory`` raises :class:`RingError`
+        naming it (buffers popped before it stay held: the ring is failing anyway).
+        """
+        out = []
+        desc, held, mask, num = self.desc, self.held, self.mask, self.num
+        taken_len = self.taken_len
+        avail16, unpack_desc = self.avail16, _DESC.unpack_from
+        # Fast path for one flat buffer: bounds-check and slice here instead of a call.
+        flat = memory if type(memory) is FlatMemory else None
+        mv, base, msize = (flat.mv, flat.base, flat.size) if flat else (None, 0, 0)
+        last = self.last_avail
+        for _ in range(count):
+            slot = last & mask
+            head = avail16[2 + slot]
+            if head >= num:
+                raise self.error(f"avail.ring[{slot}] = {head} is not a descriptor index "
+                                 f"(ring has {num})")
+            if held[head]:
+                raise self.error(f"avail.ring[{slot}] = {head} offers a buffer the device "
+                                 "still holds")
+            addr, length, flags, _next = unpack_desc(desc, head * _DESC_SIZE)
+            if flags & _BAD_DESC_FLAGS:
+                raise self.error(f"desc[{head}].flags = {flags:#x}: chained or indirect "
+                                 "descriptors are not used by rpmsg")
+            held[head] = 1
+            taken_len[head] = length
+            self.num_held += 1
+            last = self.last_avail = (last + 1) & 0xFFFF
+            if length < min_len:
+                raise self.error(f"desc[{head}].len = {length} is shorter than the "
+                                 f"{min_len}-byte rpmsg header")
+            off = addr - base
+            if mv is not None and off >= 0 and off + length <= msize:
+                out.append((head, mv[off : off + length], length))
+                continue
+            try:
+                out.append((head, memory.view(addr, length), length))
+            except ProtocolError as exc:
+                raise self.error(f"desc[{head}].addr = {addr:#x} len {length}: {exc}") from None
+        return out
+
+    def give_back_many(self, heads: list[int]) -> list[int]:
+        """:meth:`give_back` for each head; returns those given back (held until now)."""
+        used, mask, held, taken_len = self.used, self.mask, self.held, self.taken_len
+        pack_elem = _USED_ELEM.pack_into
+        idx = self.used_idx
+        done = []
+        for head in heads:
+            if not held[head]:
+                continue
+            pack_elem(used, _RING_AT + _USED_ELEM_SIZE * (idx & mask), head, taken_len[head])
+            idx = (idx + 1) & 0xFFFF
+            held[head] = 0
+            done.append(head)
+        self.used_idx = idx
+        self.num_held -= len(done)
+        return done
 
     def unpop(self, head: int) -> None:
         """Put back the buffer just popped (nothing was written; used ring untouched)."""
