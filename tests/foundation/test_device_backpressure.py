@@ -57,7 +57,6 @@ def test_full_endpoint_does_not_starve_others_beyond_its_hold(
         for i in range(10):  # 2 queued, 8 held: every loop buffer is taken
             c_full.send(bytes([i]), timeout=5)
         late = a.create_endpoint("late")  # its NS CREATE waits in a's worker, never blocks
-        assert a.stats()["ns_queued"] == 1
         # Blocks until the hold expires and the held messages are dropped.
         c_other.send(b"for the other one", timeout=10)
         assert s_other.recv(timeout=10) == b"for the other one"
