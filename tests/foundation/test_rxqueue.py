@@ -60,12 +60,13 @@ def test_full_queue_holds_the_transport_buffer() -> None:
 
 def test_hold_expires_drops_and_counts_then_drops_at_once_until_half_read() -> None:
     rel = Releases()
-    q = RxQueue(0x30, capacity=4, hold=0.5)
+    q = RxQueue(0x30, capacity=4, hold=5.0)
     fill(q, rel, 0, 4)
     fill(q, rel, 4, 3)
     now = time.monotonic()
-    assert q.expire(now) == (0, pytest.approx(now + 0.5, abs=0.1))  # not due yet
-    dropped, again = q.expire(now + 1.0)
+    dropped, until = q.expire(now)  # not due yet: says when
+    assert dropped == 0 and until is not None and now < until <= now + 5.0
+    dropped, again = q.expire(now + 6.0)
     assert (dropped, again) == (3, None)
     assert sorted(rel.calls) == [4, 5, 6]
     # Still full: newcomers are dropped at once (not held again), the caller releases them.

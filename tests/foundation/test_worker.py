@@ -70,7 +70,7 @@ def test_queued_without_blocking_then_sent_in_order() -> None:
     t0 = time.monotonic()
     worker.send(msgs(b"1", b"2", b"3"))
     worker.send(msgs(b"4"))  # behind the queued ones, even though it could try at once
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 1.0  # nothing waited for a buffer
     assert sent == [b"1"] and worker.queued == 3
     link.give(10)
     assert worker.flush(5)
