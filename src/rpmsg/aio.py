@@ -86,6 +86,8 @@ class AsyncEndpoint:
         if items:
             return items
         checked = check_timeout(timeout)
+        if ept._direct:
+            return await self._next_direct(checked, count)
         if checked == 0:
             raise ept._recv_timeout(0)
         if ept._host.rx_spin and ept._host.poll():  # drain the rings on the loop's thread
@@ -101,6 +103,33 @@ class AsyncEndpoint:
                 return items
             if not await _wait(loop, fut, end, rx.remove_async_waiter):
                 raise ept._recv_timeout(checked)
+
+    async def _next_direct(self, timeout: float | None, count: int) -> list[Item]:
+        """A direct endpoint (Link.read_direct): wait for its descriptor on the loop, then
+        read without blocking; local close and state changes wake the wait too."""
+        ept = self.endpoint
+        rx = ept._rx
+        loop = asyncio.get_running_loop()
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                if count == 1:
+                    return [ept._get_direct(0, True)]
+                now = time.time()
+                return [(src, data, now) for src, data, _ts in ept._get_many_direct(count, 0)]
+            except WouldBlockError:
+                pass
+            if timeout == 0:
+                raise ept._recv_timeout(0)
+            fut: asyncio.Future[None] = loop.create_future()
+            fd = ept._host.rx_fileno(ept.addr)
+            rx.add_async_waiter(loop, fut)  # closed, unbound, broken: resolved too
+            loop.add_reader(fd, _settle, fut, None)
+            try:
+                if not await _wait(loop, fut, end, rx.remove_async_waiter):
+                    raise ept._recv_timeout(timeout)
+            finally:
+                loop.remove_reader(fd)
 
     async def wait_bound(self, timeout: float | None = None) -> int:
         """Wait until the endpoint has a destination; return it (see Endpoint.wait_bound)."""

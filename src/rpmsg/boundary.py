@@ -72,6 +72,12 @@ class EndpointHost(Protocol):
     def poll(self) -> int:
         """Let the link deliver pending messages on this thread; how many it delivered."""
 
+    def read_direct(self, addr: int, timeout: float | None) -> tuple[int, bytes] | None:
+        """A direct endpoint's next message read on this thread (Link.read_direct)."""
+
+    def rx_fileno(self, addr: int) -> int:
+        """A descriptor readable while a direct endpoint has a message (Link.rx_fileno)."""
+
     def seen(self) -> str:
         """What the link saw, for timeout messages."""
 

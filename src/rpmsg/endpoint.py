@@ -88,8 +88,13 @@ class Endpoint:
                  callback: MessageCallback | None = None,
                  on_bound: StateCallback | None = None,
                  on_unbound: StateCallback | None = None, zero_copy: bool = False,
-                 queue: int = DEFAULT_QUEUE, hold: float | None = DEFAULT_HOLD) -> None:
+                 queue: int = DEFAULT_QUEUE, hold: float | None = DEFAULT_HOLD,
+                 direct: bool = False) -> None:
         self._host = host
+        #: Received by reading on the receiving thread (``host.read_direct``); nothing is
+        #: ever queued for it (the transport keeps what nobody reads yet).
+        self._direct = direct
+        self._direct_received = 0
         self._rec = rec
         self._mtu = host.mtu  # fixed for a link's life; checked before every send
         self.on_bound = on_bound
@@ -176,7 +181,7 @@ class Endpoint:
     def stats(self) -> dict[str, int]:
         """This endpoint's counters: messages received, pending, held, dropped (by reason)."""
         out = self._rx.stats()
-        out["rx_messages"] += self._callback_received
+        out["rx_messages"] += self._callback_received + self._direct_received
         return out
 
     def __repr__(self) -> str:
@@ -314,7 +319,7 @@ class Endpoint:
 
     def recv_message(self, timeout: float | None = None) -> Message:
         """Like :meth:`recv` but also returns the sender's address and the receive time."""
-        src, item, ts = self._get(timeout)
+        src, item, ts = self._get(timeout, stamp=True)
         if type(item) is bytes:
             data = item
         else:
@@ -330,7 +335,7 @@ class Endpoint:
 
     def recv_buffer(self, timeout: float | None = None) -> RxBuffer:
         """The next message as a buffer to release (zero-copy on ``zero_copy`` endpoints)."""
-        src, item, ts = self._get(timeout)
+        src, item, ts = self._get(timeout, stamp=True)
         if isinstance(item, RxBuffer):
             return item
         return RxBuffer(memoryview(item), src, self._rec.addr, None, ts)
@@ -344,7 +349,9 @@ class Endpoint:
         item.release()  # type: ignore[union-attr]
         return data
 
-    def _get(self, timeout: object) -> Item:
+    def _get(self, timeout: object, stamp: bool = False) -> Item:
+        if self._direct:  # nothing is ever queued for it
+            return self._get_direct(check_timeout(timeout), stamp)
         checked = check_timeout(timeout)  # before anything, whatever is queued
         rx = self._rx
         item = rx.get_nowait()
@@ -363,6 +370,8 @@ class Endpoint:
     def _get_many(self, max_count: int, timeout: object) -> list[Item]:
         rx = self._rx
         checked = check_timeout(timeout)
+        if self._direct:  # nothing is ever queued for it
+            return self._get_many_direct(max_count, checked)
         items = rx.get_many(max_count, 0, _no_check)
         if items:
             return items
@@ -376,6 +385,34 @@ class Endpoint:
         if not items:
             raise self._recv_timeout(checked)
         return items
+
+    def _get_direct(self, timeout: float | None, stamp: bool) -> Item:
+        """Read the next message on this thread (``host.read_direct``): no thread hand-off;
+        the receive time is taken only when asked for (a clock read is a system call on
+        some kernels, e.g. User-Mode Linux)."""
+        if self._closed:
+            raise EndpointClosedError(f"endpoint {self.name!r} is closed")
+        self._host.check_not_broken()
+        got = self._host.read_direct(self._rec.addr, timeout)
+        if got is None:
+            raise self._recv_timeout(timeout)
+        self._direct_received += 1
+        return got[0], got[1], _now() if stamp else 0.0
+
+    def _get_many_direct(self, max_count: int, timeout: float | None) -> list[Item]:
+        out = [self._get_direct(timeout, False)]
+        read = self._host.read_direct
+        addr = self._rec.addr
+        while len(out) < max_count:
+            try:
+                got = read(addr, 0)
+            except (EndpointClosedError, RemoteDisconnectedError):
+                break  # the next call reports it; these messages are not lost
+            if got is None:
+                break
+            self._direct_received += 1
+            out.append((got[0], got[1], 0.0))
+        return out
 
     def _recv_timeout(self, timeout: float | None) -> Exception:
         if timeout == 0:
@@ -440,6 +477,8 @@ class Endpoint:
         closed with the endpoint; read it only through :meth:`recv`."""
         if self._closed:
             raise EndpointClosedError(f"endpoint {self.name!r} is closed")
+        if self._direct:  # messages wait in the transport until read: its descriptor
+            return self._host.rx_fileno(self._rec.addr)
         return self._rx.fileno()
 
     # Lifecycle --------------------------------------------------------------------------

@@ -164,13 +164,42 @@ class Link(abc.ABC):
         """
         return src, dst
 
-    def start_endpoint(self, addr: int) -> None:
-        """Called once the endpoint at ``addr`` exists in the core: deliveries may begin."""
+    def start_endpoint(self, addr: int, direct: bool = False) -> None:
+        """Called once the endpoint at ``addr`` exists in the core: deliveries may begin.
+
+        ``direct`` (only where :attr:`direct_receive`): the endpoint's messages are read by
+        its receivers through :meth:`read_direct`, never delivered from a transport thread.
+        """
         return None
 
     def close_endpoint(self, addr: int) -> None:
         """Called after the endpoint at ``addr`` was destroyed, or its creation failed."""
         return None
+
+    #: Name a new endpoint gets when ``create_endpoint`` is given none (``linux:`` URLs that
+    #: name a service or device).
+    default_name: str = ""
+
+    # Direct receive: where each endpoint has a descriptor of its own (linux:), its receiving
+    # thread reads the next message itself, without a hand-off from a transport thread.
+
+    #: Whether endpoints may be started ``direct`` (:meth:`read_direct`, :meth:`rx_fileno`).
+    direct_receive: bool = False
+
+    def read_direct(self, addr: int, timeout: float | None) -> tuple[int, bytes] | None:
+        """The next message ``(src, payload)`` of direct endpoint ``addr``, read on the
+        calling thread; None if none came within ``timeout`` (0: only what is there).
+
+        Raises :class:`~rpmsg.errors.RemoteDisconnectedError` once the remote is gone (after
+        reporting ``link_down``) and :class:`~rpmsg.errors.EndpointClosedError` when the
+        endpoint is closed, which also wakes a caller blocked here.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no direct receive")
+
+    def rx_fileno(self, addr: int) -> int:
+        """A descriptor readable while direct endpoint ``addr`` has a message (or an error)
+        for :meth:`read_direct`."""
+        raise NotImplementedError(f"{type(self).__name__} has no direct receive")
 
     #: Whether :meth:`poll` can deliver messages on the caller's thread.
     can_poll: bool = False

@@ -81,18 +81,21 @@ def node_gone(path: str, timeout: float = 5.0) -> bool:
     return True
 
 
-def control(command: bytes) -> None:
-    """Ask the host-side test remote to do something (destroy a service, go away)."""
+def control(command: bytes) -> float:
+    """Ask the host-side test remote to do something (destroy a service, go away); the
+    monotonic time its acknowledgement arrived (the remote acts a known delay after it)."""
     with Ctrl.open(0) as ctrl:
         n = ctrl.create_endpoint(name="test-control", dst=CONTROL)
     with Endpoint.open(n) as ep:
         ep.send(command)
         assert ep.recv(timeout=5) == b"ok:" + command
+        acked = time.monotonic()
     try:
         with Ctrl.open(0) as ctrl:
             ctrl.destroy_endpoint(name="test-control", dst=CONTROL)
     except Exception:
         pass
+    return acked
 
 
 if "announce" in PARAMS["checks"]:
@@ -216,7 +219,7 @@ def _asyncio() -> dict[str, Any]:
                 timed_out = True
         finally:
             for ep in eps:
-                ep.close()
+                await ep.close()  # the asyncio view's close is a coroutine, as everywhere
             with Ctrl.open(0) as ctrl:
                 for i in range(4):
                     ctrl.destroy_endpoint(name=f"aio-{i}", dst=ECHO)
@@ -226,7 +229,7 @@ def _asyncio() -> dict[str, Any]:
     return asyncio.run(main())
 
 
-def blocked_recv(ep: Endpoint, trigger: Callable[[], None], delay: float) -> dict[str, Any]:
+def blocked_recv(ep: Endpoint, trigger: Callable[[], float], delay: float) -> dict[str, Any]:
     """Block in recv in a thread, run ``trigger``; report what recv raised and how long after
     the event, which the remote causes ``delay`` seconds after acknowledging the trigger."""
     outcome: dict[str, Any] = {}
@@ -245,8 +248,7 @@ def blocked_recv(ep: Endpoint, trigger: Callable[[], None], delay: float) -> dic
     t.start()
     started.wait()
     time.sleep(0.1)  # let it block in poll()
-    trigger()
-    t_ack = time.monotonic()
+    t_ack = trigger()  # when the remote acknowledged: it acts ``delay`` s later
     # Sleep (do not spin): the event must find every guest thread asleep.
     t.join(timeout=15)
     outcome["seconds_after_event"] = round(outcome.pop("t_end", float("nan")) - t_ack - delay, 3)

@@ -25,8 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rpmsg.linux import ioctl as ioc
-from rpmsg.linux.chardev import Endpoint
+from rpmsg.linux.chardev import Chardev
 from rpmsg.linux.ctrl import Ctrl
+from rpmsg.linux.endpoint import Endpoint
 from rpmsg.linux.sysfs import Sysfs
 from rpmsg.wire.linux import EndpointInfo
 
@@ -70,7 +71,8 @@ class FakeKernel:
         self.on_create: Callable[[FakeKernel], None] | None = None
         self.fd_index: dict[int, int] = {}
         self.remotes: dict[int, socket.socket] = {}
-        self.endpoints: list[Endpoint] = []
+        self.endpoints: list[Chardev] = []
+        self.facades: list[Endpoint] = []
         #: Where each virtio device's directory is (below a remote processor, or not).
         self.virtio_dirs: dict[str, Path] = {}
         self.rproc_class = self.sys / "class" / "remoteproc"
@@ -271,7 +273,7 @@ class FakeKernel:
         return Ctrl(os.open(path, os.O_RDWR), index, path=path, sysfs=self.sysfs,
                     ioctl=self.ioctl)
 
-    def opener(self, n: int | str) -> Endpoint:
+    def opener(self, n: int | str) -> Chardev:
         """Open "endpoint device" n as a socketpair; the test holds the remote end."""
         index = int(str(n).rsplit("rpmsg", 1)[-1])
         assert (self.dev / f"rpmsg{index}").exists(), f"no fake /dev/rpmsg{index}"
@@ -279,12 +281,20 @@ class FakeKernel:
         fd = local.detach()
         self.fd_index[fd] = index
         self.remotes[index] = remote
-        ep = Endpoint(fd, fd, path=str(self.dev / f"rpmsg{index}"), index=index, device=True,
-                      sysfs=self.sysfs, ioctl=self.ioctl)
-        self.endpoints.append(ep)
+        chardev = Chardev(fd, fd, path=str(self.dev / f"rpmsg{index}"), index=index,
+                          device=True, sysfs=self.sysfs, ioctl=self.ioctl)
+        self.endpoints.append(chardev)
+        return chardev
+
+    def open_endpoint(self, n: int | str) -> Endpoint:
+        """``rpmsg.linux.Endpoint.open(n)`` on the socketpair stand-in of :meth:`opener`."""
+        ep = Endpoint(self.opener(n))
+        self.facades.append(ep)
         return ep
 
     def close(self) -> None:
+        for facade in self.facades:
+            facade.close()
         for ep in self.endpoints:
             ep.close()
         for sock in self.remotes.values():

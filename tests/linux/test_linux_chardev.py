@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from linux_fakes import FakeKernel
@@ -24,7 +25,7 @@ from rpmsg.errors import (
     RpmsgTimeoutError,
     WouldBlockError,
 )
-from rpmsg.linux import Endpoint
+from rpmsg.linux import Chardev, Endpoint
 
 Pair = tuple[socket.socket, socket.socket]
 
@@ -78,7 +79,7 @@ def test_oversized_message_is_an_error_not_a_truncation(seqpacket: Pair) -> None
     ep = Endpoint.from_streams(a, a)
     b.send(b"y" * 11)
     b.send(b"next")
-    with pytest.raises(MessageTooLargeError, match="max_size=10"):
+    with pytest.raises(MessageTooLargeError, match=r"11 bytes exceeds .* 10 bytes"):
         ep.recv(max_size=10)
     assert ep.stats["rx_too_large"] == 1
     assert ep.recv(max_size=10) == b"next"  # the stream goes on
@@ -124,8 +125,8 @@ def test_close_wakes_a_blocked_receiver(seqpacket: Pair) -> None:
 
     t = threading.Thread(target=receiver)
     t.start()
-    while not ep._rlock.locked():
-        pass
+    while not ep._chardev._users:  # the receiver is waiting in poll()
+        time.sleep(0.001)
     ep.close()
     t.join(10)
     assert not t.is_alive()
@@ -152,7 +153,7 @@ def test_device_zero_length_message(fake: FakeKernel) -> None:
     """On a device an empty read is a zero-length message, not the end."""
     fake.add_ctrl(0)
     fake.add_ept(0, "e", 0xFFFFFFFF, 0x400, ctrl=0)
-    ep = fake.opener(0)
+    ep = fake.open_endpoint(0)
     fake.remotes[0].send(b"")
     assert ep.recv(timeout=5) == b""
     fake.remotes[0].close()
@@ -163,7 +164,7 @@ def test_device_zero_length_message(fake: FakeKernel) -> None:
 
 def test_device_pollhup_while_waiting_is_a_disconnect(monkeypatch: pytest.MonkeyPatch) -> None:
     r, w = os.pipe()
-    ep = Endpoint(r, w, path="/dev/rpmsg9", device=True, owns_fds=False)
+    ep = Endpoint(Chardev(r, w, path="/dev/rpmsg9", device=True, owns_fds=False))
     real_read = os.read
 
     def read(fd: int, n: int) -> bytes:  # the device's queue is empty: EAGAIN
@@ -184,17 +185,20 @@ def test_device_read_epipe_is_a_disconnect(monkeypatch: pytest.MonkeyPatch,
                                            fake: FakeKernel) -> None:
     fake.add_ctrl(0)
     fake.add_ept(0, "e", 0xFFFFFFFF, 0x400, ctrl=0)
-    ep = fake.opener(0)
+    ep = fake.open_endpoint(0)
+    device_fd = ep.fileno()
     real_read = os.read
 
     def read(fd: int, n: int) -> bytes:
-        if fd == ep.fileno():
+        if fd == device_fd:
             raise OSError(errno.EPIPE, "Broken pipe")
         return real_read(fd, n)
 
     monkeypatch.setattr(os, "read", read)
+    fake.remotes[0].send(b"poll reports it readable")  # as the kernel's EPOLLERR does
     with pytest.raises(RemoteDisconnectedError):
-        ep.recv()
+        ep.recv(timeout=10)
+    monkeypatch.undo()
 
 
 def test_open_and_errors(fake: FakeKernel) -> None:
@@ -219,15 +223,15 @@ def test_open_and_errors(fake: FakeKernel) -> None:
 def test_destroy_and_flow_control_use_the_ioctls(fake: FakeKernel) -> None:
     fake.add_ctrl(0)
     fake.add_ept(0, "e", 0xFFFFFFFF, 0x400, ctrl=0)
-    ep = fake.opener(0)
+    ep = fake.open_endpoint(0)
     ep.destroy()
     assert ep.closed and fake.ept_names() == {}
     assert fake.calls[-1][0] == "0xb502"
     fake.add_ept(1, "raw", 0x400, 0x400, channel=fake.add_channel("rpmsg-raw", 0x400, 0x400))
-    raw = fake.opener(1)
+    raw = fake.open_endpoint(1)
     with pytest.raises(NotAvailableError, match="default endpoint"):
         raw.destroy()
-    other = fake.opener(1)
+    other = fake.open_endpoint(1)
     with pytest.raises(NotAvailableError, match="EOPNOTSUPP"):  # virtio has no flow control
         other.set_incoming_flow_control(True)
     assert other.get_outgoing_flow_control() is False
@@ -277,7 +281,7 @@ def test_asyncio(seqpacket: Pair) -> None:
         b.send(b"2")
         b.shutdown(socket.SHUT_WR)
         assert [m async for m in ep] == [b"1", b"2"]
-        ep.close()
+        await ep.close()
 
     asyncio.run(main())
 
@@ -287,7 +291,7 @@ def test_asyncio_close_wakes_receiver(seqpacket: Pair) -> None:
 
     async def main() -> None:
         ep = Endpoint.from_streams(a, a)
-        task = asyncio.ensure_future(ep.recv_async())
+        task = asyncio.ensure_future(ep.as_async().recv())
         await asyncio.sleep(0.01)
         ep.close()
         with pytest.raises(EndpointClosedError):

@@ -13,7 +13,7 @@ from linux_fakes import FakeKernel
 import rpmsg
 from rpmsg import registry
 from rpmsg.errors import InvalidURLError, NotAvailableError, RpmsgTimeoutError
-from rpmsg.linux.chardev import Endpoint as ChardevEndpoint
+from rpmsg.linux.chardev import Chardev
 from rpmsg.linux.ctrl import Ctrl
 from rpmsg.linux.errors import AmbiguousNameError
 from rpmsg.linux.service import find_service
@@ -36,7 +36,7 @@ def kernel(fake: FakeKernel, monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
     # The link reaches the fake devices through the fake's ioctl and socketpairs.
     monkeypatch.setattr(Ctrl, "open", classmethod(lambda cls, index=0, sysfs=None:
                                                   fake.open_ctrl(int(index))))
-    monkeypatch.setattr(ChardevEndpoint, "open",
+    monkeypatch.setattr(Chardev, "open",
                         classmethod(lambda cls, n, **kw: fake.opener(n)))
     return fake
 

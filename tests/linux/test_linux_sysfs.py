@@ -9,7 +9,7 @@ import pytest
 from linux_fakes import FakeKernel, make_node
 
 from rpmsg.errors import NotAvailableError
-from rpmsg.linux.chardev import Endpoint
+from rpmsg.linux import Endpoint
 from rpmsg.linux.ctrl import Ctrl
 from rpmsg.linux.sysfs import Sysfs, missing_node_error, parse_addr
 from rpmsg.wire.rpmsg import ADDR_ANY

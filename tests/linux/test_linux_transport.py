@@ -76,7 +76,7 @@ def test_remote_gone_takes_the_link_down(fake: FakeKernel,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     with ctrl_device(fake) as dev:
         ept = dev.create_endpoint("a", dst=0x400)
-        fd = fake.endpoints[-1].fileno()
+        fd = fake.endpoints[-1].rfd
         fake.remotes[0].send(b"last")
         assert ept.recv(timeout=5) == b"last"
         real_read = os.read

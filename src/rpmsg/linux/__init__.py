@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from rpmsg.linux import nodes, remoteproc, udev
 from rpmsg.linux.bind import CHRDEV_DRIVER, bind_channel
-from rpmsg.linux.chardev import AsyncEndpoint, Endpoint
+from rpmsg.linux.chardev import Chardev
 from rpmsg.linux.ctrl import Ctrl, destroy_endpoint_device
+from rpmsg.linux.endpoint import AsyncEndpoint, Endpoint
 from rpmsg.linux.errors import (
     AccessDeniedError,
     AmbiguousEndpointError,
@@ -74,6 +75,7 @@ __all__ = [
     "AmbiguousEndpointError",
     "AsyncEndpoint",
     "Channel",
+    "Chardev",
     "ControlDevice",
     "Ctrl",
     "Endpoint",

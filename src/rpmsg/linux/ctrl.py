@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from rpmsg.errors import EndpointClosedError, NotAvailableError
-from rpmsg.linux.chardev import Endpoint, IoctlFn, endpoint_node
+from rpmsg.linux.chardev import IoctlFn, endpoint_node, open_fd
 from rpmsg.linux.errors import AmbiguousEndpointError, map_os_error
 from rpmsg.linux.ioctl import (
     RPMSG_CREATE_DEV_IOCTL,
@@ -239,7 +239,7 @@ def destroy_endpoint_device(n: int | str, *, sysfs: Sysfs | None = None,
     """Open endpoint device ``n`` and destroy it with ``RPMSG_DESTROY_EPT_IOCTL``."""
     sysfs = sysfs or default_sysfs()
     path, _index = endpoint_node(n, sysfs)
-    fd = Endpoint.open_fd(path, nonblocking=True, sysfs=sysfs)
+    fd = open_fd(path, nonblocking=True, sysfs=sysfs)
     try:
         ioctl(fd, RPMSG_DESTROY_EPT_IOCTL, 0)
     except OSError as exc:

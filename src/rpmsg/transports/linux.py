@@ -52,8 +52,7 @@ from rpmsg.errors import (
     RemoteDisconnectedError,
     RpmsgError,
 )
-from rpmsg.linux.chardev import Endpoint as ChardevEndpoint
-from rpmsg.linux.chardev import endpoint_node
+from rpmsg.linux.chardev import EOF, Chardev, endpoint_node
 from rpmsg.linux.ctrl import Ctrl
 from rpmsg.linux.nodes import canonical_path, check_path
 from rpmsg.linux.service import describe_scope, find_service, wait_hint
@@ -67,11 +66,12 @@ from rpmsg.wire.rpmsg import ADDR_ANY, DEFAULT_MTU, RESERVED_ADDRESSES
 
 log = logging.getLogger("rpmsg.linux")
 
-Opener = Callable[[int | str], ChardevEndpoint]
+Opener = Callable[[int | str], Chardev]
 _CTRL_RE = re.compile(r"(?:/dev/)?rpmsg_ctrl(\d+)")
 _EPT_RE = re.compile(r"(?:.*/)?rpmsg(\d+)|\d+")
-#: Messages read from one endpoint before the reader looks at the others (fairness).
+#: Messages the reader thread reads from one endpoint before it looks at the others.
 _BURST = 32
+_ERR_EVENTS = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
 @dataclass(eq=False)
@@ -80,34 +80,51 @@ class _KernelEndpoint:
 
     addr: int
     dst: int
-    chardev: ChardevEndpoint | None = None
+    chardev: Chardev | None = None
     index: int | None = None
     #: Created through the ctrl device by this link, so destroyed on close.
     created: bool = False
     active: bool = False
-    dead: bool = False
+    #: Read by its receivers (read_direct); the reader thread only watches it for errors.
+    direct: bool = False
+    #: The kernel removed it (remote gone); the reason.
+    gone: str | None = None
+    #: A stream end hung up: the reader thread stops watching (readers find the end).
+    hung_up: bool = False
 
 
 class LinuxLink(Link):
-    """A link whose endpoints are kernel endpoint devices (see the module docstring)."""
+    """A link whose endpoints are kernel endpoint devices (see the module docstring).
+
+    Endpoints without a callback are *direct*: their receivers read the device themselves
+    (:meth:`read_direct`: one ``poll`` and one ``read``, no thread hand-off), and the
+    kernel's queue holds what nobody reads yet (back-pressure as for any C client). The
+    reader thread delivers the messages of callback endpoints and watches direct ones for
+    errors (``poll`` with no events), so a remote that goes away is reported even while
+    nobody reads.
+    """
 
     role = "linux"
     default_policy = LINUX
     ns_enabled = False
     mtu = DEFAULT_MTU
+    direct_receive = True
 
     def __init__(self, *, ctrl: Ctrl | None = None, device: int | str | None = None,
-                 sysfs: Sysfs | None = None, opener: Opener | None = None,
+                 chardev: Chardev | None = None, sysfs: Sysfs | None = None,
+                 opener: Opener | None = None,
                  service: tuple[str, int] | None = None) -> None:
-        """Use exactly one of ``ctrl`` (owned: closed with the link) or ``device``.
+        """Use exactly one of ``ctrl`` (owned: closed with the link), ``device`` (a path or
+        index, opened at ``create_endpoint``) or ``chardev`` (already open, owned).
 
         ``service`` (name, remote address) fills in the name and destination of endpoints
         created on ``ctrl`` without them (a ``linux:?service=`` URL).
         """
-        if (ctrl is None) == (device is None):
-            raise ValueError("give exactly one of ctrl= or device=")
+        if sum(x is not None for x in (ctrl, device, chardev)) != 1:
+            raise ValueError("give exactly one of ctrl=, device= or chardev=")
         self._ctrl = ctrl
-        self._device = device
+        self._chardev = chardev
+        self._device: int | str | None = device if chardev is None else chardev.path
         self.service = service
         self._sysfs = sysfs or (ctrl.sysfs if ctrl is not None else default_sysfs())
         self._opener: Opener = opener or self._open_chardev
@@ -122,8 +139,25 @@ class LinuxLink(Link):
         self._stats = {"tx_messages": 0, "tx_bytes": 0, "rx_messages": 0, "rx_bytes": 0,
                        "rx_too_large": 0, "endpoints_created": 0}
 
-    def _open_chardev(self, n: int | str) -> ChardevEndpoint:
-        return ChardevEndpoint.open(n, sysfs=self._sysfs)
+    def _open_chardev(self, n: int | str) -> Chardev:
+        if self._chardev is not None:
+            chardev, self._chardev = self._chardev, None
+            return chardev
+        return Chardev.open(n, sysfs=self._sysfs)
+
+    @property
+    def default_name(self) -> str:  # type: ignore[override]
+        """The service's name, or the endpoint device's (from sysfs)."""
+        if self.service is not None:
+            return self.service[0]
+        if self._device is not None and self._chardev is None:
+            try:
+                _path, index = endpoint_node(self._device, self._sysfs)
+                if index is not None:
+                    return self._sysfs.endpoint(index).name
+            except RpmsgError:
+                pass
+        return ""
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
@@ -138,6 +172,14 @@ class LinuxLink(Link):
 
     def stats(self) -> dict[str, int]:
         return dict(self._stats)
+
+    def seen(self) -> str:
+        s = self._stats
+        with self._lock:
+            gone = [k.gone for k in self._eps.values() if k.gone]
+        tail = f"; {gone[0]}" if gone else ""
+        return (f"the kernel endpoint delivered {s['rx_messages']} message(s), "
+                f"{s['tx_messages']} sent{tail}")
 
     # Lifecycle --------------------------------------------------------------------------
 
@@ -168,6 +210,8 @@ class LinuxLink(Link):
             self._release(kep)
         if self._ctrl is not None:
             self._ctrl.close()
+        if self._chardev is not None:  # never used for an endpoint
+            self._chardev.close()
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)
@@ -235,11 +279,14 @@ class LinuxLink(Link):
             if self._eps:
                 raise AlreadyOpenError(
                     f"linux:{self._device} carries one endpoint and it is already in use")
-        _path, index = endpoint_node(self._device, self._sysfs)
-        try:
-            info = self._sysfs.endpoint(index) if index is not None else None
-        except NotAvailableError:  # no sysfs: trust the caller's addresses
-            info = None
+        info = None
+        index = None
+        if self._chardev is None:
+            _path, index = endpoint_node(self._device, self._sysfs)
+            try:
+                info = self._sysfs.endpoint(index) if index is not None else None
+            except NotAvailableError:  # no sysfs: trust the caller's addresses
+                info = None
         if info is not None:
             if name and name != info.name:
                 raise NotAvailableError(
@@ -255,18 +302,19 @@ class LinuxLink(Link):
         kep = self._reserve(src, dst)
         try:
             kep.chardev = self._opener(self._device)
-            kep.index = index
+            kep.index = index if index is not None else kep.chardev.index
         except BaseException:
             self._unreserve(kep)
             raise
         return kep.addr, dst
 
-    def start_endpoint(self, addr: int) -> None:
+    def start_endpoint(self, addr: int, direct: bool = False) -> None:
         with self._lock:
             kep = self._eps.get(addr)
             if kep is None:
                 return
             kep.active = True
+            kep.direct = direct
             self._generation += 1
         self._wake()
 
@@ -284,10 +332,10 @@ class LinuxLink(Link):
         try:
             # Never destroy a device the kernel already removed: a second DESTROY_EPT on the
             # same file would delete the kernel's device object twice.
-            if kep.dead or not kep.created:
+            if kep.gone is not None or not kep.created:
                 pass
             elif chardev is not None and not chardev.closed:
-                chardev.destroy()
+                chardev.destroy_device()
                 log.info("destroyed %s", chardev.path)
             elif kep.index is not None and self._ctrl is not None:
                 self._ctrl.destroy_endpoint(index=kep.index)
@@ -304,24 +352,59 @@ class LinuxLink(Link):
         size = len(payload)
         if size > self.mtu:
             raise MessageTooLargeError(size, self.mtu)
-        with self._lock:
-            kep = self._eps.get(src)
-            closed = self._closed
-        if closed:
-            raise EndpointClosedError("the linux: link is closed")
-        if kep is None or kep.chardev is None:
-            raise EndpointClosedError(f"no kernel endpoint at address {src:#x}")
-        if kep.dst == ADDR_ANY:
-            raise NotBoundError(f"{kep.chardev.path} is receive-only (created with dst ANY)")
-        if dst != kep.dst:
-            raise NotAvailableError(f"{kep.chardev.path} can only send to {kep.dst:#x} (the "
+        kep = self._eps.get(src)
+        chardev = None if kep is None else kep.chardev
+        if chardev is None or self._closed:
+            raise EndpointClosedError(f"no open kernel endpoint at address {src:#x}")
+        if kep is not None and kep.dst != dst:
+            if kep.dst == ADDR_ANY:
+                raise NotBoundError(f"{chardev.path} is receive-only (created with dst ANY)")
+            raise NotAvailableError(f"{chardev.path} can only send to {kep.dst:#x} (the "
                                     f"kernel fixes the destination), not to {dst:#x}")
-        kep.chardev.send(payload, timeout)
-        self._stats["tx_messages"] += 1
-        self._stats["tx_bytes"] += size
+        try:
+            chardev.write_message(payload, timeout, self.mtu)
+        except RemoteDisconnectedError as exc:
+            if kep is not None and chardev.is_device:
+                self._endpoint_gone(kep, str(exc))
+            raise
+        stats = self._stats
+        stats["tx_messages"] += 1
+        stats["tx_bytes"] += size
+
+    def read_direct(self, addr: int, timeout: float | None) -> tuple[int, bytes] | None:
+        kep = self._eps.get(addr)
+        chardev = None if kep is None else kep.chardev
+        if kep is None or chardev is None:
+            raise EndpointClosedError(f"no open kernel endpoint at address {addr:#x}")
+        try:  # concurrent readers need no lock: each message goes to one of them
+            data = chardev.read_message(self.mtu, timeout)
+        except RemoteDisconnectedError as exc:
+            self._endpoint_gone(kep, str(exc))
+            raise
+        except MessageTooLargeError:
+            self._stats["rx_too_large"] += 1
+            raise
+        if data is None:
+            return None
+        if data is EOF:
+            reason = f"{chardev.path}: end of stream"
+            self._endpoint_gone(kep, reason)
+            raise RemoteDisconnectedError(reason)
+        assert isinstance(data, bytes)
+        stats = self._stats
+        stats["rx_messages"] += 1
+        stats["rx_bytes"] += len(data)
+        return kep.dst, data
+
+    def rx_fileno(self, addr: int) -> int:
+        kep = self._eps.get(addr)
+        if kep is None or kep.chardev is None or kep.chardev.closed:
+            raise EndpointClosedError(f"no open kernel endpoint at address {addr:#x}")
+        return kep.chardev.rfd
 
     def _run(self) -> None:
-        """The one delivering thread: poll every active endpoint device, deliver in order."""
+        """The reader thread: deliver callback endpoints' messages in order, watch direct
+        endpoints for errors."""
         try:
             generation = -1
             poller = select.poll()
@@ -333,7 +416,7 @@ class LinuxLink(Link):
                     if generation != self._generation:
                         generation = self._generation
                         poller, by_fd = self._build_poller()
-                for fd, _events in poller.poll():
+                for fd, events in poller.poll():
                     if fd == self._wake_r:
                         try:
                             os.read(self._wake_r, 4096)
@@ -341,7 +424,11 @@ class LinuxLink(Link):
                             pass
                         continue
                     kep = by_fd.get(fd)
-                    if kep is not None:
+                    if kep is None:
+                        continue
+                    if kep.direct:
+                        self._watch(kep, events)
+                    else:
                         self._drain(kep)
         except Exception as exc:  # never die silently: report and stop
             log.exception("linux: reader thread failed")
@@ -349,19 +436,32 @@ class LinuxLink(Link):
                 self._sink.broken(exc)
 
     def _build_poller(self) -> tuple[select.poll, dict[int, _KernelEndpoint]]:
-        """A poll set of the wake-up pipe and every live endpoint (lock held)."""
+        """A poll set of the wake-up pipe and every live endpoint (lock held): input for
+        callback endpoints, errors only (no events) for direct ones."""
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
         by_fd: dict[int, _KernelEndpoint] = {}
         for kep in self._eps.values():
-            if kep.active and not kep.dead and kep.chardev is not None:
-                try:
-                    fd = kep.chardev.fileno()
-                except EndpointClosedError:
-                    continue
-                by_fd[fd] = kep
-                poller.register(fd, select.POLLIN)
+            chardev = kep.chardev
+            if kep.active and kep.gone is None and not kep.hung_up and chardev is not None \
+                    and not chardev.closed:
+                by_fd[chardev.rfd] = kep
+                poller.register(chardev.rfd, 0 if kep.direct else select.POLLIN)
         return poller, by_fd
+
+    def _watch(self, kep: _KernelEndpoint, events: int) -> None:
+        """A direct endpoint reported an error: a device is gone; a stream hung up (its
+        reader drains what is left, then finds the end)."""
+        chardev = kep.chardev
+        if chardev is None or not events & _ERR_EVENTS:
+            return
+        if chardev.is_device and not events & select.POLLNVAL:
+            self._endpoint_gone(kep, f"{chardev.path}: the endpoint is gone (the remote "
+                                     "went away)")
+        else:
+            with self._lock:
+                kep.hung_up = True
+                self._generation += 1
 
     def _drain(self, kep: _KernelEndpoint) -> None:
         sink = self._sink
@@ -370,7 +470,7 @@ class LinuxLink(Link):
             if chardev is None or sink is None:
                 return
             try:
-                data = chardev.recv_nowait(self.mtu)
+                data = chardev.read_message(self.mtu, 0)
             except MessageTooLargeError as exc:
                 self._stats["rx_too_large"] += 1
                 log.warning("%s: %s", chardev.path, exc)
@@ -382,17 +482,24 @@ class LinuxLink(Link):
                 return
             if data is None:
                 return
+            if data is EOF:
+                self._endpoint_gone(kep, f"{chardev.path}: end of stream")
+                return
+            assert isinstance(data, bytes)
             self._stats["rx_messages"] += 1
             self._stats["rx_bytes"] += len(data)
             sink.deliver(kep.dst, kep.addr, data)
 
     def _endpoint_gone(self, kep: _KernelEndpoint, reason: str) -> None:
-        """The kernel removed an endpoint device (remote gone): stop polling it, link down."""
+        """The kernel removed an endpoint device (remote gone): stop watching it, link down."""
         with self._lock:
-            kep.dead = True
+            if kep.gone is not None:
+                return
+            kep.gone = reason
             self._generation += 1
             report = not self._down
             self._down = True
+        self._wake()
         if report:
             log.info("remote gone: %s", reason)
             if self._sink is not None:
