@@ -92,10 +92,10 @@ class EndpointPeer(Protocol):
     """What a Device needs from an endpoint it created (the core record's ``owner``)."""
 
     @property
-    def receive(self) -> Callable[[int, Buffer, Release | None, float], Taken]:
-        """``receive(src, payload, release, timestamp)``: a message for this endpoint, on a
-        transport thread; see :class:`Taken`. An attribute, so the endpoint can hand its
-        queue's own ``put`` to the Device (one call less per message)."""
+    def receive(self) -> Callable[[int, Buffer, Release | None], Taken]:
+        """``receive(src, payload, release)``: a message for this endpoint, on a transport
+        thread; see :class:`Taken`. An attribute, so the endpoint can hand its queue's own
+        ``put`` to the Device (one call less per message); the queue reads the receive time."""
 
     def expire_held(self, now: float) -> tuple[int, float | None]:
         """Drop messages held past the hold time: (how many, next expiry or None)."""

@@ -63,7 +63,6 @@ _OWN_DROP_COUNTERS: dict[DropKind, str] = {"refused": "ns_send_failures",
                                            "stale": "ns_dropped_link_down",
                                            "closed": "ns_dropped_at_close"}
 
-_now = time.time
 _COPIED, _KEPT, _HOLD_STARTED = Taken.COPIED, Taken.KEPT, Taken.HOLD_STARTED
 _DROPPED_FULL = Taken.DROPPED_FULL
 _NS_NAMES = {NsFlags.CREATE: "CREATE", NsFlags.DESTROY: "DESTROY",
@@ -469,7 +468,7 @@ class Device:
                 release()
             return
         peer: EndpointPeer = rec.owner
-        taken = peer.receive(src, payload, release, _now())
+        taken = peer.receive(src, payload, release)
         if taken is _COPIED:
             if release is not None:
                 release()

@@ -104,7 +104,7 @@ class Endpoint:
         self._queue_put = self._rx.put
         self._callback = callback
         #: What the Device calls for each message (see _receive_callback).
-        self.receive: Callable[[int, Buffer, Release | None, float], Taken] = (
+        self.receive: Callable[[int, Buffer, Release | None], Taken] = (
             self._queue_put if callback is None else self._receive_callback)
         self._lock = threading.Lock()
         self._bind_cond = threading.Condition(self._lock)
@@ -513,15 +513,14 @@ class Endpoint:
 
     # EndpointPeer: what the Device calls ------------------------------------------------
 
-    # ``receive(src, payload, release, timestamp) -> Taken``, a message for this endpoint on
-    # a transport thread, is an attribute: the queue's own ``put`` (one call less per
+    # ``receive(src, payload, release) -> Taken``, a message for this endpoint on a
+    # transport thread, is an attribute: the queue's own ``put`` (one call less per
     # message) or, with a callback, the method below.
 
-    def _receive_callback(self, src: int, payload: Buffer, release: Release | None,
-                          timestamp: float) -> Taken:
+    def _receive_callback(self, src: int, payload: Buffer, release: Release | None) -> Taken:
         callback = self._callback
         if callback is None:  # cleared meanwhile
-            return self._rx.put(src, payload, release, timestamp)
+            return self._rx.put(src, payload, release)
         if self._closed:
             return _DROPPED_CLOSED
         self._callback_received += 1

@@ -36,6 +36,7 @@ DEFAULT_QUEUE = 256
 #: Default seconds a full endpoint holds the transport's buffers before dropping.
 DEFAULT_HOLD = 1.0
 
+_time = time.time
 _COPIED, _KEPT, _HOLD_STARTED = Taken.COPIED, Taken.KEPT, Taken.HOLD_STARTED
 _DROPPED_FULL, _DROPPED_CLOSED = Taken.DROPPED_FULL, Taken.DROPPED_CLOSED
 
@@ -130,8 +131,14 @@ class RxQueue:
     # Transport side (the Device calls these on transport threads) ----------------------
 
     def put(self, src: int, payload: Buffer, release: Release | None,
-            timestamp: float) -> Taken:
-        """Queue one message; what happened to it says who releases its buffer."""
+            timestamp: float | None = None) -> Taken:
+        """Queue one message; what happened to it says who releases its buffer.
+
+        ``timestamp`` is the receive time; None (the Device's call) reads the clock here, so
+        only queued messages pay for it.
+        """
+        if timestamp is None:
+            timestamp = _time()
         with self.lock:
             ready = self._ready
             if not self._accepting or len(ready) >= self.capacity:
