@@ -77,7 +77,7 @@ def test_url_service_through_the_ctrl(kernel: FakeKernel) -> None:
     with rpmsg.open("linux:?rproc=m4&service=svc", **roots(kernel)) as dev:
         assert dev.link.describe()["service"] == {"name": "svc", "dst": 0x401}
         ept = dev.create_endpoint()  # name and destination come from the channel
-        assert ept.dst == 0x401
+        assert (ept.name, ept.dst) == ("svc", 0x401)
         assert kernel.sysfs.endpoint(1).name == "svc" and kernel.sysfs.endpoint(1).dst == 0x401
         ept.send(b"hi")
         assert kernel.remotes[1].recv(100) == b"hi"

@@ -104,8 +104,8 @@ def test_existing_device(fake: FakeKernel) -> None:
     with Device(LinuxLink(device="/dev/rpmsg0", sysfs=fake.sysfs, opener=fake.opener)) as dev:
         with pytest.raises(NotAvailableError, match="not 'other'"):
             dev.create_endpoint("other")
-        ept = dev.create_endpoint()
-        assert (ept.addr, ept.dst, ept.bound) == (0x401, 0x400, True)
+        ept = dev.create_endpoint()  # named and addressed as sysfs says
+        assert (ept.name, ept.addr, ept.dst, ept.bound) == ("rpmsg-raw", 0x401, 0x400, True)
         with pytest.raises(AlreadyOpenError):
             dev.create_endpoint()
         ept.send(b"hi")

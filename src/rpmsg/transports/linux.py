@@ -376,6 +376,8 @@ class LinuxLink(Link):
         chardev = None if kep is None else kep.chardev
         if kep is None or chardev is None:
             raise EndpointClosedError(f"no open kernel endpoint at address {addr:#x}")
+        if kep.gone is not None and chardev.is_device:  # its queue died with it (read
+            raise RemoteDisconnectedError(kep.gone)     # checks the endpoint first)
         try:  # concurrent readers need no lock: each message goes to one of them
             data = chardev.read_message(self.mtu, timeout)
         except RemoteDisconnectedError as exc:
