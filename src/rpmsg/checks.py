@@ -16,6 +16,11 @@ from rpmsg.wire.layout import Buffer
 
 #: Largest RPMsg address (the header fields are u32).
 ADDR_MAX = 0xFFFFFFFF
+#: Endpoint and service names: a 32-byte field with its NUL (see rpmsg.wire.layout.encode_name).
+NAME_MAX = 31
+
+_PLAIN = frozenset((int, float))
+_DAY = 86400.0
 
 
 def timeout(value: object, what: str = "timeout") -> float | None:
@@ -24,8 +29,8 @@ def timeout(value: object, what: str = "timeout") -> float | None:
     NaN, negative values and non-numbers are refused. Huge finite values are fine: waits
     are cut into slices the OS accepts (see :class:`rpmsg.transport.Deadline`).
     """
-    if value is None:
-        return None
+    if value is None or (type(value) in _PLAIN and 0 <= value < _DAY):  # type: ignore[operator]
+        return value  # type: ignore[return-value]  # the common case, on every send/recv
     if isinstance(value, bool) or not isinstance(value, Real):
         raise ArgumentTypeError(f"{what} must be None or a number of seconds, "
                                 f"not {type(value).__name__}")
@@ -41,6 +46,29 @@ def address(value: object, what: str = "address") -> int:
         raise ArgumentTypeError(f"{what} must be an int, not {type(value).__name__}")
     if not 0 <= value <= ADDR_MAX:
         raise InvalidArgumentError(f"{what} {value} is outside 0..{ADDR_MAX:#x}")
+    return value
+
+
+def count(value: object, what: str, minimum: int = 1) -> int:
+    """A whole number of at least ``minimum`` (queue sizes, batch sizes, lengths)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgumentTypeError(f"{what} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise InvalidArgumentError(f"{what} must be >= {minimum}, not {value}")
+    return value
+
+
+def name(value: object, what: str = "endpoint name") -> str:
+    """An endpoint or service name: a str of at most 31 UTF-8 bytes without NUL ("" = none)."""
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"{what} must be a str, not {type(value).__name__}")
+    if "\0" in value:
+        raise InvalidArgumentError(f"{what} {value!r} contains a NUL character")
+    size = len(value.encode("utf-8", "surrogateescape"))
+    if size > NAME_MAX:
+        from rpmsg.errors import NameTooLongError
+
+        raise NameTooLongError(f"{what} {value!r} is {size} bytes; at most {NAME_MAX} fit")
     return value
 
 
@@ -67,4 +95,4 @@ def payload(data: object) -> Buffer:
     return view
 
 
-__all__ = ["ADDR_MAX", "address", "payload", "timeout"]
+__all__ = ["ADDR_MAX", "NAME_MAX", "address", "count", "name", "payload", "timeout"]

@@ -34,17 +34,16 @@ from rpmsg.core.core import (
     Unbound,
 )
 from rpmsg.core.policy import Policy, get_policy
-from rpmsg.endpoint import Endpoint, MessageCallback, StateCallback, check_count
+from rpmsg.endpoint import Endpoint, MessageCallback, StateCallback
 from rpmsg.errors import (
     ArgumentTypeError,
     EndpointClosedError,
-    InvalidArgumentError,
     TransportBrokenError,
 )
 from rpmsg.rxqueue import DEFAULT_HOLD, DEFAULT_QUEUE
 from rpmsg.tap import Tap
 from rpmsg.transport import Deadline, Link, Release, TxBuffer, close_link
-from rpmsg.wire.layout import Buffer, encode_name
+from rpmsg.wire.layout import Buffer
 from rpmsg.wire.rpmsg import ADDR_ANY, NsFlags
 from rpmsg.worker import DeviceWorker, DropKind, OwnMessage
 
@@ -75,17 +74,6 @@ def call_user(fn: Callable[..., Any], *args: Any) -> None:
         fn(*args)
     except Exception:
         log.exception("user callback %r raised; the transport keeps running", fn)
-
-
-def check_name(name: object) -> str:
-    """An endpoint name: a str of at most 31 UTF-8 bytes without NUL ("" for none)."""
-    if not isinstance(name, str):
-        raise ArgumentTypeError(f"endpoint name must be a str, not {type(name).__name__}")
-    if "\0" in name:
-        raise InvalidArgumentError(f"endpoint name {name!r} contains a NUL character")
-    if name:
-        encode_name(name, "endpoint")  # NameTooLongError past 31 bytes
-    return name
 
 
 class Device:
@@ -209,7 +197,7 @@ class Device:
         transport's buffers (back-pressure) for at most ``hold`` seconds (default 1; None:
         for ever), then they are dropped and counted so other endpoints keep receiving.
         """
-        name = check_name(name)
+        name = checks.name(name)
         src = checks.address(src, "src")
         dst = checks.address(dst, "dst")
         if announce is not None and not isinstance(announce, bool):
@@ -219,7 +207,7 @@ class Device:
                          ("on_unbound", on_unbound)):
             if fn is not None and not callable(fn):
                 raise ArgumentTypeError(f"{what} must be callable, not {type(fn).__name__}")
-        size = check_count(queue, "queue")
+        size = checks.count(queue, "queue")
         held = checks.timeout(hold, "hold")
         self._check_open()
         name = name or self.link.default_name
@@ -252,7 +240,7 @@ class Device:
         the new endpoint to the announced address (the OpenAMP ``ns_bind_cb`` pattern).
         """
         if name is not None:
-            check_name(name)
+            checks.name(name)
         if not callable(handler):
             raise ArgumentTypeError(f"handler must be callable, not {type(handler).__name__}")
         with self.lock:
@@ -263,7 +251,7 @@ class Device:
 
     def wait_service(self, name: str, timeout: float | None = None) -> int:
         """Wait until the remote announced ``name``; return its address."""
-        check_name(name)
+        checks.name(name)
         deadline = Deadline(timeout)
         with self.lock:
             while True:

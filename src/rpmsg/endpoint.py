@@ -50,24 +50,8 @@ _DROPPED_CLOSED = Taken.DROPPED_CLOSED
 
 _PLAIN = frozenset((int, float))
 _DAY = 86400.0
-
-
-def check_timeout(value: object) -> float | None:
-    """:func:`rpmsg.checks.timeout` with a fast path for the common plain numbers."""
-    if value is None or (type(value) in _PLAIN and 0 <= value < _DAY):  # type: ignore[operator]
-        return value  # type: ignore[return-value]
-    return checks.timeout(value)
-
-
-def check_count(value: object, what: str, minimum: int = 1) -> int:
-    """A whole number of at least ``minimum`` (queue sizes, batch sizes)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ArgumentTypeError(f"{what} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        from rpmsg.errors import InvalidArgumentError
-
-        raise InvalidArgumentError(f"{what} must be >= {minimum}, not {value}")
-    return value
+check_timeout = checks.timeout
+check_count = checks.count
 
 
 @dataclass(frozen=True, slots=True)
