@@ -128,7 +128,9 @@ def test_close_wakes_a_direct_reader_and_leaves_no_thread(fake: FakeKernel) -> N
     chardev = fake.endpoints[-1]
     while not chardev._users:  # the reader waits in poll()
         time.sleep(0.001)
+    started = time.monotonic()
     dev.close(timeout=1.0)
+    assert time.monotonic() - started < 1.0 + 0.5  # the budget, plus slack for a busy box
     t.join(30)
     assert not t.is_alive()
     assert isinstance(errors[0], EndpointClosedError)

@@ -145,3 +145,23 @@ def test_urls(fake: FakeKernel) -> None:
     fake.add_ept(0, "e", ADDR_ANY, 0x400, ctrl=0)
     with rpmsg.open(f"linux:{fake.dev}/rpmsg0", **roots) as dev:
         assert dev.link.describe()["device"] == f"{fake.dev}/rpmsg0"
+
+
+def test_info_logs_on_create_destroy_and_remote_gone(fake: FakeKernel,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="rpmsg.linux")
+    with ctrl_device(fake) as dev:
+        ept = dev.create_endpoint("logged", dst=0x400)
+        ept.close()
+        dev.create_endpoint("second", dst=0x400)
+        fake.remotes[0].close()  # (index 0 again) the fake kernel reports it gone
+        deadline = time.monotonic() + 30
+        while dev.is_up and time.monotonic() < deadline:
+            time.sleep(0.01)
+    lines = [r.getMessage() for r in caplog.records if r.name == "rpmsg.linux"]
+    assert any(line.startswith(f"created {fake.dev}/rpmsg0 for endpoint 'logged' (src ANY, "
+                               f"dst 0x400) on {fake.dev}/rpmsg_ctrl0") for line in lines)
+    assert f"destroyed {fake.dev}/rpmsg0" in lines
+    assert any(line.startswith(f"remote gone: {fake.dev}/rpmsg") for line in lines)
