@@ -248,7 +248,8 @@ def test_front_ends_killed_at_random_points(remote: rpmsg.Device, sock_path: str
         if cycle % 3 == 2:
             time.sleep(rng.uniform(0, 0.6))  # while importing, negotiating or binding
         else:
-            assert child.stdout.readline().strip() == b"bound"
+            line = child.stdout.readline().strip()
+            assert line == b"bound", (line, child.poll(), remote.link.seen())
             time.sleep(rng.uniform(0, 0.05))  # during traffic
         child.kill()
         child.wait()
@@ -260,8 +261,9 @@ def test_front_ends_killed_at_random_points(remote: rpmsg.Device, sock_path: str
     still_serving(sock_path)
     wait_until(lambda: not remote.link.describe()["connected"], what="front-end gone")
     assert baseline is not None
-    assert len(os.listdir("/proc/self/fd")) <= baseline[0] + 2
-    assert threading.active_count() <= baseline[1]
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) <= baseline[0] + 2, os.listdir("/proc/self/fd")
+    assert threading.active_count() <= baseline[1], threading.enumerate()
 
 
 def test_waiting_for_a_front_end_says_so(sock_path: str) -> None:

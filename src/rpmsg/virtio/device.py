@@ -146,7 +146,7 @@ class DeviceEngine(RingEngine):
         assert ring is not None
         count = min(limit - len(out), ring.avail_pending())
         if count > 0:
-            out.extend((head, view) for head, view, _len
+            out.extend((head, view[off : off + length]) for head, view, off, length
                        in ring.pop_views(count, self.memory, HEADER_SIZE))
         return out
 
@@ -193,7 +193,7 @@ class DeviceEngine(RingEngine):
         full_barrier()
         return ring.avail_pending() == 0
 
-    def _rx_take(self) -> list[tuple[int, memoryview, int]]:
+    def _rx_take(self) -> list[tuple[int, memoryview, int, int]]:
         ring = self.rxq
         assert ring is not None
         pending = ring.avail_pending()
@@ -203,7 +203,7 @@ class DeviceEngine(RingEngine):
         with self.rx_lock:
             batch = ring.pop_views(pending, self.memory, HEADER_SIZE)
         if self.tap is not None:
-            for head, _buf, length in batch:
+            for head, _view, _off, length in batch:
                 self._ring_event("rx", "pop", 1, head, length)
         return batch
 

@@ -15,7 +15,7 @@ from typing import Any
 from rpmsg.errors import ProtocolError
 from rpmsg.transport import LinkSink
 from rpmsg.virtio.engine import ErrorHandler, Notify, RingEngine
-from rpmsg.virtio.memory import Memory
+from rpmsg.virtio.memory import FlatMemory, Memory
 from rpmsg.virtio.vring import DriverRing, QueueAddrs, driver_ring, full_barrier
 from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE
 from rpmsg.wire.virtio import VIRTIO_RPMSG_F_NS, VRING_DESC_F_WRITE
@@ -184,7 +184,7 @@ class DriverEngine(RingEngine):
         full_barrier()
         return not ring.used_pending()
 
-    def _rx_take(self) -> list[tuple[int, memoryview, int]]:
+    def _rx_take(self) -> list[tuple[int, memoryview, int, int]]:
         ring = self.rxq
         assert ring is not None
         with self.rx_lock:
@@ -192,7 +192,11 @@ class DriverEngine(RingEngine):
         if not items:
             return []
         ring.set_interrupts(False)
-        views = self._rx_views
+        memory = self.memory
+        # One flat memory: the buffer is an offset into it (no view per message).
+        flat = memory if type(memory) is FlatMemory else None
+        mv, base = (flat.mv, flat.base) if flat else (None, 0)
+        views, out_flags, index = self._rx_views, self._rx_out, self._rx_index
         tap = self.tap
         out = []
         for head, used_len, offered, addr in items:
@@ -201,8 +205,11 @@ class DriverEngine(RingEngine):
             if used_len > offered or used_len < HEADER_SIZE:
                 raise ring.error(f"used len {used_len} for buffer {head} is outside "
                                  f"{HEADER_SIZE}..{offered} (inbound msg too big)")
-            self._rx_out[self._rx_index[addr]] = 1
-            out.append((addr, views[addr], used_len))
+            out_flags[index[addr]] = 1
+            if mv is not None:
+                out.append((addr, mv, addr - base, used_len))
+            else:
+                out.append((addr, views[addr], 0, used_len))
         return out
 
     def _rx_bad_len(self, token: int, size: int, length: int) -> ProtocolError:

@@ -239,10 +239,11 @@ class RingEngine:
 
     # Role hooks: receive ----------------------------------------------------------------
 
-    def _rx_take(self) -> list[tuple[int, memoryview, int]]:
+    def _rx_take(self) -> list[tuple[int, memoryview, int, int]]:
         """Take what arrived, with the peer's receive notifications suppressed meanwhile:
-        ``(token, buffer, length)`` each, ``length`` checked to hold at least the header and
-        to lie within ``buffer``; [] when nothing is pending. ``scan_lock`` held."""
+        ``(token, view, offset, length)`` each, the buffer being ``view[offset:offset +
+        length]``, ``length`` checked to hold at least the header and to lie within the
+        buffer; [] when nothing is pending. ``scan_lock`` held."""
         raise NotImplementedError
 
     def _rx_recycle(self, token: int) -> int:
@@ -590,21 +591,21 @@ class RingEngine:
                     continue
                 handed = 0  # buffers of this batch the sink got (with their release)
                 try:
-                    for token, buf, length in batch:
-                        src, dst, _res, size, _flags = unpack_hdr(buf, 0)
+                    for token, view, off, length in batch:
+                        src, dst, _res, size, _flags = unpack_hdr(view, off)
                         if size > length - HEADER_SIZE:
                             raise self._rx_bad_len(token, size, length)
                         handed += 1
                         nbytes += size
                         release = releasers.get(token) or new_releaser(token)
                         if sink is not None:
-                            sink.deliver(src, dst, buf[HEADER_SIZE : HEADER_SIZE + size],
-                                         release)
+                            off += HEADER_SIZE
+                            sink.deliver(src, dst, view[off : off + size], release)
                         else:
                             release()
                 finally:
                     delivered += handed
-                    for token, _buf, _length in batch[handed:]:  # only after an error
+                    for token, _view, _off, _length in batch[handed:]:  # only after an error
                         (releasers.get(token) or new_releaser(token))()
                 self._flush_rx()  # return this batch's buffers before looking for more
         finally:

@@ -312,8 +312,10 @@ class DeviceRing(_Ring):
         return out
 
     def pop_views(self, count: int, memory: Memory,
-                  min_len: int) -> list[tuple[int, memoryview, int]]:
-        """:meth:`pop_many` that also maps each buffer: (head, view, len) each.
+                  min_len: int) -> list[tuple[int, memoryview, int, int]]:
+        """:meth:`pop_many` that also maps each buffer: (head, view, offset, len) each, the
+        buffer being ``view[offset : offset + len]`` (for one flat memory, ``view`` is the
+        whole memory: no view is made per buffer).
 
         A descriptor shorter than ``min_len`` or outside ``memory`` raises :class:`RingError`
         naming it (buffers popped before it stay held: the ring is failing anyway).
@@ -348,10 +350,10 @@ class DeviceRing(_Ring):
                                  f"{min_len}-byte rpmsg header")
             off = addr - base
             if mv is not None and off >= 0 and off + length <= msize:
-                out.append((head, mv[off : off + length], length))
+                out.append((head, mv, off, length))
                 continue
             try:
-                out.append((head, memory.view(addr, length), length))
+                out.append((head, memory.view(addr, length), 0, length))
             except ProtocolError as exc:
                 raise self.error(f"desc[{head}].addr = {addr:#x} len {length}: {exc}") from None
         return out
