@@ -17,7 +17,9 @@ from linux_fakes import FakeKernel
 
 from rpmsg.errors import (
     AlreadyOpenError,
+    ArgumentTypeError,
     EndpointClosedError,
+    InvalidArgumentError,
     MessageTooLargeError,
     NoBufferError,
     NotAvailableError,
@@ -97,6 +99,25 @@ def test_timeouts(seqpacket: Pair) -> None:
         ep.recv(timeout=0)
     with pytest.raises(RpmsgTimeoutError):
         ep.recv(timeout=0.05)
+    ep.close()
+
+
+def test_huge_and_invalid_timeouts(seqpacket: Pair) -> None:
+    """Huge finite timeouts simply wait (in slices poll() accepts); NaN and negative ones are
+    refused before anything happens."""
+    a, b = seqpacket
+    ep = Endpoint.from_streams(a, a)
+    threading.Timer(0.05, b.send, (b"late",)).start()
+    assert ep.recv(timeout=1e12) == b"late"
+    ep.send(b"big", timeout=1e12)
+    assert b.recv(100) == b"big"
+    for bad in (float("nan"), -1):
+        with pytest.raises(InvalidArgumentError):
+            ep.recv(timeout=bad)
+        with pytest.raises(InvalidArgumentError):
+            ep.send(b"x", timeout=bad)
+    with pytest.raises(ArgumentTypeError):
+        ep.recv(timeout="1")  # type: ignore[arg-type]
     ep.close()
 
 

@@ -42,6 +42,7 @@ from rpmsg.linux.ioctl import (
     RPMSG_SET_INCOMING_FLOWCONTROL,
 )
 from rpmsg.linux.sysfs import EndpointDevice, Sysfs, default_sysfs
+from rpmsg.transport import MAX_WAIT_SLICE
 from rpmsg.wire.layout import Buffer
 
 _NODE_RE = re.compile(r"(?:.*/)?rpmsg(\d+)")
@@ -50,6 +51,10 @@ _POLLIN = select.POLLIN
 #: Longest pause between two write attempts while the kernel has no TX buffer: virtio before
 #: the late-2025 EPOLLOUT patch never reports POLLOUT, so waiting for a buffer is a retry loop.
 _MAX_RETRY_DELAY = 0.02
+#: Longest single wait handed to poll() (its timeout is a C int of milliseconds); longer
+#: timeouts are waited in slices (rpmsg.transport.MAX_WAIT_SLICE, a day).
+_SLICE = MAX_WAIT_SLICE
+_SLICE_MS = math.ceil(_SLICE * 1000)
 #: Seconds close() waits for a reader or writer to leave (they wake at once; another thread
 #: still in close() is the one case that takes a moment).
 _CLOSE_WAIT = 5.0
@@ -188,13 +193,23 @@ class Chardev:
         try:
             if timeout == 0:
                 return self.read_nowait(max_size)
-            ms = None if timeout is None else math.ceil(timeout * 1000)
             end = None
+            if timeout is None:
+                ms = None
+            elif timeout <= _SLICE:
+                ms = math.ceil(timeout * 1000)
+            else:  # longer than one poll() may wait: in slices, by the clock
+                end = time.monotonic() + timeout
+                ms = _SLICE_MS
             poller = self._rpoll
             view = poller.view  # revents: this descriptor's at 3, the wake-up pipe's at 7
             while True:
                 if not poller.wait(ms):
-                    return None
+                    left = None if end is None else end - time.monotonic()
+                    if left is None or left <= 0:
+                        return None
+                    ms = min(_SLICE_MS, math.ceil(left * 1000))
+                    continue
                 if view[7] or self.closed:
                     raise EndpointClosedError(f"{self.path} was closed")
                 revents = view[3] & 0xFFFF
@@ -265,6 +280,8 @@ class Chardev:
             wait = delay if self.is_device else remaining
             if remaining is not None and wait is not None:
                 wait = min(wait, remaining)
+            if wait is not None:
+                wait = min(wait, _SLICE)
             poller = self._wpoll
             if poller.wait(None if wait is None else math.ceil(wait * 1000)) and (
                     poller.revents(1) or self.closed):
