@@ -8,7 +8,9 @@ by itself when its parent (the zygote) is gone.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import struct
 import sys
 import time
@@ -20,6 +22,7 @@ FEED = struct.Struct("<II")
 
 
 def main() -> None:
+    faulthandler.register(signal.SIGUSR1)  # stacks on demand when a test fails
     url, side, incarnation = sys.argv[1], sys.argv[2], int(sys.argv[3])
     parent = os.getppid()
     dev = rpmsg.open(url, side=side)

@@ -9,6 +9,7 @@ process and checks what the survivor received.
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import signal
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +35,8 @@ NULL_MODEM = HERE / "null_modem.py"
 CYCLE_PEER = HERE / "cycle_peer.py"
 FEED = struct.Struct("<II")
 TID = struct.Struct("<Q")
+#: Pings the survivor keeps in flight.
+WINDOW = 4
 #: Slack on top of a time budget on a loaded two-core machine (scheduling, not work).
 SLACK = 0.5
 
@@ -102,11 +106,21 @@ class Zygote:
 
 
 def _alive(pid: int) -> bool:
+    """Whether any thread of ``pid`` still runs; the zygote's children are reaped by the
+    kernel once all their threads exited (the leader alone can be a zombie while other
+    threads still hold the process's files and locks)."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):  # gone (ENOENT, or ESRCH while it is being reaped)
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
         return False
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                if f.read().split(") ", 1)[1][:1] not in ("Z", "X"):
+                    return True
+        except (OSError, IndexError):
+            continue
+    return os.path.exists(f"/proc/{pid}")
 
 
 class NullModem:
@@ -188,26 +202,28 @@ class Survivor:
         return self
 
     def _client(self) -> None:
-        """Ping-pong with a fresh transmission id each time; echoes are recorded."""
+        """Pings with a fresh transmission id each, up to WINDOW in flight (so this side
+        has traffic queued when the peer dies); echoes are recorded."""
         tid = 0
         ept = self.cycle
         pad = bytes(random.Random(7).randbytes(100))
+        outstanding: deque[int] = deque()
         try:
             while not self.stop.is_set():
                 try:
                     if not ept.bound:
                         ept.wait_bound(timeout=0.5)
-                    ept.send(TID.pack(tid) + pad, timeout=0.5)
-                    tid += 1
-                    while True:
-                        data = ept.recv(timeout=0.5)
-                        got = TID.unpack_from(data)[0]
-                        self.echoes.append(got)
-                        if got == tid - 1:
-                            break
+                    while len(outstanding) < WINDOW:
+                        ept.send(TID.pack(tid) + pad, timeout=0.5)
+                        outstanding.append(tid)
+                        tid += 1
+                    got = TID.unpack_from(ept.recv(timeout=0.5))[0]
+                    self.echoes.append(got)
+                    while outstanding and outstanding[0] <= got:
+                        outstanding.popleft()
                 except (rpmsg.RpmsgTimeoutError, rpmsg.RemoteDisconnectedError,
                         rpmsg.NotBoundError, rpmsg.WouldBlockError):
-                    continue
+                    outstanding.clear()  # lost in a restart: go on with fresh ids
         except BaseException as exc:  # reported by check()
             self.errors.append(exc)
 
@@ -236,7 +252,8 @@ def restart_cycles(dev: rpmsg.Device, spawn: Callable[[int], int], *, cycles: in
                    seed: int = 1) -> tuple[Survivor, Snapshot, Snapshot]:
     """Kill -9 a freshly spawned victim ``cycles`` times at random points; the survivor
     ``dev`` must recover by itself each time. Returns the survivor and the resource
-    snapshots after the warm-up (5 cycles) and at the end."""
+    snapshots taken in the same state (traffic flowing, just before the kill) after the
+    warm-up (cycle 5) and in the last cycle."""
     rng = random.Random(seed)
     survivor = Survivor.start(dev)
     warm = end = snapshot()
@@ -244,11 +261,18 @@ def restart_cycles(dev: rpmsg.Device, spawn: Callable[[int], int], *, cycles: in
         for i in range(cycles + 1):
             since = len(survivor.echoes)
             pid = spawn(i)
-            if i == cycles or i % 5 != 4:
+            waits = i == cycles or i % 5 != 4
+            if waits:
                 # Recovery by itself: traffic flows both ways with the new incarnation.
                 end_wait = time.monotonic() + 30
                 while not survivor.traffic_from(i, since):
                     if time.monotonic() > end_wait:
+                        if os.environ.get("RPMSG_TEST_STACKS"):  # debugging aid
+                            import faulthandler
+                            faulthandler.dump_traceback(all_threads=True)
+                            os.kill(pid, signal.SIGUSR1)
+                            time.sleep(0.5)
+                            print("victim:", dev.link.describe(), file=sys.stderr)
                         stats = {k: v for k, v in dev.stats().items() if v}
                         pytest.fail(f"no traffic within 30 s after restart {i}: "
                                     f"{dev.seen()}; victim alive: {_alive(pid)}; "
@@ -256,13 +280,16 @@ def restart_cycles(dev: rpmsg.Device, spawn: Callable[[int], int], *, cycles: in
                                     f"{survivor.feeds[-1:]}, cycle bound "
                                     f"{survivor.cycle.bound}; stats {stats}")
                     time.sleep(0.005)
+                if i in (5, cycles):
+                    gc.collect()
+                    if i == 5:
+                        warm = snapshot()
+                    else:
+                        end = snapshot()
                 time.sleep(rng.uniform(0, 0.1))
             else:
                 time.sleep(rng.uniform(0, 0.3))  # during the handshake, or just after
             Zygote.kill(pid)
-            if i == 4:
-                warm = snapshot()
-        end = snapshot()
     finally:
         survivor.close()
     survivor.check()

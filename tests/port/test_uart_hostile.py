@@ -273,6 +273,22 @@ def test_close_and_sends_keep_their_budget_when_the_peer_stops_reading() -> None
         dev.close()
 
 
+def test_link_up_with_more_announcements_than_transmit_buffers() -> None:
+    # The Device announces from the RX thread (link up) with timeout 0 and queues what does
+    # not fit; the RX thread must never wait for its own announcements to go out.
+    a = rpmsg.open("uart:pty?txnum=2")
+    try:
+        names = [f"svc-{i}" for i in range(30)]
+        for n in names:
+            a.create_endpoint(n)
+        with rpmsg.open(f"uart:{a.link.describe()['pty']}?rxnum=2") as b:
+            for n in names:
+                b.wait_service(n, timeout=20)
+            assert a.stats()["ns_send_failures"] == 0
+    finally:
+        a.close()
+
+
 # Back-pressure ------------------------------------------------------------------------------
 
 

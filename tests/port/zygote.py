@@ -13,7 +13,9 @@ import os
 import runpy
 import signal
 import sys
+import traceback
 
+# Pre-imported once here, so that every forked peer starts in milliseconds.
 import rpmsg
 import rpmsg.transports.spi
 import rpmsg.transports.uart  # noqa: F401
@@ -31,10 +33,15 @@ def main() -> None:
             os.setsid()  # a signal to the test's process group does not reach it
             sys.argv = args
             sys.stdin.close()
+            code = 0
             try:
                 runpy.run_path(args[0], run_name="__main__")
+            except BaseException:
+                traceback.print_exc()
+                code = 1
             finally:
-                os._exit(0)
+                sys.stderr.flush()
+                os._exit(code)
         print(pid, flush=True)
 
 

@@ -171,6 +171,9 @@ class SpiBackend:
         bus = self.phys.stats()
         if bus.get("peer_connects") == 0:
             facts.append("no peer joined the bus yet")
+        if bus.get("bad_peers"):
+            facts.append(f"{bus['bad_peers']} connections that did not speak the bus "
+                         "protocol were dropped")
         if bus.get("underruns"):
             facts.append(f"{bus['underruns']} transfers found no armed slave buffer")
         return "; ".join(facts)
@@ -471,10 +474,13 @@ class SpiBackend:
                 self._cv.notify_all()
             if result.link_down is not None and port.is_up:
                 self._counters["link_downs"] += 1
+                log.info("SPI %s: link down: %s", self.role, result.link_down)
                 port.unregister(result.link_down)
             if result.link_up is not None:
                 self.local_cpuname = result.link_up
                 self._counters["link_ups"] += 1
+                log.info("SPI %s: link up%s", self.role,
+                         f" (the peer calls us {result.link_up!r})" if result.link_up else "")
                 port.register()
             if result.deliver is not None and buf is not None:
                 cb = self._rxcb

@@ -31,6 +31,9 @@ OWNER_BYTE = 0
 ROLE_BYTES = {"master": 1, "slave": 2}
 #: How long to retry while another end removes the lock file (it holds the whole file).
 _REMOVE_RACE_RETRIES = 50
+#: How long a role held by another end is retried before AlreadyOpenError: a process that
+#: was just killed releases its locks only when its last thread has exited.
+DYING_OWNER_WAIT = 0.5
 
 
 def _lock(fd: int, kind: int, start: int, length: int, *, test: bool = False) -> bool | int:
@@ -106,10 +109,15 @@ class BusLock:
     def _take_role(self, fd: int) -> bool:
         """Lock the role byte; False if a remover holds the whole file (retry)."""
         byte = ROLE_BYTES[self.role]
-        if _lock(fd, fcntl.F_WRLCK, byte, 1):
+        end = time.monotonic() + DYING_OWNER_WAIT
+        while not _lock(fd, fcntl.F_WRLCK, byte, 1):
+            if _lock(fd, fcntl.F_WRLCK, byte, 1, test=True) == 0:
+                return False  # a whole-file lock: the last end is removing the file
+            if time.monotonic() >= end:
+                break
+            time.sleep(0.01)
+        else:
             return True
-        if _lock(fd, fcntl.F_WRLCK, byte, 1, test=True) == 0:
-            return False  # a whole-file lock: the last end is removing the file
         other = "slave" if self.role == "master" else "master"
         raise AlreadyOpenError(
             f"spisim:{self.bus} already has a {self.role}; a bus has one master and one "

@@ -18,6 +18,7 @@ the last end to close leaves neither the socket nor the lock file behind.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import stat
@@ -31,6 +32,8 @@ from rpmsg.port.spi.phys import BusViolationError, PhysEvents, SpiPhys
 from rpmsg.port.spi.proto import Role
 from rpmsg.wire.layout import Buffer
 
+log = logging.getLogger("rpmsg.port.spi")
+
 # Bus messages: one type byte, then a fixed-size body.
 _HELLO = b"H"  # role byte (M/S) + buflen (2 bytes LE)
 _LINE = b"L"  # level byte 0/1 of the sender's request line
@@ -41,6 +44,10 @@ _RETRY = 0.02
 
 class _PeerGone(Exception):
     """The other end of the bus closed its connection."""
+
+
+class _BadPeer(_PeerGone):
+    """Whatever connected does not speak the bus protocol: dropped, the bus waits on."""
 
 
 class SimBus(SpiPhys):
@@ -81,12 +88,13 @@ class SimBus(SpiPhys):
         self._my_level = False
         self._peer_level = False
         self._permit = False  # master: an SREQ edge allows one transfer
+        self._permit_generation = 0  # the connection whose slave raised that edge
         self._queued: bytes | None = None  # slave: the buffer armed in the controller
         self._reply: bytes | None = None  # master: the slave's answer to the transfer
         self._waiting_reply = False
         self._generation = 0
         self._stats = {"transfers": 0, "edges": 0, "underruns": 0, "no_peer_transfers": 0,
-                       "peer_connects": 0, "peer_losses": 0, "bus_ns": 0}
+                       "peer_connects": 0, "peer_losses": 0, "bus_ns": 0, "bad_peers": 0}
 
     @classmethod
     def pair(cls, buflen: int, *, hz: int = 10_000_000) -> tuple[SimBus, SimBus]:
@@ -175,6 +183,12 @@ class SimBus(SpiPhys):
                     return
                 try:
                     self._serve(conn)
+                except _BadPeer as exc:
+                    if self._fixed is not None:
+                        raise TransportBrokenError(str(exc)) from None
+                    with self._lock:
+                        self._stats["bad_peers"] += 1
+                    log.warning("%s; connection dropped, waiting for a real peer", exc)
                 except (_PeerGone, OSError):
                     pass
                 finally:
@@ -262,8 +276,9 @@ class SimBus(SpiPhys):
                     if self._my_level != level:
                         conn.sendall(_LINE + (b"\x01" if self._my_level else b"\x00"))
             hello = self._read(rfile, 4)
-            if hello[:1] != _HELLO:
-                raise TransportBrokenError(f"spisim:{self.path}: peer is not a simulated bus")
+            if hello[:1] != _HELLO or hello[1:2] not in (b"M", b"S"):
+                raise _BadPeer(f"spisim:{self.path}: what connected is not a simulated bus "
+                               f"(it sent {hello!r})")
             peer_buflen = int.from_bytes(hello[2:4], "little")
             if hello[1:2] == me:
                 other = "slave" if self.role == "master" else "master"
@@ -286,7 +301,7 @@ class SimBus(SpiPhys):
                         self._reply = data
                         self._lock.notify_all()
                 else:
-                    raise TransportBrokenError(
+                    raise _BadPeer(
                         f"spisim:{self.path}: unexpected bus message {kind!r} at the {self.role}")
         finally:
             rfile.close()
@@ -307,7 +322,6 @@ class SimBus(SpiPhys):
             if self._conn is conn:
                 self._conn = None
             self._peer_level = False
-            self._permit = False
             self._stats["peer_losses"] += 1
             self._lock.notify_all()
         with contextlib.suppress(OSError):
@@ -323,6 +337,7 @@ class SimBus(SpiPhys):
                 self._stats["edges"] += 1
                 if self.role == "master":
                     self._permit = True
+                    self._permit_generation = self._generation
         if rising and self._events is not None:
             self._events.peer_edge()
 
@@ -333,9 +348,14 @@ class SimBus(SpiPhys):
                 self._stats["underruns"] += 1
             else:
                 self._stats["transfers"] += 1
-        self._send(conn, _REPLY + (queued if queued is not None else bytes(self.buflen)))
-        if queued is not None and self._events is not None:
-            self._events.transfer_done(mosi)
+        try:
+            self._send(conn, _REPLY + (queued if queued is not None else bytes(self.buflen)))
+        finally:
+            # The master clocked the whole buffer: the transfer is complete for the slave
+            # even if the master is gone before our answer reached it (its death must not
+            # leave this side waiting for a completion that never comes, with SREQ high).
+            if queued is not None and self._events is not None:
+                self._events.transfer_done(mosi)
 
     # SpiPhys -------------------------------------------------------------------------------
 
@@ -368,6 +388,8 @@ class SimBus(SpiPhys):
             self._permit = False
             conn = self._conn
             generation = self._generation
+            if self._permit_generation != generation:
+                conn = None  # that slave is gone: this clocks an empty bus (MISO reads 0)
             self._reply = None
         rx: bytes | None = None
         if conn is not None:

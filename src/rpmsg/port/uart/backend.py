@@ -652,8 +652,8 @@ class UartBackend:
             if backlog <= limit or self._flush_expired():
                 return
             with self._cond:
-                if not self._ctrl_out:
-                    self._cond.wait((backlog - limit) / rate)
+                if not self._ctrl_out:  # look again at least every TX_BACKLOG_SECONDS
+                    self._cond.wait(min(TX_BACKLOG_SECONDS, (backlog - limit) / rate))
                 ctrl = self._take_ctrl_locked()
             self._write_controls(ctrl)
 

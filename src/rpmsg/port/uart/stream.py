@@ -20,6 +20,9 @@ from rpmsg.errors import AccessDeniedError, AlreadyOpenError, NotAvailableError
 
 #: Stream read timeout: how often the RX thread notices close().
 READ_TIMEOUT = 0.1
+#: How long an exclusive open retries a line another process holds: a process that was just
+#: killed releases its lock only when its last thread has exited.
+DYING_OWNER_WAIT = 0.5
 
 
 class Stream(Protocol):
@@ -241,11 +244,16 @@ def open_serial(path: str, *, baudrate: int = 115200, rtscts: bool = False,
                                   "timeout": READ_TIMEOUT}
     if not is_url:
         options["exclusive"] = exclusive
-    try:
-        stream: Stream = serial.serial_for_url(path, **options)
-    except (serial.SerialException, ValueError, OSError) as exc:
-        raise _open_error(path, exc) from exc
-    return stream
+    end = time.monotonic() + DYING_OWNER_WAIT
+    while True:
+        try:
+            stream: Stream = serial.serial_for_url(path, **options)
+            return stream
+        except (serial.SerialException, ValueError, OSError) as exc:
+            error = _open_error(path, exc)
+            if not isinstance(error, AlreadyOpenError) or time.monotonic() >= end:
+                raise error from exc
+        time.sleep(0.01)  # the owner may be a process dying right now: give it a moment
 
 
 def _open_error(path: str, exc: Exception) -> Exception:
