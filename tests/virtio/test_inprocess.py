@@ -183,3 +183,48 @@ def test_ns_feature_follows_negotiation() -> None:
     finally:
         host.close()
         remote.close()
+
+
+def test_driver_close_waits_until_the_device_took_what_was_sent() -> None:
+    """Within its budget, the driver's close waits for the device to return every transmit
+    buffer before resetting it (a C device does not drain after a reset)."""
+    driver, device = pair()
+    taken: list[bytes] = []
+
+    class SlowSink:
+        def link_up(self, detail: str = "") -> None:
+            pass
+
+        def link_down(self, reason: str, restart: bool = False) -> None:
+            pass
+
+        def broken(self, error: Exception) -> None:
+            raise AssertionError(error)
+
+        def deliver(self, src: int, dst: int, payload: object, release: object = None) -> None:
+            time.sleep(0.001)
+            taken.append(bytes(payload))  # type: ignore[call-overload]
+            if release is not None:
+                release()  # type: ignore[operator]
+
+    device.start(SlowSink())  # type: ignore[arg-type]
+    driver.start(SlowSink())  # type: ignore[arg-type]
+    driver.send_many([(1024, 1024, b"%d" % i) for i in range(100)], 5)
+    t0 = time.monotonic()
+    driver.close(5.0)
+    assert len(taken) == 100  # all taken before close returned
+    assert time.monotonic() - t0 < 5.0
+    device.close(1.0)
+
+
+def test_driver_close_does_not_wait_past_its_budget_for_a_stuck_device() -> None:
+    driver, device = pair()  # the device never starts: nothing is ever taken
+    driver.start(type("Sink", (), {"link_up": lambda *a, **k: None,
+                                   "link_down": lambda *a, **k: None,
+                                   "broken": lambda *a: None,
+                                   "deliver": lambda *a, **k: None})())
+    driver.send(1024, 1024, b"never taken", 1)
+    t0 = time.monotonic()
+    driver.close(0.3)
+    assert time.monotonic() - t0 < 0.6
+    device.close(0.1)

@@ -4,6 +4,8 @@ options, each kick mechanism, reconnection, and no stale files after close."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -137,3 +139,28 @@ def test_driver_without_device_times_out(name: str) -> None:
 def test_bad_options(name: str, query: str) -> None:
     with pytest.raises(InvalidURLError):
         rpmsg.open(f"shm:{name}?{query}", side="remote")
+
+
+SENDER = """
+import sys, rpmsg
+dev = rpmsg.open(sys.argv[1] + "?timeout=20")
+ept = dev.create_endpoint("count")
+ept.wait_bound(20)
+ept.send_many([b"%d" % i for i in range(int(sys.argv[2]))], timeout=20)
+dev.close()
+"""
+
+
+def test_a_driver_that_sends_and_exits_loses_nothing(name: str) -> None:
+    """The driver's close lets the device take what was sent before it resets the device."""
+    got: list[bytes] = []
+    with rpmsg.open(f"shm:{name}", side="remote") as remote:
+        remote.create_endpoint("count", callback=lambda ept, data, src: got.append(data))
+        for _ in range(3):
+            got.clear()
+            subprocess.run([sys.executable, "-c", SENDER, f"shm:{name}", "600"], check=True,
+                           timeout=60)
+            deadline = time.monotonic() + 10
+            while len(got) < 600 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert got == [b"%d" % i for i in range(600)]

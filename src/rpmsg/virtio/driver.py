@@ -9,6 +9,7 @@ vq1 except while a sender waits for a buffer. Received messages are checked with
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,9 @@ from rpmsg.virtio.memory import FlatMemory, Memory
 from rpmsg.virtio.vring import DriverRing, QueueAddrs, driver_ring, full_barrier
 from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE
 from rpmsg.wire.virtio import VIRTIO_RPMSG_F_NS, VRING_DESC_F_WRITE
+
+#: How often a draining driver looks at the used ring.
+DRAIN_POLL = 0.0005
 
 
 class DriverEngine(RingEngine):
@@ -106,6 +110,22 @@ class DriverEngine(RingEngine):
             self._tx_free, self._tx_fresh = [], []
             self.tx_cond.notify_all()
         self._report_down(reason)
+
+    def drain_tx(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` until the device returned every transmit buffer in flight
+        (it took every message sent); True if it did."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                ring = self.txq
+                if ring is None or not self.running:
+                    return False
+                self._tx_free.extend(addr for _h, _l, _o, addr in ring.reap())
+                if ring.num_free == ring.num:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(DRAIN_POLL)
 
     # Transmit hooks (lock held) ---------------------------------------------------------
 

@@ -25,6 +25,7 @@ from rpmsg.errors import (
     RpmsgError,
 )
 from rpmsg.registry import Opening
+from rpmsg.transport import Deadline
 from rpmsg.virtio.driver import DriverEngine
 from rpmsg.virtio.kick import (
     Cancelled,
@@ -45,6 +46,10 @@ from rpmsg.wire.virtio import VdevEntry, VirtioStatus
 
 log = logging.getLogger("rpmsg.shm")
 
+#: Longest a closing driver waits for the device to take what was sent, and the share of
+#: the close budget it may use for that.
+DRAIN_MAX = 5.0
+DRAIN_SHARE = 0.8
 #: Longest pause between two reconnection attempts.
 RECONNECT_MAX_DELAY = 0.5
 
@@ -268,7 +273,13 @@ class ShmDriverLink(ShmLink):
 
     # Resources --------------------------------------------------------------------------
 
-    def _say_goodbye(self) -> None:
+    def _say_goodbye(self, budget: Deadline) -> None:
+        """Let the device take what was sent (within the budget, keeping a share for the
+        rest of close), then reset it as Linux does on removal."""
+        if self._handshook and self.engine.running:
+            remaining = budget.remaining()
+            wait = DRAIN_SHARE * remaining if remaining is not None else DRAIN_MAX
+            self.engine.drain_tx(min(wait, DRAIN_MAX))
         if self._handshook and self.table is not None:
             # Reset the device as Linux does on removal (status 0), then kick so it notices.
             with contextlib.suppress(ValueError, RpmsgError):

@@ -31,7 +31,7 @@ from rpmsg.core.policy import OPENAMP
 from rpmsg.errors import TransportBrokenError
 from rpmsg.transport import Deadline, Link, LinkSink, TxBuffer
 from rpmsg.virtio.engine import RingEngine
-from rpmsg.virtio.kick import EXTRA, KickChannel
+from rpmsg.virtio.kick import EXTRA, KickChannel, PeerGone
 from rpmsg.virtio.layout import ShmLayout
 from rpmsg.virtio.memory import FlatMemory
 from rpmsg.virtio.shm_files import DEFAULT_PERM
@@ -184,7 +184,7 @@ class ShmLink(Link):
         self.state = "closed"
         os.write(self._wake_w, b"x")  # never drained: every later wait returns at once
         self.engine.sink = None
-        self._say_goodbye()
+        self._say_goodbye(budget)
         self.engine.stop("closed")  # wakes senders blocked for a buffer
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -198,8 +198,8 @@ class ShmLink(Link):
                 return
         self._release_all()
 
-    def _say_goodbye(self) -> None:
-        """Role hook: tell the peer this side is going (no blocking)."""
+    def _say_goodbye(self, budget: Deadline) -> None:
+        """Role hook: tell the peer this side is going, within ``budget``."""
 
     # Worker thread ----------------------------------------------------------------------
 
@@ -234,8 +234,16 @@ class ShmLink(Link):
 
         Returns when the engine stopped (closed, or the peer broke the protocol). Raises
         :class:`~rpmsg.virtio.kick.PeerGone` when the peer went away and
-        :class:`SessionReset` when ``table``'s status lost DRIVER_OK.
+        :class:`SessionReset` when ``table``'s status lost DRIVER_OK, after delivering what
+        the peer had published before it left (its memory is still mapped here).
         """
+        try:
+            self._serve_rings(chan, table)
+        except (PeerGone, SessionReset):
+            self.engine.kick(rearm=False)  # the peer's last messages (e.g. NS DESTROY)
+            raise
+
+    def _serve_rings(self, chan: KickChannel, table: VdevTable | None) -> None:
         engine = self.engine
         extra = self._extra_fds()
         spin = self.spin
