@@ -176,9 +176,13 @@ def test_cli_send_and_listen(run: Run, relayed: list[tuple[int, bytes]]) -> None
     assert ok(v["send"]) == ""
     assert relayed == [(LISTEN_ADDR, b"hello from the CLI")]
     lines = ok(v["listen"]).splitlines()
-    assert [json.loads(line) for line in lines] == [{
-        "device": v["create"]["rx"]["out"].strip(), "len": 18,
-        "hex": b"hello from the CLI".hex(), "text": "hello from the CLI"}]
+    docs = [json.loads(line) for line in lines]
+    assert [{k: d[k] for k in ("url", "name", "src", "dst", "len", "hex", "text")}
+            for d in docs] == [{
+        "url": f"linux:{v['create']['rx']['out'].strip()}", "name": "-", "src": None,
+        "dst": LISTEN_ADDR, "len": 18, "hex": b"hello from the CLI".hex(),
+        "text": "hello from the CLI"}]
+    assert isinstance(docs[0]["time"], float)
 
 
 def test_cli_destroy(run: Run) -> None:

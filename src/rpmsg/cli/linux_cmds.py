@@ -1,5 +1,6 @@
-"""``rpmsg list|create|destroy|send|listen``: the Linux char device subcommands
-(``rproc`` and ``udev-rules`` are in :mod:`rpmsg.cli.rproc_cmds`, registered from here).
+"""``rpmsg list|create|destroy``: the Linux char device subcommands
+(``rproc`` and ``udev-rules`` are in :mod:`rpmsg.cli.rproc_cmds`, registered from here;
+``send`` and ``listen`` take any URL, ``linux:`` included: :mod:`rpmsg.cli.tools`).
 
 Thin wrappers over :mod:`rpmsg.linux`. Each handler returns the exit code and lets library
 errors (:class:`~rpmsg.errors.RpmsgError`) propagate to the main entry point, which prints
@@ -11,16 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
 from rpmsg.cli import rproc_cmds
-from rpmsg.errors import RpmsgTimeoutError
-from rpmsg.linux.chardev import Endpoint
 from rpmsg.linux.ctrl import Ctrl, destroy_endpoint_device
 from rpmsg.linux.remoteproc import list_remoteprocs
 from rpmsg.linux.sysfs import default_sysfs, format_addr
-from rpmsg.wire.rpmsg import ADDR_ANY, DEFAULT_MTU
+from rpmsg.wire.rpmsg import ADDR_ANY
 
 
 def parse_addr_arg(text: str) -> int:
@@ -34,16 +32,6 @@ def parse_addr_arg(text: str) -> int:
             from None
     if not 0 <= value <= ADDR_ANY:
         raise argparse.ArgumentTypeError(f"address {text} is not a 32-bit value")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
     return value
 
 
@@ -81,28 +69,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--src", type=parse_addr_arg, default=None)
     p.add_argument("--dst", type=parse_addr_arg, default=None)
     p.set_defaults(func=cmd_destroy)
-
-    p = subparsers.add_parser("send", help="send one message on /dev/rpmsgN",
-                              description="Send DATA as one message on an endpoint device.")
-    p.add_argument("device", metavar="DEVICE", help="/dev/rpmsgN, rpmsgN or N")
-    p.add_argument("data", metavar="DATA", help="text, hex bytes with --hex, or - for stdin")
-    p.add_argument("--hex", action="store_true", help="DATA is hexadecimal (spaces allowed)")
-    p.add_argument("--timeout", type=_positive_float, default=None, metavar="S",
-                   help="wait at most S seconds for a transmit buffer")
-    p.set_defaults(func=cmd_send)
-
-    p = subparsers.add_parser("listen", help="print messages received on /dev/rpmsgN",
-                              description="Print each message received on an endpoint device.")
-    p.add_argument("device", metavar="DEVICE", help="/dev/rpmsgN, rpmsgN or N")
-    p.add_argument("--count", type=int, default=None, metavar="N",
-                   help="stop after N messages (error if the timeout ends it first)")
-    p.add_argument("--timeout", type=_positive_float, default=None, metavar="S",
-                   help="stop after S seconds")
-    p.add_argument("--json", action="store_true", help="one JSON object per message")
-    p.add_argument("--hex", action="store_true", help="print payloads in hex")
-    p.add_argument("--max-size", type=int, default=DEFAULT_MTU, metavar="B",
-                   help=f"largest message accepted (default {DEFAULT_MTU})")
-    p.set_defaults(func=cmd_listen)
 
 
 # list ---------------------------------------------------------------------------------
@@ -168,69 +134,4 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     with Ctrl.open(args.ctrl) as ctrl:
         index = ctrl.destroy_endpoint(args.target, args.src, args.dst)
     print(f"destroyed {ctrl.sysfs.endpoint_node(index)}")
-    return 0
-
-
-# send / listen ------------------------------------------------------------------------
-
-
-def _payload(args: argparse.Namespace) -> bytes:
-    if args.data == "-":
-        raw = sys.stdin.buffer.read()
-        if args.hex:
-            return bytes.fromhex(raw.decode("ascii", "replace"))
-        return raw
-    if args.hex:
-        try:
-            return bytes.fromhex(args.data)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"DATA {args.data!r} is not hexadecimal") from None
-    return str(args.data).encode("utf-8", "surrogateescape")
-
-
-def cmd_send(args: argparse.Namespace) -> int:
-    try:
-        data = _payload(args)
-    except (argparse.ArgumentTypeError, ValueError) as exc:
-        print(f"rpmsg send: error: {exc}", file=sys.stderr)
-        return 2
-    with Endpoint.open(args.device) as ep:
-        ep.send(data, timeout=args.timeout)
-    return 0
-
-
-def _show(data: bytes, as_hex: bool) -> str:
-    if as_hex:
-        return data.hex(" ")
-    text = data.decode("utf-8", "backslashreplace")
-    return text if text.isprintable() else repr(data)
-
-
-def cmd_listen(args: argparse.Namespace) -> int:
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    received = 0
-    with Endpoint.open(args.device) as ep:
-        try:
-            while args.count is None or received < args.count:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
-                    if remaining == 0.0:
-                        raise RpmsgTimeoutError("listen time is up")
-                    data = ep.recv(args.max_size, timeout=remaining)
-                except RpmsgTimeoutError:
-                    if args.count is not None:
-                        raise RpmsgTimeoutError(
-                            f"{ep.path}: received {received} of {args.count} messages "
-                            f"within {args.timeout} s") from None
-                    break
-                if data is None:
-                    break
-                received += 1
-                if args.json:
-                    print(json.dumps({"device": ep.path, "len": len(data), "hex": data.hex(),
-                                      "text": data.decode("utf-8", "replace")}), flush=True)
-                else:
-                    print(_show(data, args.hex), flush=True)
-        except KeyboardInterrupt:
-            return 130
     return 0

@@ -2,13 +2,17 @@
 
 Each command module offers ``register(subparsers)``; it adds its parser with
 ``set_defaults(func=...)`` where ``func(args) -> int`` returns the exit code. Library errors
-are printed as one line without a traceback (exit 1); Ctrl-C exits 130.
+are printed as one line without a traceback (exit 1); with ``--json`` that line is a JSON
+object ``{"error": ..., "type": ...}``, on stderr too (stdout keeps only data). Ctrl-C exits
+130. ``-v``/``-vv`` work before or after the subcommand. Waits the library announces on the
+``rpmsg.wait`` logger (INFO) are shown on stderr even without ``-v``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import signal
 import sys
@@ -16,13 +20,14 @@ from collections.abc import Sequence
 from types import FrameType
 
 from rpmsg import __version__
-from rpmsg.errors import RpmsgError
+from rpmsg.errors import AlreadyOpenError, RpmsgError
 
 #: Modules that add subcommands, in help order. Missing optional ones are skipped.
 COMMAND_MODULES = (
     "rpmsg.cli.demo",
     "rpmsg.cli.remote",
     "rpmsg.cli.ping",
+    "rpmsg.cli.tools",
     "rpmsg.cli.term",
     "rpmsg.cli.nuttx",
     "rpmsg.cli.bench",
@@ -56,7 +61,56 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    seen: set[int] = set()
+    for command in sub.choices.values():  # -v after the subcommand too (aliases: once)
+        if id(command) not in seen and "-v" not in command._option_string_actions:
+            seen.add(id(command))
+            command.add_argument("-v", "--verbose", action="count", default=0,
+                                 dest="verbose_after", help="more log output (-vv for debug)")
     return parser
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (a test may have replaced it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr, flush=True)
+        except Exception:
+            self.handleError(record)
+
+
+def show_waits() -> None:
+    """Show the ``rpmsg.wait`` notices (INFO) as ``rpmsg: waiting for ...`` on stderr."""
+    wait = logging.getLogger("rpmsg.wait")
+    if not any(isinstance(h, _StderrHandler) for h in wait.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("rpmsg: %(message)s"))
+        wait.addHandler(handler)
+    wait.setLevel(logging.INFO)
+    wait.propagate = False
+
+
+def fold_positionals(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                     extra: list[str]) -> None:
+    """Give positionals that came after an option (``send URL NAME --hex 'de ad'``) to the
+    optional positionals left empty, for commands that list them in ``late_positionals``;
+    argparse fills every ``nargs="?"`` positional from the first run of positionals. Anything
+    else left over is the usual "unrecognized arguments" usage error."""
+    empty = [d for d in getattr(args, "late_positionals", ()) if getattr(args, d) is None]
+    if any(e.startswith("-") and e != "-" for e in extra) or len(extra) > len(empty):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    for dest, value in zip(empty, extra, strict=False):
+        setattr(args, dest, value)
+
+
+def error_text(exc: RpmsgError) -> str:
+    """The one-line message of a library error, with a hint where a link has one owner."""
+    text = str(exc)
+    if isinstance(exc, AlreadyOpenError) and "capture" not in text:
+        text += ("; a link has one owner: talk through that program (or stop it and use "
+                 "`rpmsg term URL NAME`), or watch its traffic with capture=FILE on its URL")
+    return text
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -65,9 +119,13 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        fold_positionals(parser, args, extra)
+    verbose = args.verbose + getattr(args, "verbose_after", 0)
+    level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    show_waits()
     if args.command is None:
         parser.print_help()
         return 2
@@ -77,7 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except RpmsgError as exc:
-        print(f"rpmsg: error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": error_text(exc), "type": type(exc).__name__}),
+                  file=sys.stderr)
+        else:
+            print(f"rpmsg: error: {error_text(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

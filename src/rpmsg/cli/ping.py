@@ -8,7 +8,7 @@ from typing import Any
 
 import rpmsg
 from rpmsg.cli.stats import StatsReporter
-from rpmsg.services.ping import ping
+from rpmsg.services.ping import PingInterrupted, PingResult, ping
 from rpmsg.wire.ping import PING_NAME
 
 
@@ -17,7 +17,8 @@ def register(sub: Any) -> None:
         "ping", help="measure round trips to an rpmsg-ping or echo service",
         description="Send COUNT pings of SIZE bytes to SERVICE on URL and print count, sizes, "
         "min/avg/max latency and rate (like NuttX's 'rpmsg ping'). Exits 1 if any reply is "
-        "missing or differs.")
+        "missing or differs. Ctrl-C stops it early: the statistics so far are printed and "
+        "the exit status is 130.")
     p.add_argument("url", help="transport URL, e.g. shm:demo")
     p.add_argument("--count", "-c", type=int, default=10, help="round trips (default 10)")
     p.add_argument("--size", "-s", type=int, default=64,
@@ -42,17 +43,26 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.count < 1:
         raise SystemExit("rpmsg ping: --count must be at least 1")
+    interrupted = False
     with rpmsg.open(args.url, policy=args.policy) as device:
         reporter = StatsReporter(device.stats).start() if args.stats else None
         try:
             result = ping(device, service=args.service, count=args.count, size=args.size,
                           timeout=args.timeout, protocol=args.protocol,
                           random_size=args.random_size, interval=args.interval)
+        except PingInterrupted as stop:  # Ctrl-C: the statistics so far, as ping(8) does
+            result, interrupted = stop.result, True
         finally:
             if reporter is not None:
                 reporter.stop()
-    if args.json:
-        print(json.dumps(result.summary(), indent=2))
-    else:
-        print(result.report())
+    show(result, args.json, interrupted)
+    if interrupted:
+        return 130
     return 0 if result.ok else 1
+
+
+def show(result: PingResult, as_json: bool, interrupted: bool = False) -> None:
+    if as_json:
+        print(json.dumps({**result.summary(), "interrupted": interrupted}, indent=2))
+    else:
+        print(("--- interrupted ---\n" if interrupted else "") + result.report())

@@ -82,6 +82,7 @@ class PingResult:
     protocol: str
     count: int
     size: int
+    sent: int = 0
     received: int = 0
     lost: int = 0
     corrupt: int = 0
@@ -121,12 +122,20 @@ class PingResult:
             lines.append(f"rate: {s['rate_mbit_s']:.6f} Mbits/sec")
             lines.append(f"p50: {s['p50_s'] * 1e6:.1f} us, p99: {s['p99_s'] * 1e6:.1f} us, "
                          f"{s['round_trips_per_s']:.0f} round trips/s")
-        lines.append(f"{self.count} sent, {self.received} received, {self.lost} lost, "
+        lines.append(f"{self.sent} sent, {self.received} received, {self.lost} lost, "
                      f"{self.corrupt} corrupt, {self.late} late")
         return "\n".join(lines)
 
 
 _SEQ = struct.Struct("<Q")
+
+
+class PingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`ping`; :attr:`result` holds the round trips made until then."""
+
+    def __init__(self, result: PingResult) -> None:
+        super().__init__()
+        self.result = result
 
 
 def ping(
@@ -147,7 +156,8 @@ def ping(
     ``size`` is the whole payload (for ``rpmsg-ping`` including its 16-byte header, at least
     17, as NuttX counts it). ``protocol`` ``auto`` speaks rpmsg-ping to a service of that
     name and plain echo otherwise. Replies are matched by sequence number; a reply that does
-    not arrive within ``timeout`` counts as lost, one that differs as corrupt.
+    not arrive within ``timeout`` counts as lost, one that differs as corrupt. Ctrl-C
+    raises :class:`PingInterrupted` (a ``KeyboardInterrupt``) carrying the result so far.
     """
     proto = ("ping" if service == PING_NAME else "echo") if protocol == "auto" else protocol
     mtu = device.mtu
@@ -161,15 +171,20 @@ def ping(
     try:
         ept.wait_bound(timeout)
         start = time.perf_counter()
-        for seq in range(1, count + 1):
-            n = rng.randint(floor, size) if random_size else size
-            payload = _make_payload(proto, seq, n, check)
-            t0 = time.perf_counter()
-            ept.send(payload, timeout)
-            if _await_reply(ept, proto, seq, payload, timeout, result):
-                result.rtts.append(time.perf_counter() - t0)
-            if interval:
-                time.sleep(interval)
+        try:
+            for seq in range(1, count + 1):
+                n = rng.randint(floor, size) if random_size else size
+                payload = _make_payload(proto, seq, n, check)
+                t0 = time.perf_counter()
+                ept.send(payload, timeout)
+                result.sent += 1
+                if _await_reply(ept, proto, seq, payload, timeout, result):
+                    result.rtts.append(time.perf_counter() - t0)
+                if interval:
+                    time.sleep(interval)
+        except KeyboardInterrupt:
+            result.elapsed = time.perf_counter() - start
+            raise PingInterrupted(result) from None
         result.elapsed = time.perf_counter() - start
     finally:
         ept.close()
