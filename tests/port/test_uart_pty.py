@@ -71,6 +71,7 @@ def random_messages(rng: random.Random, count: int, mtu: int) -> list[bytes]:
             for i in range(count)]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_two_processes_echo_ping_and_peer_restart() -> None:
     rng = random.Random(20260)
