@@ -10,7 +10,7 @@ import pytest
 
 from rpmsg.cli.main import main
 
-COMMANDS = ["demo", "remote", "ping", "bench", "transports"]
+COMMANDS = ["demo", "remote", "ping", "bench", "transports", "send", "listen", "services"]
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(OpenAMP-compatible) and NuttX RPMsg Port over UART and SPI.",
         epilog="Transports are URLs such as loop:NAME, shm:NAME, vhost-user:PATH, "
         "linux:/dev/rpmsg0, uart:/dev/ttyUSB0?baudrate=921600, spisim:PATH. "
-        "See 'rpmsg transports'.",
+        "See 'rpmsg transports'. Errors are one line on stderr (exit 1); with --json that "
+        "line is a JSON object {\"error\": ..., \"type\": ...}. Ctrl-C exits 130.",
     )
     parser.add_argument("--version", action="version", version=f"rpmsg {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
