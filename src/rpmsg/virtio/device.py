@@ -150,10 +150,11 @@ class DeviceEngine(RingEngine):
                        in ring.pop_views(count, self.memory, HEADER_SIZE))
         return out
 
-    def _commit_tx_many(self, items: list[tuple[Any, int]]) -> None:
+    def _commit_tx_many(self, items: list[tuple[Any, int]]) -> list[int]:
         assert self.txq is not None
         # Linux checks used.len <= 512 and hdr.len <= used.len - 16 (spec §1.1).
         self.txq.push_many(items)
+        return [head for head, _length in items]
 
     def _give_back_tx(self, token: Any, view: memoryview) -> None:
         self._spare.append((token, view))

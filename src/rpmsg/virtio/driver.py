@@ -168,9 +168,9 @@ class DriverEngine(RingEngine):
             out.extend((addr, views[addr]) for addr in chunk)
         return out
 
-    def _commit_tx_many(self, items: list[tuple[Any, int]]) -> None:
+    def _commit_tx_many(self, items: list[tuple[Any, int]]) -> list[int]:
         assert self.txq is not None
-        self.txq.add_many(items, 0)
+        return self.txq.add_many(items, 0)
 
     def _give_back_tx(self, token: Any, view: memoryview) -> None:
         self._spare.append((token, view))

@@ -225,8 +225,9 @@ class RingEngine:
         returns its descriptor id."""
         raise NotImplementedError
 
-    def _commit_tx_many(self, items: list[tuple[Any, int]]) -> None:
-        """:meth:`_commit_tx` for each ``(token, length)``, in order, in one ring call."""
+    def _commit_tx_many(self, items: list[tuple[Any, int]]) -> list[int]:
+        """:meth:`_commit_tx` for each ``(token, length)``, in order, in one ring call;
+        returns the descriptor ids."""
         raise NotImplementedError
 
     def _flush_tx(self) -> bool:
@@ -313,6 +314,13 @@ class RingEngine:
                 self.tx_waiters -= 1
                 self._tx_wakeups(False)
 
+    def _commit_and_tap(self, items: list[tuple[Any, int]]) -> list[int]:
+        """:meth:`_commit_tx_many` reporting each descriptor to the frame-level tap."""
+        heads = self._commit_tx_many(items)
+        for head, (_token, length) in zip(heads, items, strict=True):
+            self._ring_event("tx", "push", self.tx_queue, head, length)
+        return heads
+
     def _poll_tx(self) -> tuple[Any, memoryview] | None:
         """Look for a returned buffer for up to :data:`TX_SPIN` before sleeping (lock held,
         released between looks): a peer busy returning buffers refills the ring within
@@ -385,16 +393,15 @@ class RingEngine:
 
         Buffers are taken and committed :data:`TX_BATCH` at a time (one ring call each way
         instead of one per message); a message that cannot be written gives its buffer back,
-        and so does every buffer taken but not used.
+        and so does every buffer taken but not used. With a frame-level tap each descriptor
+        is reported as it is committed.
         """
-        if self.tap is not None:
-            return self._send_many_one_by_one(messages, timeout)
         deadline = Deadline(timeout) if timeout else None
         count = 0
         nbytes = 0
         mtu = self.mtu
         take_many = self._take_tx_many
-        commit_many = self._commit_tx_many
+        commit_many = self._commit_and_tap if self.tap is not None else self._commit_tx_many
         pack_hdr = HDR.pack_into
         free: list[tuple[Any, memoryview]] = []
         filled: list[tuple[Any, int]] = []
@@ -433,42 +440,6 @@ class RingEngine:
                     for token, view in free:
                         self._give_back_tx(token, view)
                     wanted = self._flush_tx() if count else False
-                    self.counters["tx_messages"] += count
-                    self.counters["tx_bytes"] += nbytes
-                    if wanted:
-                        self._notify(self.tx_queue, True)
-        except ProtocolError as exc:
-            if isinstance(exc, TransportBrokenError):
-                raise
-            raise self.fail(str(exc)) from None
-        return count
-
-    def _send_many_one_by_one(self, messages: Iterable[tuple[int, int, Buffer]],
-                              timeout: float | None) -> int:
-        """:meth:`send_many` with a ring event per descriptor for the frame-level tap."""
-        deadline = Deadline(timeout) if timeout else None
-        count = 0
-        nbytes = 0
-        pending = False
-        try:
-            with self.lock:
-                self._check_locked()
-                try:
-                    for src, dst, payload in messages:
-                        if len(payload) > self.mtu:
-                            raise MessageTooLargeError(len(payload), self.mtu)
-                        got = self._take_tx()
-                        if got is None:
-                            got = self._wait_tx(deadline, timeout, pending)
-                        token, view = got
-                        size = self._fill(token, view, src, dst, payload)
-                        head = self._commit_tx(token, HEADER_SIZE + size)
-                        self._ring_event("tx", "push", self.tx_queue, head, HEADER_SIZE + size)
-                        pending = True
-                        count += 1
-                        nbytes += size
-                finally:
-                    wanted = self._flush_tx() if pending else False
                     self.counters["tx_messages"] += count
                     self.counters["tx_bytes"] += nbytes
                     if wanted:

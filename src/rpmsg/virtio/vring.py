@@ -154,20 +154,24 @@ class DriverRing(_Ring):
         self.addrs[head] = addr
         return head
 
-    def add_many(self, items: list[tuple[int, int]], flags: int) -> None:
-        """:meth:`add` for each ``(addr, length)``, in order (the caller checked room)."""
+    def add_many(self, items: list[tuple[int, int]], flags: int) -> list[int]:
+        """:meth:`add` for each ``(addr, length)``, in order (the caller checked room);
+        returns the heads used."""
         free, desc, avail16 = self.free, self.desc, self.avail16
         inflight, addrs, mask = self.inflight, self.addrs, self.mask
         pack_desc = _DESC.pack_into
         idx = self.avail_idx
+        heads = []
         for addr, length in items:
             head = free.pop()
+            heads.append(head)
             pack_desc(desc, head * _DESC_SIZE, addr, length, flags, 0)
             avail16[2 + (idx & mask)] = head
             idx = (idx + 1) & 0xFFFF
             inflight[head] = length
             addrs[head] = addr
         self.avail_idx = idx
+        return heads
 
     def publish(self) -> None:
         """Make every added buffer visible to the device (one 2-byte store of avail.idx)."""
