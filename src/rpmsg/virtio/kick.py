@@ -133,6 +133,16 @@ class SocketKick(KickChannel):
     def _kicked(self, fd: int) -> None:
         self._drain(fd)
 
+    def peer_gone(self) -> bool:
+        """Whether the peer closed its end, looked at without consuming anything: True only
+        when no byte is left before the end (pending kicks are read by :meth:`wait`)."""
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+
     def close(self) -> None:
         if self.fd >= 0:
             self.fd = -1

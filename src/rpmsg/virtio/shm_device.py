@@ -65,6 +65,7 @@ class ShmDeviceLink(ShmLink):
         self._named: FlatMemory | None = memory  # the named file, mapped for C drivers
         self._sealed: SealedMemory | None = None
         self._driver = "no driver"
+        self._serving = False
         offers = ShmFlags.MEMFD | (ShmFlags.EVENTFD if config.kick == "eventfd" else 0)
         self._caps = caps_config(offers) if file is not None else b""
         self._owns_file = file is not None and file.created
@@ -140,9 +141,17 @@ class ShmDeviceLink(ShmLink):
         return (self._wake_r, self._server.fileno())
 
     def _on_extra(self) -> None:
-        """A driver connected while one is being served: tell it who, and hang up."""
+        """A driver connected while one is being served: tell it who, and hang up. (Unless
+        the one being served has just left: its session ends first, and the newcomer, still
+        waiting in the listen queue, is served next.)"""
         if self._server is None or self._closed:
             return
+        chan = self._channel
+        if isinstance(chan, SocketKick):
+            if self._serving:
+                chan.wait(0, ())  # its kicks, or its end (PeerGone: the session is over)
+            elif chan.peer_gone():  # setting up: look without eating a hello
+                raise PeerGone("the driver closed the kick socket")
         while True:
             chan = self._server.accept()
             if chan is None:
@@ -201,7 +210,11 @@ class ShmDeviceLink(ShmLink):
             self.state = f"serving {self._driver}"
             self.engine.start(queues, features=vdev.dfeatures & vdev.gfeatures)
             self.ns_enabled = self.engine.ns_enabled
-            self._serve(chan, table)
+            self._serving = True
+            try:
+                self._serve(chan, table)
+            finally:
+                self._serving = False
             if self._closed:
                 return "closed"
             return f"dropped {self._driver}: {self.engine.last_error}"
