@@ -207,6 +207,12 @@ def test_send_to_a_name_the_remote_did_not_announce(urls: tuple[str, str]) -> No
         assert err[-1].startswith("rpmsg: error: ") and "no-such-service" in err[-1]
         assert "'rpmsg-echo' at 0x" in err[-1]  # says what the remote did announce
         assert any("waiting for 'no-such-service'" in line for line in err[:-1])
+        r = cli("ping", url, "--service", "no-such-service", "--timeout", "3")
+        assert r.returncode == 1
+        err = r.stderr.splitlines()
+        assert err[-1].startswith("rpmsg: error: ") and "'rpmsg-echo'" in err[-1]
+        assert any("waiting for the remote to announce 'no-such-service'" in line
+                   for line in err[:-1])
 
 
 # listen ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 
 import rpmsg
 from rpmsg.cli.stats import StatsReporter
+from rpmsg.cli.terminal import waiting
 from rpmsg.services.ping import PingInterrupted, PingResult, ping
 from rpmsg.wire.ping import PING_NAME
 
@@ -45,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("rpmsg ping: --count must be at least 1")
     interrupted = False
     with rpmsg.open(args.url, policy=args.policy) as device:
+        if device.link.ns_enabled:  # the binding: say what we wait for after a second
+            with waiting(f"the remote to announce {args.service!r} on {args.url}"):
+                device.wait_service(args.service, args.timeout)
         reporter = StatsReporter(device.stats).start() if args.stats else None
         try:
             result = ping(device, service=args.service, count=args.count, size=args.size,
