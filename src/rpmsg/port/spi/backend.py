@@ -1,10 +1,12 @@
 """The RPMsg Port SPI backend: glue between the SPI state machine, a physical bus and the port.
 
-:class:`SpiBackend` is a :class:`~rpmsg.port.ops.PortBackend`. Its bus thread runs the
-exchanges (NuttX's interrupt and completion context): the master clocks once per SREQ edge
-and raises MREQ when it has something to say; the slave queues its buffer, raises SREQ and
-waits for the master to clock. Its RX thread processes received frames in order (NuttX's
-``rpmsg-spi`` thread): connect, shutdown, and DATA dispatch into the port core.
+:class:`SpiBackend` is a :class:`~rpmsg.port.ops.PortBackend`. The master's bus thread runs
+the exchanges: it clocks once per SREQ edge and raises MREQ when it has something to say. The
+slave arms its next buffer (queues it and raises SREQ) from its bus thread when idle, and
+completes each transfer and re-arms right in the physical layer's completion callback, as
+NuttX does in its interrupt context, so the master finds the next buffer armed without a
+thread hand-off. The RX thread processes received frames in order (NuttX's ``rpmsg-spi``
+thread): connect, shutdown, and DATA dispatch into the port core.
 """
 
 from __future__ import annotations
@@ -56,7 +58,11 @@ class SpiBackend:
         self._edges = 0
         self._kick = False
         self._quiesce = False
-        self._slave_rx: bytes | None = None
+        # Slave: a buffer is queued in the controller and SREQ is up (None when idle); the
+        # DATA buffer in it goes back to the TX free list when the transfer completes.
+        self._armed = False
+        self._armed_buf: PortBuffer | None = None
+        self._req_lock = threading.Lock()
         self._closing = False
         self._stopped = False
         self._posted: PortBuffer | None = None
@@ -130,6 +136,8 @@ class SpiBackend:
         for t in self._threads:
             if t is not me:
                 t.join(max(0.0, end - time.monotonic()) / 2)
+        if self.role == "slave":
+            self._disarm()
         try:
             self.phys.set_request(False)
         except Exception:
@@ -194,9 +202,27 @@ class SpiBackend:
             self._cv.notify_all()
 
     def transfer_done(self, rx: bytes) -> None:
+        """Slave: the master clocked our armed buffer. Complete and re-arm here, on the
+        physical layer's thread (NuttX's completion interrupt), without a hand-off."""
+        port = self._port()
         with self._cv:
-            self._slave_rx = rx
+            if not self._armed:  # cancelled by close meanwhile
+                return
+            txbuf, self._armed_buf = self._armed_buf, None
+            self._armed = False
             self._cv.notify_all()
+        if txbuf is not None:
+            port.txq.return_buffer(txbuf)
+        self._set_request(False)
+        if port.tap is not None:
+            self._tap_exchange("rx", rx)
+        self._complete(rx)
+        with self._cv:
+            again = self._kick and not self._closing
+            if again:
+                self._kick = False
+        if again:
+            self._arm()
 
     def phys_error(self, error: Exception) -> None:
         self._fail(error)
@@ -246,9 +272,10 @@ class SpiBackend:
                 self._cv.wait(left)
 
     def _set_request(self, active: bool) -> None:
-        if active != self._request_level:
-            self._request_level = active
-            self.phys.set_request(active)
+        with self._req_lock:
+            if active != self._request_level:
+                self._request_level = active
+                self.phys.set_request(active)
 
     # Bus thread ------------------------------------------------------------------------------
 
@@ -305,6 +332,8 @@ class SpiBackend:
                 self._set_request(True)
 
     def _slave_loop(self) -> None:
+        """Arm a buffer when idle and asked to (a frame to send, credits to refresh, MREQ
+        from the master, boot); an armed buffer re-arms from its own completion."""
         phys = self.phys
         with self._cv:
             self._kick = True  # boot: queue CONNECT and raise SREQ
@@ -316,6 +345,9 @@ class SpiBackend:
                     mreq = bool(self._edges) and phys.peer_active()
                     self._edges = 0
                     self._quiesce = False
+                    if self._armed:  # the master will clock it; the completion re-arms
+                        self._cv.wait(self.connect_retry or None)
+                        continue
                     if self._kick or mreq:
                         self._kick = False
                         break
@@ -323,12 +355,60 @@ class SpiBackend:
                         self._counters["connect_retries"] += 1
                         break
                     self._cv.wait(self.connect_retry or None)
-            self._exchange()
+            self._arm()
+
+    def _arm(self) -> None:
+        """Slave: choose and seal the next frame, queue it and raise SREQ."""
+        with self._cv:
+            if self._armed or self._closing:
+                return
+            self._armed = True
+        try:
+            data, txbuf = self._prepare()
+        except BaseException:
+            with self._cv:
+                self._armed = False
+            raise
+        with self._cv:
+            self._armed_buf = txbuf
+        if self._port().tap is not None:
+            self._tap_exchange("tx", data)
+        self._last_activity = time.monotonic()
+        self.phys.queue_tx(data)
+        self._set_request(True)
+
+    def _disarm(self) -> None:
+        """Slave, closing: withdraw an armed buffer the master did not clock."""
+        with self._cv:
+            if not self._armed:
+                return
+            txbuf, self._armed_buf = self._armed_buf, None
+            self._armed = False
+        self.phys.cancel_tx()
+        if txbuf is not None:
+            self._port().txq.return_buffer(txbuf)
 
     def _exchange(self) -> None:
-        """One full-duplex exchange and its completion (NuttX ``exchange`` + ``complete``)."""
+        """Master: one full-duplex exchange and its completion (NuttX ``exchange`` +
+        ``complete``)."""
         port = self._port()
-        phys = self.phys
+        data, txbuf = self._prepare()
+        if port.tap is not None:
+            self._tap_exchange("tx", data)
+        self._last_activity = time.monotonic()
+        try:
+            rx = self.phys.transfer(data)
+        finally:
+            if txbuf is not None:
+                port.txq.return_buffer(txbuf)
+        if port.tap is not None:
+            self._tap_exchange("rx", rx)
+        self._complete(rx)
+
+    def _prepare(self) -> tuple[bytes, PortBuffer | None]:
+        """The next frame to exchange, sealed (NuttX ``exchange``'s choice), and the DATA
+        buffer it came from, which the caller gives back once it went out."""
+        port = self._port()
         proto = self.proto
         txbuf: PortBuffer | None = None
         with self._cv:
@@ -346,26 +426,11 @@ class SpiBackend:
                 else:
                     frame = memoryview(self._cmdbuf)
                 proto.seal(frame, cmd, port.rxq.navail())
-                data = bytes(frame)
+                return bytes(frame), txbuf
             except BaseException:
                 if txbuf is not None:
                     port.txq.return_buffer(txbuf)
                 raise
-        if port.tap is not None:
-            self._tap_exchange("tx", data)
-        self._last_activity = time.monotonic()
-        try:
-            if self.role == "master":
-                rx: bytes | None = phys.transfer(data)
-            else:
-                rx = self._slave_transfer(data)
-        finally:
-            if txbuf is not None:
-                port.txq.return_buffer(txbuf)
-        if rx is not None:
-            if port.tap is not None:
-                self._tap_exchange("rx", rx)
-            self._complete(rx)
 
     def _tap_exchange(self, direction: Direction, data: bytes) -> None:
         """Report one exchanged buffer to the frame tap: its frame up to ``len``."""
@@ -386,22 +451,6 @@ class SpiBackend:
                 verdict = "bad" if self.proto.crc is not None and crc else "none"
         tap.frame(direction, "spi", data[:end], {"cmd": name, "credits": avail,
                                                  "crc": verdict})
-
-    def _slave_transfer(self, data: bytes) -> bytes | None:
-        """Queue ``data``, raise SREQ, wait for the master to clock; None when closing."""
-        phys = self.phys
-        with self._cv:
-            self._slave_rx = None
-        phys.queue_tx(data)
-        self._set_request(True)
-        with self._cv:
-            while self._slave_rx is None and not self._closing:
-                self._cv.wait()
-            rx, self._slave_rx = self._slave_rx, None
-        if rx is None:
-            phys.cancel_tx()
-        self._set_request(False)
-        return rx
 
     def _complete(self, rx: bytes) -> None:
         port = self._port()
