@@ -11,19 +11,21 @@ checked out (unknown options included) is ``connect(opening)`` called, with one
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rpmsg.core.policy import Policy, get_policy
 from rpmsg.errors import InvalidURLError, NotAvailableError, RpmsgTimeoutError
 from rpmsg.transport import Deadline, Link
 from rpmsg.url import TransportURL
+
+if TYPE_CHECKING:  # importlib.metadata costs tens of ms: imported on the first lookup only
+    from importlib.metadata import EntryPoint
 
 log = logging.getLogger("rpmsg.registry")
 #: Logger of "waiting for ..." notices; the CLI shows it on stderr even without ``-v``.
@@ -94,7 +96,7 @@ class Transport:
 
 
 _REGISTRY: dict[str, Transport] = {}
-_ENTRY_POINTS: dict[str, importlib.metadata.EntryPoint] | None = None
+_ENTRY_POINTS: dict[str, EntryPoint] | None = None
 _LOCK = threading.RLock()
 
 
@@ -104,16 +106,18 @@ def register_transport(transport: Transport) -> None:
         _REGISTRY[transport.scheme.lower()] = transport
 
 
-def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+def _entry_points() -> dict[str, EntryPoint]:
     global _ENTRY_POINTS
     with _LOCK:
         if _ENTRY_POINTS is None:
+            import importlib.metadata
+
             found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
             _ENTRY_POINTS = {ep.name.lower(): ep for ep in found}
         return _ENTRY_POINTS
 
 
-def _load(scheme: str, ep: importlib.metadata.EntryPoint) -> Transport:
+def _load(scheme: str, ep: EntryPoint) -> Transport:
     try:
         obj = ep.load()
     except ImportError as exc:
