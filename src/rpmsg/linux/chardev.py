@@ -397,14 +397,4 @@ class Chardev:
                 pass
 
 
-def __getattr__(name: str) -> Any:
-    # The endpoint API moved to rpmsg.linux.Endpoint (rpmsg.linux.endpoint); this keeps the
-    # old import working for the CLI module until its send/listen move to rpmsg.cli.tools lands.
-    if name == "Endpoint":
-        from rpmsg.linux.endpoint import Endpoint
-
-        return Endpoint
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = ["EOF", "Chardev", "HasFileno", "IoctlFn", "endpoint_node", "open_fd"]
