@@ -18,7 +18,7 @@ import threading
 
 import rpmsg
 from rpmsg.endpoint import Endpoint
-from rpmsg.transports.vhost_user import VhostUserLink
+from rpmsg.vhost_user.link import VhostUserLink
 
 REPLY_TIMEOUT = 5.0
 #: Seconds between acknowledging ``destroy-raw`` and sending the NS DESTROY.

@@ -4,7 +4,7 @@ The pieces, sans-IO first: :mod:`~rpmsg.vhost_user.messages` (framing and payloa
 :mod:`~rpmsg.vhost_user.backend` (the request state machine: features, memory table, vrings),
 :mod:`~rpmsg.vhost_user.memory` (mmap of the memory regions and address translation) and
 :mod:`~rpmsg.vhost_user.server` (the socket thread). The RPMsg device logic itself is
-:class:`rpmsg.virtio.device.DeviceEngine`; :mod:`rpmsg.transports.vhost_user` ties them into
+:class:`rpmsg.virtio.device.DeviceEngine`; :mod:`rpmsg.vhost_user.link` ties them into
 the ``vhost-user:`` transport.
 """
 
