@@ -54,6 +54,10 @@ class BufferQueue:
         self._free: deque[PortBuffer] = deque(self.buffers)
         self._ready: deque[PortBuffer] = deque()
         self._cond = threading.Condition()
+        # Threads inside a wait on ``_cond``: producers notify only when there is one. A
+        # waiter counts itself (under the lock) before it checks a list, and producers
+        # change the list before they read the count, so no wake-up is missed.
+        self._waiters = 0
         self._closed = False
         self.noavail = noavail
         #: Deepest the ready list has been, for statistics.
@@ -63,6 +67,11 @@ class BufferQueue:
         return (f"<BufferQueue {self.name} {self.num}x{self.len} free={len(self._free)} "
                 f"ready={len(self._ready)}>")
 
+    def _notify(self) -> None:
+        if self._waiters:
+            with self._cond:
+                self._cond.notify_all()
+
     # Free list ---------------------------------------------------------------------------
 
     def get_available_buffer(self, timeout: float | None = None) -> PortBuffer:
@@ -71,6 +80,11 @@ class BufferQueue:
         Raises NoBufferError for timeout 0, RpmsgTimeoutError when the wait expires and
         EndpointClosedError once the queue is closed.
         """
+        if not self._closed:
+            try:
+                return self._free.popleft()  # the common case, without the lock
+            except IndexError:
+                pass
         deadline: Deadline | None = None
         cond = self._cond
         while True:
@@ -89,19 +103,22 @@ class BufferQueue:
                     raise deadline.timeout_error(f"waiting for a free {self.name} buffer")
                 continue
             with cond:
-                if self._free or self._closed:
-                    continue
-                if not cond.wait(deadline.remaining()) and deadline.expired() \
-                        and not self._free:
-                    raise deadline.timeout_error(f"waiting for a free {self.name} buffer")
+                self._waiters += 1  # counted before the check (see __init__)
+                try:
+                    if self._free or self._closed:
+                        continue
+                    if not cond.wait(deadline.remaining()) and deadline.expired() \
+                            and not self._free:
+                        raise deadline.timeout_error(f"waiting for a free {self.name} buffer")
+                finally:
+                    self._waiters -= 1
 
     def return_buffer(self, buf: PortBuffer) -> None:
-        """Put a buffer back on the free list and wake one waiter."""
+        """Put a buffer back on the free list and wake its waiters."""
         if buf.queue is not self:
             raise ValueError(f"{buf!r} does not belong to the {self.name} queue")
-        with self._cond:
-            self._free.append(buf)
-            self._cond.notify_all()
+        self._free.append(buf)
+        self._notify()
 
     # Ready list --------------------------------------------------------------------------
 
@@ -109,24 +126,33 @@ class BufferQueue:
         """Push a filled buffer on the ready list."""
         if buf.queue is not self:
             raise ValueError(f"{buf!r} does not belong to the {self.name} queue")
-        with self._cond:
-            self._ready.append(buf)
-            if len(self._ready) > self.max_ready:
-                self.max_ready = len(self._ready)
-            self._cond.notify_all()
+        ready = self._ready
+        ready.append(buf)
+        if len(ready) > self.max_ready:
+            self.max_ready = len(ready)
+        self._notify()
 
     def get_buffer(self, timeout: float | None = 0) -> PortBuffer | None:
         """Pop the oldest ready buffer, waiting up to ``timeout``; None if none came."""
+        try:
+            return self._ready.popleft()
+        except IndexError:
+            if timeout == 0:
+                return None
         deadline: Deadline | None = None
         with self._cond:
-            while not self._ready:
-                if self._closed or timeout == 0:
-                    return None
-                if deadline is None:
-                    deadline = Deadline(timeout)
-                if not self._cond.wait(deadline.remaining()) and deadline.expired():
-                    return None
-            return self._ready.popleft()
+            self._waiters += 1
+            try:
+                while not self._ready:
+                    if self._closed:
+                        return None
+                    if deadline is None:
+                        deadline = Deadline(timeout)
+                    if not self._cond.wait(deadline.remaining()) and deadline.expired():
+                        return None
+                return self._ready.popleft()
+            finally:
+                self._waiters -= 1
 
     # Counts and housekeeping -------------------------------------------------------------
 
@@ -139,11 +165,21 @@ class BufferQueue:
         return len(self._ready)
 
     def drop(self) -> int:
-        """Move every ready buffer back to the free list (NuttX ``drop_packets``); count them."""
+        """Move every ready buffer back to the free list (NuttX ``drop_packets``); count them.
+
+        One buffer at a time, so a consumer popping the ready list meanwhile never gets a
+        buffer that is also on the free list.
+        """
+        dropped = 0
+        ready, free = self._ready, self._free
+        while True:
+            try:
+                buf = ready.popleft()
+            except IndexError:
+                break
+            free.append(buf)
+            dropped += 1
         with self._cond:
-            dropped = len(self._ready)
-            self._free.extend(self._ready)
-            self._ready.clear()
             self._cond.notify_all()
         return dropped
 
@@ -160,9 +196,13 @@ class BufferQueue:
     def wait_available(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for a free buffer (or close); True if one is free now."""
         with self._cond:
-            if not self._free and not self._closed:
-                self._cond.wait(timeout)
-            return bool(self._free)
+            self._waiters += 1  # counted before the check (see __init__)
+            try:
+                if not self._free and not self._closed:
+                    self._cond.wait(timeout)
+                return bool(self._free)
+            finally:
+                self._waiters -= 1
 
     def wake(self) -> None:
         """Wake waiters so that they re-check (after a hook's state changed)."""

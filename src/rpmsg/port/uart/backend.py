@@ -96,6 +96,8 @@ class UartBackend:
         # requires STAYWAKE before data). Without this, a callback that sends from the RX
         # thread while the TX queue is full would deadlock on its own unread input.
         self._rx_stalled = False
+        # The TX thread waits for work (notify_tx_ready must wake it); False while bursting.
+        self._tx_idle = True
         self._tx_stop = False  # close(): flush until _flush_deadline, POWEROFF, exit
         self._rx_stop = False
         self._flush_deadline = 0.0
@@ -143,8 +145,9 @@ class UartBackend:
         self._tx_thread.start()
 
     def notify_tx_ready(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
+        if self._tx_idle:  # a bursting TX thread looks at the ready list by itself
+            with self._cond:
+                self._cond.notify_all()
 
     def notify_rx_free(self) -> None:
         """A buffer came back: a starving RX thread stops its read wait and takes it."""
@@ -502,6 +505,7 @@ class UartBackend:
         try:
             while True:
                 with self._cond:
+                    self._tx_idle = True  # set before the check: no notify is missed
                     while True:
                         now = time.monotonic()
                         self._apply_locked(machine.poll(now))
@@ -509,6 +513,7 @@ class UartBackend:
                             break
                         deadline = machine.next_deadline()
                         self._cond.wait(None if deadline is None else max(0.0, deadline - now))
+                    self._tx_idle = False
                     ctrl = self._take_ctrl_locked()
                     stopping = self._tx_stop
                 self._write_controls(ctrl)
