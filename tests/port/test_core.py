@@ -181,3 +181,48 @@ def test_queue_lists_and_close_wakes_waiters() -> None:
     q.close()
     t.join(2)
     assert isinstance(errors[0], EndpointClosedError)
+
+
+def test_queue_under_concurrent_producers_consumers_and_drops_loses_no_buffer() -> None:
+    """The lock-free fast paths: buffers move between free and ready lists from many
+    threads at once, drops included; at the end each buffer is on exactly one list."""
+    q = BufferQueue("tx", 8, 64)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def producer() -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    buf = q.get_available_buffer(0.01)
+                except RpmsgTimeoutError:
+                    continue
+                q.add_buffer(buf)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def consumer() -> None:
+        try:
+            while not stop.is_set():
+                buf = q.get_buffer(0.01)
+                if buf is not None:
+                    q.return_buffer(buf)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def dropper() -> None:
+        while not stop.is_set():
+            q.drop()
+
+    threads = [threading.Thread(target=f) for f in (producer, producer, consumer,
+                                                    consumer, dropper)]
+    for t in threads:
+        t.start()
+    threading.Event().wait(1.0)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert not errors
+    q.drop()
+    assert q.navail() == 8 and q.nused() == 0
+    assert sorted(b.index for b in q._free) == list(range(8))  # each exactly once
