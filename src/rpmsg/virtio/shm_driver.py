@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 
 from rpmsg.errors import (
     AlreadyOpenError,
@@ -54,6 +55,10 @@ DRAIN_SHARE = 0.8
 RECONNECT_MAX_DELAY = 0.5
 
 
+#: Seconds a driver keeps asking a device that answers "busy" (see ShmDriverLink.open).
+BUSY_GRACE = 1.0
+
+
 class ShmDriverLink(ShmLink):
     """The virtio driver side: owns the buffers, receives on vq0 and sends on vq1."""
 
@@ -73,14 +78,28 @@ class ShmDriverLink(ShmLink):
 
     @classmethod
     def open(cls, config: ShmConfig, opening: Opening) -> ShmDriverLink:
-        """Connect to the device of ``config`` and complete the handshake within ``opening``."""
+        """Connect to the device of ``config`` and complete the handshake within ``opening``.
+
+        A device that answers "busy" may be finishing the session of a driver that has just
+        left (the device notices a closed socket a moment later), so a busy answer is tried
+        again for up to :data:`BUSY_GRACE` seconds of the open's time before it is the
+        :class:`AlreadyOpenError` naming the driver being served.
+        """
         link = cls(config)
+        grace = time.monotonic() + BUSY_GRACE
         try:
-            link._connect(opening)
+            while True:
+                try:
+                    link._connect(opening)
+                    return link
+                except AlreadyOpenError:
+                    remaining = opening.remaining()
+                    if time.monotonic() >= grace or (remaining is not None and remaining < 0.05):
+                        raise
+                    sleep(0.05, link._wake_r)
         except BaseException:
             link.close(0)
             raise
-        return link
 
     # One session ------------------------------------------------------------------------
 
