@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 
 from rpmsg.errors import (
@@ -59,6 +60,28 @@ RECONNECT_MAX_DELAY = 0.5
 BUSY_GRACE = 1.0
 
 
+class _DriverLeaving(AlreadyOpenError):
+    """The device is busy with a driver that is this process or gone: it is finishing."""
+
+
+def _served_driver_has_left(text: str) -> bool:
+    """Whether the driver a busy device names (``... already serves pid N ...``) is this
+    process (whose earlier link has closed) or a process that no longer exists."""
+    m = re.search(r"already serves pid (\d+)", text)
+    if m is None:
+        return False
+    pid = int(m.group(1))
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 class ShmDriverLink(ShmLink):
     """The virtio driver side: owns the buffers, receives on vq0 and sends on vq1."""
 
@@ -81,9 +104,10 @@ class ShmDriverLink(ShmLink):
         """Connect to the device of ``config`` and complete the handshake within ``opening``.
 
         A device that answers "busy" may be finishing the session of a driver that has just
-        left (the device notices a closed socket a moment later), so a busy answer is tried
-        again for up to :data:`BUSY_GRACE` seconds of the open's time before it is the
-        :class:`AlreadyOpenError` naming the driver being served.
+        left (the device notices a closed socket a moment later): when the driver it names is
+        this process or no longer exists, the hello is tried again for up to
+        :data:`BUSY_GRACE` seconds before it is the :class:`AlreadyOpenError` naming it. A
+        device busy with another live process is an error at once.
         """
         link = cls(config)
         grace = time.monotonic() + BUSY_GRACE
@@ -92,7 +116,7 @@ class ShmDriverLink(ShmLink):
                 try:
                     link._connect(opening)
                     return link
-                except AlreadyOpenError:
+                except _DriverLeaving:
                     remaining = opening.remaining()
                     if time.monotonic() >= grace or (remaining is not None and remaining < 0.05):
                         raise
@@ -181,7 +205,10 @@ class ShmDriverLink(ShmLink):
         welcome = say_hello(chan, want, opening, self._wake_r)
         try:
             if welcome.status == WelcomeStatus.BUSY:
-                raise AlreadyOpenError(f"{cfg.url}: {welcome.text}")
+                error = AlreadyOpenError(f"{cfg.url}: {welcome.text}")
+                if _served_driver_has_left(welcome.text):
+                    raise _DriverLeaving(str(error))
+                raise error
             if welcome.status != WelcomeStatus.OK:
                 raise NotAvailableError(f"{cfg.url}: the device refused: {welcome.text}")
             fds = welcome.fds
