@@ -19,7 +19,7 @@ from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint
 from rpmsg.errors import EndpointClosedError, RemoteDisconnectedError, RpmsgTimeoutError
 from rpmsg.linux.fastpoll import LIBC_POLL, Poller
-from rpmsg.transports.linux import LinuxLink
+from rpmsg.linux.link import LinuxLink
 
 
 def ctrl_device(fake: FakeKernel) -> Device:

@@ -18,7 +18,7 @@ from rpmsg.errors import (
     NotBoundError,
     RemoteDisconnectedError,
 )
-from rpmsg.transports.linux import LinuxLink
+from rpmsg.linux.link import LinuxLink
 from rpmsg.wire.rpmsg import ADDR_ANY
 
 

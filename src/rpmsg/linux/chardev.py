@@ -7,7 +7,7 @@ thread ends a blocked read or write at once. The same code runs over any pair of
 message-preserving byte streams (:meth:`Chardev.from_streams`) for tests.
 
 This is the transport's view of a device, used by the ``linux:`` link
-(:mod:`rpmsg.transports.linux`); applications use :class:`rpmsg.linux.Endpoint` or
+(:mod:`rpmsg.linux.link`); applications use :class:`rpmsg.linux.Endpoint` or
 ``rpmsg.open("linux:...")``. Every system call counts on the hot path (on User-Mode Linux
 one costs more than the Python around it): a read waits with one ``poll`` then reads once, a
 write is one ``write``, no lock is taken, and the clock is read only when a wait has to be

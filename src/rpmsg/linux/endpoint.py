@@ -62,7 +62,7 @@ class Endpoint:
 
     def __init__(self, chardev: Chardev, *, max_message_size: int = DEFAULT_MTU) -> None:
         """Take over an open :class:`~rpmsg.linux.chardev.Chardev` (use :meth:`open`)."""
-        from rpmsg.transports.linux import LinuxLink
+        from rpmsg.linux.link import LinuxLink
 
         self._chardev = chardev
         self.path = chardev.path
