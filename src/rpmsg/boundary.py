@@ -9,13 +9,13 @@ counters, the way Linux's rpmsg core and its drivers meet only through ``rpmsg_e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from enum import IntEnum
 from typing import Any, Protocol
 
 from rpmsg.core.core import EndpointRecord
 from rpmsg.core.policy import Policy
-from rpmsg.transport import Release, TxBuffer
+from rpmsg.transport import Delivery, Release, TxBuffer
 from rpmsg.wire.layout import Buffer
 
 
@@ -32,6 +32,13 @@ class Taken(IntEnum):
     DROPPED_FULL = 3
     #: Dropped because the endpoint is closing.
     DROPPED_CLOSED = 4
+
+
+#: ``receive_many(batch, timestamp) -> (dropped_full, dropped_closed, hold_started)``: a
+#: batch of one endpoint's messages, as the transport's ``(src, dst, payload, release)``
+#: tuples, received at ``timestamp`` (``time.time()``); the endpoint releases what it
+#: copied or dropped (see :meth:`rpmsg.rxqueue.RxQueue.put_many`).
+ReceiveMany = Callable[[Sequence[Delivery], float], tuple[int, int, bool]]
 
 
 class EndpointHost(Protocol):
@@ -97,6 +104,13 @@ class EndpointPeer(Protocol):
         thread; see :class:`Taken`. An attribute, so the endpoint can hand its queue's own
         ``put`` to the Device (one call less per message); the queue reads the receive time."""
 
+    @property
+    def receive_many(self) -> ReceiveMany | None:
+        """A batch of this endpoint's messages in one queue operation (one lock, one
+        wake-up), or None when each message must be handed to :attr:`receive` in order
+        (a callback endpoint: user code runs per message). An attribute, like
+        :attr:`receive`."""
+
     def expire_held(self, now: float) -> tuple[int, float | None]:
         """Drop messages held past the hold time: (how many, next expiry or None)."""
 
@@ -107,4 +121,4 @@ class EndpointPeer(Protocol):
         """The Device closed or broke: wake every waiter so it sees the new state."""
 
 
-__all__ = ["EndpointHost", "EndpointPeer", "Taken"]
+__all__ = ["EndpointHost", "EndpointPeer", "ReceiveMany", "Taken"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from rpmsg import checks
-from rpmsg.boundary import EndpointHost, Taken
+from rpmsg.boundary import EndpointHost, ReceiveMany, Taken
 from rpmsg.errors import (
     ArgumentTypeError,
     EndpointClosedError,
@@ -90,6 +90,9 @@ class Endpoint:
         #: What the Device calls for each message (see _receive_callback).
         self.receive: Callable[[int, Buffer, Release | None], Taken] = (
             self._queue_put if callback is None else self._receive_callback)
+        #: What the Device calls for a batch of this endpoint's messages: the queue's own
+        #: ``put_many``; None with a callback (each message is then handed on in order).
+        self.receive_many: ReceiveMany | None = self._rx.put_many if callback is None else None
         self._lock = threading.Lock()
         self._bind_cond = threading.Condition(self._lock)
         self._closed = False
@@ -110,6 +113,7 @@ class Endpoint:
     def callback(self, fn: MessageCallback | None) -> None:
         self._callback = fn
         self.receive = self._queue_put if fn is None else self._receive_callback
+        self.receive_many = self._rx.put_many if fn is None else None
 
     @property
     def device(self) -> Device:
@@ -499,7 +503,8 @@ class Endpoint:
 
     # ``receive(src, payload, release) -> Taken``, a message for this endpoint on a
     # transport thread, is an attribute: the queue's own ``put`` (one call less per
-    # message) or, with a callback, the method below.
+    # message) or, with a callback, the method below; ``receive_many`` likewise (the
+    # queue's ``put_many``, or None with a callback).
 
     def _receive_callback(self, src: int, payload: Buffer, release: Release | None) -> Taken:
         callback = self._callback

@@ -21,11 +21,11 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from rpmsg.boundary import Taken
-from rpmsg.transport import Release
+from rpmsg.transport import Delivery, Release
 from rpmsg.wire.layout import Buffer
 
 if TYPE_CHECKING:
@@ -154,6 +154,59 @@ class RxQueue:
             if self._wake_needed:
                 self._signal_locked()
             return verdict
+
+    def put_many(self, items: Sequence[Delivery], timestamp: float | None = None
+                 ) -> tuple[int, int, bool]:
+        """Queue a batch, in order, with one lock round and at most one wake-up.
+
+        ``items`` are the transport's ``(src, dst, payload, release)`` tuples (``dst`` is
+        this queue's). The releases of what was copied or dropped are called here, after
+        the lock; what is kept (zero-copy, held) is released later as :meth:`put` would.
+        Returns ``(dropped_full, dropped_closed, hold_started)`` for the Device to count
+        and to start the hold timer. ``timestamp``: as for :meth:`put`.
+        """
+        if timestamp is None:
+            timestamp = _time()
+        done: list[Release]
+        full = closed = 0
+        started = False
+        with self.lock:
+            ready = self._ready
+            room = self.capacity - len(ready) if self._accepting else 0
+            taken = items if room >= len(items) else items[:max(room, 0)]
+            if not taken:
+                done = []
+            elif not self.zero_copy:
+                ready.extend([(src, bytes(payload), timestamp)
+                              for src, _dst, payload, _rel in taken])
+                done = [rel for _src, _dst, _payload, rel in taken if rel is not None]
+            else:
+                done = []
+                addr = self.addr
+                for src, _dst, payload, rel in taken:
+                    if rel is None:
+                        ready.append((src, bytes(payload), timestamp))
+                    else:
+                        ready.append((src, RxBuffer(memoryview(payload).toreadonly(), src,
+                                                    addr, rel, timestamp), timestamp))
+            self.received += len(taken)
+            if len(taken) < len(items):
+                for src, _dst, payload, rel in items[len(taken):]:
+                    verdict = self._overflow_locked(src, payload, rel, timestamp)
+                    if verdict is _HOLD_STARTED:
+                        started = True
+                    elif verdict is not _KEPT:
+                        if verdict is _DROPPED_FULL:
+                            full += 1
+                        else:
+                            closed += 1
+                        if rel is not None:
+                            done.append(rel)
+            if taken and self._wake_needed:
+                self._signal_locked()
+        for rel in done:
+            rel()
+        return full, closed, started
 
     def _signal_locked(self) -> None:
         """A message is ready: wake one sleeper (once per burst), asyncio waiters, the fd."""

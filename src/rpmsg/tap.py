@@ -13,8 +13,8 @@ says so once). ``payload``/``data`` are valid only during the call: copy what yo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Literal, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol
 
 from rpmsg.wire.layout import Buffer
 
@@ -40,6 +40,11 @@ class Tap(Protocol):
                 flags: int = 0) -> None:
         """One RPMsg message sent (``tx``) or received (``rx``) by this Device."""
 
+    # Optional: ``message_batch(direction, batch)``, several messages of one direction at once
+    # (a received burst, a send_many): each item starts with ``src, dst, payload`` (more
+    # fields, such as a transport's release, are ignored), flags 0. Callers use
+    # :func:`show_messages`, which falls back to one :meth:`message` call per item.
+
     def event(self, kind: EventKind, detail: str = "") -> None:
         """A link event (see :data:`EventKind`)."""
 
@@ -51,4 +56,21 @@ class Tap(Protocol):
         """The Device closed: flush and release; later calls are ignored."""
 
 
-__all__ = ["Direction", "EventKind", "FrameInfo", "FrameKind", "Tap"]
+#: Items of a batch shown to a tap: tuples that start with ``src, dst, payload``.
+MessageBatch = Sequence[tuple[Any, ...]]
+
+
+def show_messages(tap: Tap, direction: Direction, batch: MessageBatch) -> None:
+    """Show a batch to ``tap``: its ``message_batch`` method if it has one, else ``message``
+    per item (taps written before batches keep working)."""
+    many = getattr(tap, "message_batch", None)
+    if many is not None and callable(many):
+        many(direction, batch)
+        return
+    message = tap.message
+    for item in batch:
+        message(direction, item[0], item[1], item[2])
+
+
+__all__ = ["Direction", "EventKind", "FrameInfo", "FrameKind", "MessageBatch", "Tap",
+           "show_messages"]

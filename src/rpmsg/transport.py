@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import inspect
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from rpmsg import checks
@@ -21,6 +21,8 @@ from rpmsg.tap import Tap
 from rpmsg.wire.layout import Buffer
 
 Release = Callable[[], None]
+#: One received message as a transport hands it on: ``(src, dst, payload, release)``.
+Delivery = tuple[int, int, Buffer, "Release | None"]
 
 
 class LinkSink(Protocol):
@@ -55,6 +57,51 @@ class LinkSink(Protocol):
 
     def broken(self, error: Exception) -> None:
         """The transport failed for good (corrupt ring, I/O error); no more messages."""
+
+    # Optional: ``deliver_many(batch: Sequence[Delivery]) -> None``, the messages a
+    # transport found together, in order, each ``(src, dst, payload, release)`` as for
+    # :meth:`deliver`. A sink that has it hands a burst on with one lock round and one
+    # wake-up per endpoint; links call it through :func:`batch_delivery`, which falls
+    # back to :meth:`deliver` for sinks without it. See :class:`BatchSink`.
+
+
+class BatchSink(LinkSink, Protocol):
+    """A :class:`LinkSink` that also takes messages in batches (the Device does)."""
+
+    def deliver_many(self, batch: Sequence[Delivery]) -> None:
+        """The messages of ``batch``, in order, with exactly what :meth:`deliver` called
+        once per message would do (endpoints, name service, drops, taps, callbacks).
+
+        The sink owns every ``release`` of the batch from the call on: each is called
+        exactly once, by the sink or later by whoever keeps the payload, also when this
+        raises (then the messages not yet handed on are released before the error
+        propagates); the transport releases none of them itself.
+        """
+
+
+def deliver_each(sink: LinkSink, batch: Sequence[Delivery]) -> None:
+    """:meth:`BatchSink.deliver_many` for a sink that only has ``deliver``: one call per
+    message; if one raises, its buffer and those of the messages after it are released
+    (the ``deliver`` contract) and the error propagates."""
+    deliver = sink.deliver
+    for k, (src, dst, payload, release) in enumerate(batch):
+        try:
+            deliver(src, dst, payload, release)
+        except BaseException:
+            for _src, _dst, _payload, rel in batch[k:]:
+                if rel is not None:
+                    rel()
+            raise
+
+
+def batch_delivery(sink: LinkSink) -> Callable[[Sequence[Delivery]], None]:
+    """What a link calls with each batch it received: the sink's own ``deliver_many`` if
+    it has one, else :func:`deliver_each` (so links and sinks written before batches
+    keep working). Look it up again whenever the sink changes."""
+    many: Callable[[Sequence[Delivery]], None] | None = getattr(sink, "deliver_many", None)
+    if many is not None and callable(many):
+        return many
+    return lambda batch: deliver_each(sink, batch)
 
 
 class TxBuffer:

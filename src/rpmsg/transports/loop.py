@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rpmsg.core.policy import OPENAMP
@@ -23,7 +24,7 @@ from rpmsg.errors import (
     RemoteDisconnectedError,
 )
 from rpmsg.registry import Connect, Opening, Transport
-from rpmsg.transport import Deadline, Link, LinkSink, Release
+from rpmsg.transport import Deadline, Delivery, Link, LinkSink, Release, batch_delivery
 from rpmsg.url import TransportURL
 from rpmsg.wire.layout import Buffer
 from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE
@@ -135,6 +136,8 @@ class LoopLink(Link):
 
     def _run(self) -> None:
         inbox = self._inbox
+        deliver_many: Callable[[Sequence[Delivery]], None] | None = None
+        delivering_to: LinkSink | None = None
         while True:
             with inbox.cond:
                 while not inbox.queue and not inbox.closed:
@@ -145,18 +148,23 @@ class LoopLink(Link):
                 inbox.queue.clear()
             sink = self._sink
             self._stats["rx_messages"] += len(batch)
-            for src, dst, data in batch:
-                # The buffer stays in flight until the receiver releases it, so a reader that
-                # falls behind holds the sender back (back-pressure), as a vring does.
-                release = inbox.releaser()
-                try:
-                    if sink is not None:
-                        sink.deliver(src, dst, data, release)
-                    else:
-                        release()
-                except Exception:  # the delivery thread must survive whatever happens
-                    release()  # idempotent: a buffer is never returned twice
-                    log.exception("loop:%s: delivering a message failed", self._loop.name)
+            # A buffer stays in flight until the receiver releases it, so a reader that
+            # falls behind holds the sender back (back-pressure), as a vring does.
+            releaser = inbox.releaser
+            items: list[Delivery] = [(src, dst, data, releaser())
+                                     for src, dst, data in batch]
+            if sink is None:
+                for item in items:
+                    item[3]()  # type: ignore[misc]
+                continue
+            if deliver_many is None or sink is not delivering_to:
+                deliver_many, delivering_to = batch_delivery(sink), sink
+            try:
+                deliver_many(items)
+            except Exception:  # the delivery thread must survive whatever happens
+                for item in items:  # idempotent: a buffer is never returned twice
+                    item[3]()  # type: ignore[misc]
+                log.exception("loop:%s: delivering messages failed", self._loop.name)
 
     def send(self, src: int, dst: int, payload: Buffer, timeout: float | None) -> None:
         size = len(payload)

@@ -28,7 +28,7 @@ from rpmsg.errors import (
     TransportBrokenError,
 )
 from rpmsg.tap import Direction, Tap
-from rpmsg.transport import Deadline, LinkSink, TxBuffer
+from rpmsg.transport import Deadline, Delivery, LinkSink, TxBuffer, batch_delivery
 from rpmsg.virtio.memory import Memory
 from rpmsg.virtio.vring import full_barrier
 from rpmsg.wire.layout import Buffer
@@ -55,9 +55,10 @@ class RingEngine:
     """Base of :class:`~rpmsg.virtio.device.DeviceEngine` and the driver engine.
 
     Threads: :meth:`kick` and :meth:`poll` may be called from any thread, one scanner at a
-    time (``scan_lock``), which delivers messages to the sink in ring order; :meth:`send`,
-    :meth:`send_many` and :meth:`alloc_tx` may be called from any thread, including from
-    inside ``sink.deliver``; a received buffer's ``release()`` from any thread.
+    time (``scan_lock``), which delivers messages to the sink in ring order, a batch at a
+    time (``deliver_many`` where the sink has it); :meth:`send`, :meth:`send_many` and
+    :meth:`alloc_tx` may be called from any thread, including from inside the sink's
+    delivery; a received buffer's ``release()`` from any thread.
 
     Locks (never taken in the reverse order, never held while calling the sink):
 
@@ -546,6 +547,7 @@ class RingEngine:
         the error propagates (one the sink got is the sink's to release).
         """
         sink = self.sink
+        deliver_many = batch_delivery(sink) if sink is not None else None
         releasers = self._releasers
         new_releaser = self._new_releaser
         unpack_hdr = HDR.unpack_from
@@ -562,18 +564,27 @@ class RingEngine:
                     continue
                 handed = 0  # buffers of this batch the sink got (with their release)
                 try:
+                    items: list[Delivery] = []
+                    append = items.append
+                    bad: ProtocolError | None = None
                     for token, view, off, length in batch:
                         src, dst, _res, size, _flags = unpack_hdr(view, off)
                         if size > length - HEADER_SIZE:
-                            raise self._rx_bad_len(token, size, length)
-                        handed += 1
+                            bad = self._rx_bad_len(token, size, length)
+                            break
                         nbytes += size
-                        release = releasers.get(token) or new_releaser(token)
-                        if sink is not None:
-                            off += HEADER_SIZE
-                            sink.deliver(src, dst, view[off : off + size], release)
-                        else:
-                            release()
+                        off += HEADER_SIZE
+                        append((src, dst, view[off : off + size],
+                                releasers.get(token) or new_releaser(token)))
+                    handed = len(items)  # the sink owns their releases from here
+                    if deliver_many is not None:
+                        if items:
+                            deliver_many(items)
+                    else:
+                        for item in items:
+                            item[3]()  # type: ignore[misc]
+                    if bad is not None:  # what came before it was delivered, in order
+                        raise bad
                 finally:
                     delivered += handed
                     for token, _view, _off, _length in batch[handed:]:  # only after an error
