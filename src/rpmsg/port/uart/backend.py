@@ -98,6 +98,8 @@ class UartBackend:
         self._rx_stalled = False
         # The TX thread waits for work (notify_tx_ready must wake it); False while bursting.
         self._tx_idle = True
+        # A peer was connected when close() began: worth confirming and draining for.
+        self._peer_at_close = False
         self._tx_stop = False  # close(): flush until _flush_deadline, POWEROFF, exit
         self._rx_stop = False
         self._flush_deadline = 0.0
@@ -191,7 +193,8 @@ class UartBackend:
             if tx.is_alive():  # stuck in a write the peer does not drain
                 self._cancel("cancel_write")
                 tx.join(max(0.0, end - time.monotonic()) / 2)
-        self._drain_line(self._flush_deadline + (end - self._flush_deadline) / 2)
+        if self._peer_at_close:  # nobody reads the line otherwise
+            self._drain_line(self._flush_deadline + (end - self._flush_deadline) / 2)
         self._rx_stop = True
         port = self.port
         if port is not None:  # wake an RX thread waiting for a buffer in a callback's send
@@ -522,10 +525,13 @@ class UartBackend:
                 elif stopping:
                     self._drop_unsent(port)
                     with self._cond:
+                        connected = machine.connected
                         self._apply_locked(machine.poweroff())
                         ctrl = self._take_ctrl_locked()
                     self._write_controls(ctrl)
-                    self._confirm_delivery()
+                    self._peer_at_close = connected
+                    if connected:  # a peer that is not connected would not answer
+                        self._confirm_delivery()
                     return
         except Exception as exc:
             if self._tx_stop:  # e.g. POWEROFF to a peer that already closed the line
