@@ -313,6 +313,11 @@ class _Sender:
             if not fut.cancelled():
                 try:
                     send(deadline.remaining())
+                except NoBufferError as exc:
+                    # The send waited its turn behind earlier ones until its time ran out:
+                    # a timeout, not the "timeout=0 and no buffer" of the sync API.
+                    error = exc if deadline.timeout == 0 else deadline.timeout_error(
+                        f"waiting for a transmit buffer on {self.name!r}")
                 except BaseException as exc:
                     error = exc
             with self._lock:

@@ -64,7 +64,10 @@ def name(value: object, what: str = "endpoint name") -> str:
         raise ArgumentTypeError(f"{what} must be a str, not {type(value).__name__}")
     if "\0" in value:
         raise InvalidArgumentError(f"{what} {value!r} contains a NUL character")
-    size = len(value.encode("utf-8", "surrogateescape"))
+    try:
+        size = len(value.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:  # a lone surrogate no peer could have sent (not \udc80..ff)
+        raise InvalidArgumentError(f"{what} {value!r} cannot be encoded as UTF-8") from None
     if size > NAME_MAX:
         from rpmsg.errors import NameTooLongError
 

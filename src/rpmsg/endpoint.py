@@ -24,6 +24,7 @@ from rpmsg.errors import (
     ArgumentTypeError,
     EndpointClosedError,
     MessageTooLargeError,
+    NoBufferError,
     NotBoundError,
     RemoteDisconnectedError,
     RpmsgTimeoutError,
@@ -201,7 +202,12 @@ class Endpoint:
                 raise self._unbound_error()
             deadline = Deadline(timeout)
             dst = self.wait_bound(timeout)
-            timeout = deadline.remaining()
+            try:
+                self._host.transmit(self._rec.addr, dst, payload, deadline.remaining())
+            except NoBufferError:  # the binding took the whole timeout: a timeout it is
+                raise deadline.timeout_error(f"sending on {self.name!r}",
+                                             self._host.seen()) from None
+            return
         self._host.transmit(self._rec.addr, dst, payload, timeout)
 
     def send_to(self, dst: int, data: Buffer, timeout: float | None = None) -> None:
@@ -219,6 +225,11 @@ class Endpoint:
         transport allows; returns the number sent. Each payload is checked before it is
         sent; a bad one raises after those before it went out."""
         timeout = check_timeout(timeout)
+        try:
+            source = iter(messages)
+        except TypeError:
+            raise ArgumentTypeError(f"messages must be an iterable of payloads, not "
+                                    f"{type(messages).__name__}") from None
         self._check_sendable(0)
         dst = self._rec.dst
         if dst == ADDR_ANY:
@@ -228,13 +239,21 @@ class Endpoint:
         payload_of = checks.payload
 
         def checked() -> Iterator[tuple[int, int, Buffer]]:
-            for data in messages:
+            for data in source:
                 payload = payload_of(data)
                 if len(payload) > mtu:
                     raise MessageTooLargeError(len(payload), mtu)
                 yield src, dst, payload
 
-        return self._host.transmit_many(checked(), timeout)
+        try:
+            return self._host.transmit_many(checked(), timeout)
+        except NoBufferError:
+            if timeout == 0:
+                raise
+            # A link that hands each message of the batch the time left sends the last ones
+            # with 0: the batch ran out of time.
+            raise RpmsgTimeoutError(f"send_many on {self.name!r}: no transmit buffer within "
+                                    f"{timeout} s; {self._host.seen()}") from None
 
     def get_tx_buffer(self, timeout: float | None = None) -> TxBuffer:
         """A transmit buffer to write the payload into (zero-copy send); see send_buffer."""

@@ -43,6 +43,10 @@ class EndpointRecord:
 
 #: Notes kept between two :meth:`RpmsgCore.take_notes` calls.
 NOTES_MAX = 1024
+#: Announced services kept (not yet taken by a local endpoint). A peer that announces more
+#: (a flood of CREATEs with new names or addresses) has the extra ones dropped and counted
+#: (``ns_services_overflow``) instead of growing the list, and the lookups, without bound.
+SERVICES_MAX = 1024
 
 # Events -----------------------------------------------------------------------------------
 
@@ -123,6 +127,7 @@ class CoreStats:
     ns_received: int = 0
     ns_invalid: int = 0
     ns_unmatched_destroy: int = 0
+    ns_services_overflow: int = 0
 
 
 @dataclass
@@ -295,6 +300,11 @@ class RpmsgCore:
                     self._ack(rec)
             return
         if msg.flags == NsFlags.CREATE and (msg.name, msg.addr) not in self.services:
+            if len(self.services) >= SERVICES_MAX:
+                self.stats.ns_services_overflow += 1
+                self._note(Dropped(src, NS_ADDR, f"announcement of {msg.name!r} at "
+                                   f"{msg.addr:#x}: {SERVICES_MAX} services already known"))
+                return
             self.services.append((msg.name, msg.addr))
             self.events.append(ServiceAnnounced(msg.name, msg.addr))
 

@@ -1,0 +1,132 @@
+"""Corners of the endpoint API found by using the library from outside the suite.
+
+Each test is one defect that was seen: a name no UTF-8 encoder takes raised an untyped
+``UnicodeEncodeError``; ``send_many`` of a non-iterable an untyped ``TypeError``; and sends
+whose timeout ran out while they waited their turn (asyncio sends queued behind others, the
+rest of a ``send_many`` batch, a NuttX-policy send that waited for its binding) raised
+``NoBufferError`` (the error of ``timeout=0``) instead of ``RpmsgTimeoutError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from hostile_helpers import wait_until
+
+import rpmsg
+from rpmsg import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    NoBufferError,
+    RpmsgError,
+    RpmsgTimeoutError,
+)
+
+
+def fill(client: rpmsg.Endpoint, server: rpmsg.Endpoint, buffers: int) -> None:
+    """Send until the link is full: the server (queue=1, hold=None) keeps one message
+    copied in its queue and holds the next ``buffers`` in the loop's buffers."""
+    for _ in range(buffers + 1):
+        client.send(b"fill", timeout=20)
+    wait_until(lambda: server.pending == buffers + 1)
+    with pytest.raises(NoBufferError):  # the loop is full now
+        client.send(b"x", timeout=0)
+
+
+@pytest.fixture
+def starved() -> Iterator[tuple[rpmsg.Endpoint, rpmsg.Endpoint]]:
+    """(client, server) over a loop of 4 buffers whose server never reads: after 4
+    messages every send waits for a buffer that never comes."""
+    name = f"edges-{uuid.uuid4().hex[:8]}"
+    with rpmsg.open(f"loop:{name}?buffers=4") as host, \
+            rpmsg.open(f"loop:{name}?buffers=4") as remote:
+        server = remote.create_endpoint("svc", queue=1, hold=None)
+        client = host.create_endpoint("svc")
+        client.wait_bound(timeout=20)
+        fill(client, server, 4)
+        yield client, server
+
+
+@pytest.mark.parametrize("name", ["\ud800", "a\udfffb", "\udbff\udc00x"])
+def test_names_no_encoder_takes_are_invalid_arguments(name: str) -> None:
+    with rpmsg.open(f"loop:{uuid.uuid4().hex}") as dev:
+        for call in (lambda: dev.create_endpoint(name),
+                     lambda: dev.on_service(name, lambda *a: None),
+                     lambda: dev.wait_service(name, timeout=0)):
+            with pytest.raises(InvalidArgumentError, match="UTF-8"):
+                call()
+        assert dev.endpoints == []
+
+
+def test_peer_style_undecodable_names_still_work() -> None:
+    """A name a peer sent with bytes that are not UTF-8 comes back as \\udcXX characters
+    (surrogateescape); such a name must stay usable for create_endpoint."""
+    name = f"loop:{uuid.uuid4().hex}"
+    with rpmsg.open(name) as a, rpmsg.open(name) as b:
+        odd = b"tty\xff".decode("utf-8", "surrogateescape")
+        server = b.create_endpoint(odd)
+        assert a.wait_service(odd, timeout=20) == server.addr
+        client = a.create_endpoint(odd)
+        assert client.wait_bound(timeout=20) == server.addr
+
+
+@pytest.mark.parametrize("messages", [5, None, 1.5])
+def test_send_many_of_a_non_iterable_is_a_typed_error(
+        starved: tuple[rpmsg.Endpoint, rpmsg.Endpoint], messages: object) -> None:
+    client, _server = starved
+    with pytest.raises(ArgumentTypeError, match="iterable"):
+        client.send_many(messages)  # type: ignore[arg-type]
+
+
+def test_queued_async_sends_that_run_out_of_time_are_timeouts(
+        starved: tuple[rpmsg.Endpoint, rpmsg.Endpoint]) -> None:
+    client, _server = starved
+
+    async def main() -> list[BaseException | None]:
+        aclient = client.as_async()
+        return await asyncio.gather(*[aclient.send(b"y", timeout=0.3) for _ in range(6)],
+                                    return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert [type(r) for r in results] == [RpmsgTimeoutError] * 6
+
+
+def test_send_many_whose_time_ran_out_between_messages_is_a_timeout(
+        starved: tuple[rpmsg.Endpoint, rpmsg.Endpoint]) -> None:
+    client, _server = starved
+
+    def slow() -> Iterator[bytes]:
+        time.sleep(0.4)  # the batch's 0.2 s are over before its first message
+        yield b"late"
+
+    with pytest.raises(RpmsgTimeoutError):
+        client.send_many(slow(), timeout=0.2)
+    with pytest.raises(NoBufferError):  # timeout=0 keeps its own error
+        client.send_many([b"now"], timeout=0)
+
+
+def test_a_send_whose_binding_took_the_whole_timeout_is_a_timeout() -> None:
+    """NuttX policy: send() on an unbound endpoint waits for the binding within its timeout;
+    a binding that comes as the time runs out leaves a send of 0 s on a full link."""
+    name = f"loop:{uuid.uuid4().hex}?buffers=2"
+    with rpmsg.open(name, policy="nuttx") as host, rpmsg.open(name, policy="nuttx") as remote:
+        server = remote.create_endpoint("svc", queue=1, hold=None)
+        client = host.create_endpoint("svc")
+        client.wait_bound(timeout=20)
+        fill(client, server, 2)
+        late = host.create_endpoint("late")
+        real_wait = late.wait_bound
+
+        def wait_bound(timeout: float | None = None) -> int:
+            time.sleep(0.3)  # the binding arrives after the 0.2 s of the send below
+            late._rec.dst = server.addr
+            return real_wait(0)
+
+        late.wait_bound = wait_bound  # type: ignore[method-assign]
+        with pytest.raises(RpmsgTimeoutError) as info:
+            late.send(b"x", timeout=0.2)
+        assert isinstance(info.value, RpmsgError)
