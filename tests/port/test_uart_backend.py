@@ -27,10 +27,10 @@ class Sink:
     def __init__(self) -> None:
         self.up = threading.Event()
 
-    def link_up(self) -> None:
+    def link_up(self, detail: str = "") -> None:
         self.up.set()
 
-    def link_down(self, reason: str) -> None:
+    def link_down(self, reason: str, *, restart: bool = False) -> None:
         self.up.clear()
 
     def deliver(self, src: int, dst: int, payload: Buffer, release: Any = None) -> None:

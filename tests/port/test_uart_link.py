@@ -111,7 +111,8 @@ def test_a_peer_restart_that_announces_nothing_is_confirmed_with_our_own_connreq
     m = UartLinkMachine(staywake=False)
     m.start(0.0)
     m.on_control(0x7D, 0.1)
-    assert m.on_control(0x7E, 5.0)[0] == LinkDown("the peer restarted (CONNREQ while connected)")
+    assert m.on_control(0x7E, 5.0)[0] == LinkDown(
+        "the peer restarted (CONNREQ while connected)", restart=True)
     assert m.next_deadline() == 6.0
     assert m.poll(5.9) == []
     assert writes(m.poll(6.0)) == b"\x7e"

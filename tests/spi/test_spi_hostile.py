@@ -385,7 +385,7 @@ def test_a_failing_bus_breaks_the_link_without_losing_a_buffer(bus: str) -> None
 
 def test_frame_tap_sees_every_exchange_with_its_crc_verdict(
         bus: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="rpmsg.port.spi")
+    caplog.set_level(logging.DEBUG)
 
     class OneBadCrc(SimBus):
         n = 0
@@ -419,7 +419,27 @@ def test_frame_tap_sees_every_exchange_with_its_crc_verdict(
     assert any(i["crc"] == "bad" and i["cmd"] == "AVAIL" for _, i in rx)
     messages = [r.getMessage() for r in caplog.records]
     assert any("received frame dropped: CRC mismatch" in t for t in messages)
-    assert any("link up" in t for t in messages) and any("link down" in t for t in messages)
+    assert any("link up (SPI master" in t for t in messages)
+
+
+def test_a_peer_restart_is_logged_at_info_with_its_reason(
+        bus: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    m = rpmsg.open(f"spisim:{bus}?hz=0")
+    try:
+        s = spawn_slave(f"spisim:{bus}?hz=0")
+        m.wait_up(10)
+        s.kill()
+        s.wait()
+        s = spawn_slave(f"spisim:{bus}?hz=0")
+        wait_until(lambda: m.stats()["link_link_downs"] >= 1 and m.is_up, 20, "the restart")
+        if s.stdin is not None:
+            s.stdin.close()
+        assert s.wait(20) == 0
+    finally:
+        m.close()
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any("link down: the peer restarted (CONNECT while connected)" in t for t in infos)
 
 
 # Sizes and options --------------------------------------------------------------------------

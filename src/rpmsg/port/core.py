@@ -331,18 +331,20 @@ class PortLink(Link):
         length = min(port_len(buf.view), len(buf.view))
         return buf.view[:length]
 
-    def register(self) -> None:
-        """The backend connected: link up; the Device announces local endpoints."""
+    def register(self, detail: str = "") -> None:
+        """The backend connected (``detail`` says how, for the log): link up; the Device
+        announces local endpoints."""
         with self._lock:
             if self._up or self._closed:
                 return
             self._up = True
         self._stats.link_ups += 1
         if self._sink is not None:
-            self._sink.link_up()
+            self._sink.link_up(detail)
 
-    def unregister(self, reason: str) -> None:
-        """The backend lost the peer: drop queued TX frames, link down, bindings dropped."""
+    def unregister(self, reason: str, *, restart: bool = False) -> None:
+        """The backend lost the peer (``restart``: it restarted while up): drop queued TX
+        frames, link down, bindings dropped."""
         with self._lock:
             if not self._up:
                 return
@@ -350,7 +352,7 @@ class PortLink(Link):
         self.drop_packets(DROP_TX)
         self._stats.link_downs += 1
         if self._sink is not None and not self._closed:
-            self._sink.link_down(reason)
+            self._sink.link_down(reason, restart=restart)
 
     def drop_packets(self, mask: int) -> int:
         """Return ready buffers to their free lists (1 = TX, 2 = RX); count them as drops."""

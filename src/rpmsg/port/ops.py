@@ -84,11 +84,13 @@ class PortCore(Protocol):
     def is_up(self) -> bool:
         """Whether the link is registered (up)."""
 
-    def register(self) -> None:
-        """The backend connected: link up (endpoints announce)."""
+    def register(self, detail: str = "") -> None:
+        """The backend connected (``detail``: how, for the log): link up, endpoints
+        announce."""
 
-    def unregister(self, reason: str) -> None:
-        """The backend lost the peer (``reason`` says why): drop queued TX, link down."""
+    def unregister(self, reason: str, *, restart: bool = False) -> None:
+        """The backend lost the peer (``reason`` says why; ``restart``: the peer restarted
+        while the link was up): drop queued TX, link down."""
 
     def rx_dispatch(self, buf: PortBuffer) -> None:
         """Deliver the frame in an RX buffer taken from ``rxq``; the core frees it later."""

@@ -523,14 +523,13 @@ class SpiBackend:
                 self._cv.notify_all()
             if result.link_down is not None and port.is_up:
                 self._counters["link_downs"] += 1
-                log.info("SPI %s: link down: %s", self.role, result.link_down)
-                port.unregister(result.link_down)
+                port.unregister(result.link_down, restart=result.restart)  # logged by the Device
             if result.link_up is not None:
                 self.local_cpuname = result.link_up
                 self._counters["link_ups"] += 1
-                log.info("SPI %s: link up%s", self.role,
-                         f" (the peer calls us {result.link_up!r})" if result.link_up else "")
-                port.register()
+                port.register(f"SPI {self.role}"
+                              + (f", the peer calls us {result.link_up!r}" if result.link_up
+                                 else ""))
             if result.deliver is not None and buf is not None:
                 cb = self._rxcb
                 if cb is not None:

@@ -137,6 +137,8 @@ class Processed:
     link_up: str | None = None
     #: Take the link down for this reason.
     link_down: str | None = None
+    #: ... because the peer restarted while the link was up (its CONNECT).
+    restart: bool = False
     #: Deliver this DATA frame to the port core's RX dispatch.
     deliver: SpiFrame | None = None
     #: Start a new connect (master: raise MREQ; slave: queue an exchange).
@@ -380,6 +382,7 @@ class SpiProtocol:
         elif frame.cmd is Cmd.CONNECT:
             if self.state is State.RECONNECTING:
                 out.link_down = "the peer restarted (CONNECT while connected)"
+                out.restart = True
                 self.state = State.UNCONNECTED
                 out.request = True
             elif self.state is State.DISCONNECTING:

@@ -311,12 +311,10 @@ class UartBackend:
         port = self.port
         assert port is not None
         for act in actions:
-            if isinstance(act, LinkDown):
-                log.info("%s: link down: %s", self.name, act.reason)
-                port.unregister(act.reason)
+            if isinstance(act, LinkDown):  # the Device logs it at INFO
+                port.unregister(act.reason, restart=act.restart)
             elif isinstance(act, LinkUp):
-                log.info("%s: link up (%s protocol)", self.name, self.protocol.name)
-                port.register()
+                port.register(f"UART {self.name}, {self.protocol.name} protocol")
             elif isinstance(act, Running):
                 log.info("%s: remote %s", self.name, "resumed" if act.running else "suspended")
 

@@ -52,6 +52,8 @@ class LinkDown:
     """The link was lost or the peer restarted: unregister, drop queued TX frames."""
 
     reason: str
+    #: The peer restarted while the link was up (CONNREQ while connected).
+    restart: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +179,7 @@ class UartLinkMachine:
         if self.connected:
             self.counts["peer_restarts"] += 1
             self._confirm_at = now + self.reconnect_interval
-            out.append(LinkDown("the peer restarted (CONNREQ while connected)"))
+            out.append(LinkDown("the peer restarted (CONNREQ while connected)", restart=True))
         self.connected = True
         self._connreq_at = None
         out.append(Write(bytes([self.protocol.connack])))
