@@ -55,6 +55,8 @@ ServiceCallback = Callable[["Device", str, int], None]
 CLOSE_TIMEOUT = 1.0
 #: Share of the close budget the queued name-service messages may use; the rest is the link's.
 CLOSE_FLUSH_SHARE = 0.5
+#: Messages of a ``send_many`` shown to the tap at once (a virtio link's transmit batch).
+TAP_BURST = 64
 #: Seconds without a queue-full drop after which the next one is logged again (one line per
 #: episode, not one per message).
 FULL_EPISODE_GAP = 10.0
@@ -295,19 +297,30 @@ class Device:
         tap = self.tap
         if tap is None:
             return self.link.send_many(messages, timeout)
-        pending: list[tuple[int, int, Buffer]] = []
+        taken: list[tuple[int, int, Buffer]] = []
+        shown = 0
 
-        def shown() -> Iterator[tuple[int, int, Buffer]]:
-            # A message is shown once the link asks for the next one (it went out).
+        def noted() -> Iterator[tuple[int, int, Buffer]]:
+            # Shown in bursts of TAP_BURST once the link asks for more (they went out),
+            # so a long send_many is captured as it goes, not after its replies.
+            nonlocal taken, shown
             for msg in messages:
-                if pending:
-                    tap.message("tx", *pending.pop())
-                pending.append(msg)
+                if len(taken) >= TAP_BURST:
+                    show_messages(tap, "tx", taken)
+                    shown += len(taken)
+                    taken = []
+                taken.append(msg)
                 yield msg
 
-        count = self.link.send_many(shown(), timeout)
-        if pending and count:
-            tap.message("tx", *pending.pop())
+        try:
+            count = self.link.send_many(noted(), timeout)
+        except BaseException:
+            # Those the link asked for before the one it failed on went out.
+            if len(taken) > 1:
+                show_messages(tap, "tx", taken[:-1])
+            raise
+        if count > shown:
+            show_messages(tap, "tx", taken[:count - shown])
         return count
 
     def alloc_tx(self, timeout: float | None) -> TxBuffer:
@@ -468,7 +481,9 @@ class Device:
         endpoint) ends a segment: the shares before it are handed on, its notes and
         events run, then it is handed on, and dispatch resumes; so everything happens in
         the order of one :meth:`deliver` per message (a message for an endpoint that an
-        NS CREATE earlier in the batch made, through a service handler, reaches it).
+        NS CREATE earlier in the batch made, through a service handler, reaches it). The
+        tap sees the whole batch first, as it arrived (one call, one timestamp), then what
+        its messages caused (drops, replies).
         """
         n = len(batch)
         core = self.core
@@ -479,8 +494,9 @@ class Device:
         stamp: float | None = None
         i = 0
         try:
+            if tap is not None:  # the whole batch at once, as it arrived
+                show_messages(tap, "rx", batch)
             while i < n:
-                start = i
                 # Made only when needed: a segment is often a single callback message.
                 shares: dict[EndpointRecord, list[Delivery]] | None = None
                 free: list[Release] | None = None
@@ -513,12 +529,9 @@ class Device:
                                 break
                             lock.release()  # nothing before it pending: hand it on now
                             try:
-                                if tap is not None:
-                                    tap.message("rx", item[0], item[1], item[2])
                                 hand(rec, item[0], item[2], item[3])
                             finally:
                                 lock.acquire()
-                            start = i
                         else:
                             last = rec
                             if shares is None:
@@ -527,9 +540,7 @@ class Device:
                             else:
                                 share = shares.setdefault(rec, [])
                                 share.append(item)
-                # Outside the lock: batch[start:i] is handed on, in order.
-                if tap is not None and i > start:
-                    show_messages(tap, "rx", batch if i - start == n else batch[start:i])
+                # Outside the lock: what was dispatched is handed on, in order.
                 if free is not None:
                     for rel in free:
                         rel()

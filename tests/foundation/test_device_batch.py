@@ -135,7 +135,10 @@ class World:
         return {
             "log": list(self.log), "sent": list(self.link.sent),
             "released": dict(self.released), "stats": stats,
-            "tap_messages": list(self.tap.messages),
+            # A batch is shown to the tap as it arrived, before what its messages cause
+            # (drops, name-service replies): each direction in order, events as a set.
+            "tap_rx": [m for m in self.tap.messages if m[0] == "rx"],
+            "tap_tx": [m for m in self.tap.messages if m[0] == "tx"],
             "tap_events": collections.Counter(self.tap.events),
             "endpoints": {a: (e.closed, e.dst, e.stats()) for a, e in self.epts.items()},
         }
@@ -367,5 +370,33 @@ def test_a_hold_started_by_a_batch_expires() -> None:
         assert world.dev.stats()["dropped_queue_full"] == 2
         assert ept.recv(timeout=0) == b"0"
         assert ept.stats()["dropped_queue_full"] == 2
+    finally:
+        world.dev.close()
+
+
+def test_send_many_is_shown_to_the_tap_in_bursts_as_it_goes() -> None:
+    world = World(batched_tap=True)
+    seen_when_sending: list[int] = []
+    real_send = world.link.send
+
+    def send(src: int, dst: int, payload: Buffer, timeout: float | None) -> None:
+        if payload == b"fail":
+            raise rpmsg.RemoteDisconnectedError("fake: gone")
+        seen_when_sending.append(len(world.tap.messages))
+        real_send(src, dst, payload, timeout)
+
+    world.link.send = send  # type: ignore[method-assign]
+    try:
+        ept = world.epts[QA]
+        start = len(world.tap.messages)
+        assert ept.send_many([b"%d" % i for i in range(200)]) == 200
+        sent = world.tap.messages[start:]
+        assert sent == [("tx", QA, REMOTE, b"%d" % i) for i in range(200)]
+        # The first 64 were shown once the link asked for the 65th, not after the call.
+        assert seen_when_sending[64] - start == 64
+        start = len(world.tap.messages)
+        with pytest.raises(rpmsg.RemoteDisconnectedError):
+            ept.send_many([b"a", b"b", b"fail", b"c"])
+        assert world.tap.messages[start:] == [("tx", QA, REMOTE, b"a"), ("tx", QA, REMOTE, b"b")]
     finally:
         world.dev.close()

@@ -1,7 +1,13 @@
 """What capturing costs: the same traffic with and without ``capture=``, in one run.
 
 - ``tap``: nanoseconds per :meth:`CaptureTap.message` call (16 and 496 bytes), next to the
-  floor of an empty Python method call, the cost every tap pays at least.
+  floor of an empty Python method call, the cost every tap pays at least, and per message of
+  a 64-message :meth:`CaptureTap.message_batch` (a received burst).
+- ``device``: CPU nanoseconds per message through a Device on one thread, with no thread
+  hand-off to blur them: received bursts of 64 (``deliver_many`` into a queue endpoint read
+  with ``recv_many``), ``send`` and ``send_many`` to a link that takes everything at once;
+  the capture cost is the difference, the flusher's work (and the file's writes) included.
+  This is the figure for a link at full rate, where messages come and go in bursts.
 - ``loop``: pipelined echo between two Devices of one process over ``loop:`` (pure Python,
   so the worst case for the relative overhead: each round trip is four tap calls when both
   Devices capture). Off and on runs alternate, the best of each is kept.
@@ -29,8 +35,12 @@ from typing import Any
 import rpmsg
 from rpmsg.bench.report import context, render
 from rpmsg.capture import open_capture
+from rpmsg.capture.blocks import message_packer
+from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint
 from rpmsg.services import EchoService
+from rpmsg.transport import Delivery, Link, LinkSink
+from rpmsg.wire.layout import Buffer
 
 ECHO = "rpmsg-echo"
 
@@ -61,10 +71,126 @@ def _tap_cost(calls: int) -> dict[str, Any]:
             t1 = time.perf_counter_ns()
             tap.flush()  # type: ignore[attr-defined]
             t2 = time.perf_counter_ns()
-            tap.close()
             out[f"call_{size}_ns"] = round((t1 - t0) / calls, 1)
             out[f"total_{size}_ns"] = round((t2 - t0) / calls, 1)
+            out[f"batch64_{size}_ns"] = round(_batch_cost(tap, size, calls), 1)
+            tap.close()
     return out
+
+
+def _batch_cost(tap: Any, size: int, calls: int) -> float:
+    """Per message of 64-message ``message_batch`` calls (received payloads in a ring)."""
+    ring = memoryview(bytearray(64 * size))
+    batch = [(0x400, 0x401, ring[i * size:(i + 1) * size], None) for i in range(64)]
+    show = tap.message_batch
+    rounds = max(1, calls // 64)
+    t0 = time.perf_counter_ns()
+    for _ in range(rounds):
+        show("rx", batch)
+    return (time.perf_counter_ns() - t0) / (rounds * 64)
+
+
+class _SinkLink(Link):
+    """A link that takes every message at once and drops it (the Device's side alone)."""
+
+    role = "bench"
+
+    def start(self, sink: LinkSink) -> None:
+        self.sink = sink
+
+    def send(self, src: int, dst: int, payload: Buffer, timeout: float | None) -> None:
+        pass
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+def _device_run(size: int, count: int, capture: str | None) -> dict[str, float]:
+    """CPU ns per message of each data path of one Device, on this thread (the capture's
+    flusher thread included)."""
+    link = _SinkLink()
+    tap = open_capture(capture, link_name="bench") if capture else None
+    dev = Device(link, tap=tap)
+    try:
+        dev.link_up()
+        ept = dev.create_endpoint(src=0x400, dst=0x401, queue=128)
+        ring = memoryview(bytearray(64 * size))
+
+        def release() -> None:
+            pass
+
+        burst: list[Delivery] = [(0x401, 0x400, ring[i * size:(i + 1) * size], release)
+                                 for i in range(64)]
+        payload = bytes(size)
+        payloads = [payload] * 64
+        rounds = max(1, count // 64)
+        # This thread writes what is queued every 1024 messages itself, as the flusher
+        # would on a free core: without a pause, on a loaded machine, the flusher may not
+        # get the GIL (or a core) in time and records would be dropped, not measured.
+        flush = getattr(tap, "flush", None) or (lambda: None)
+        out: dict[str, float] = {}
+        for name in ("rx_burst", "send", "send_many"):
+            c0 = time.process_time_ns()
+            for i in range(rounds):
+                if name == "rx_burst":
+                    dev.deliver_many(burst)
+                    ept.recv_many(64, timeout=0)
+                elif name == "send":
+                    for data in payloads:
+                        ept.send(data)
+                else:
+                    ept.send_many(payloads)
+                if i % 16 == 15:
+                    flush()
+            flush()  # the writing belongs to the cost
+            out[name] = (time.process_time_ns() - c0) / (rounds * 64)
+        if tap is not None:
+            out["dropped"] = tap.file.overflowed  # type: ignore[attr-defined]
+        return out
+    finally:
+        dev.close()
+
+
+def _write_floor(size: int, count: int, path: str) -> float:
+    """CPU ns per message of only writing the capture's bytes for ``count`` messages of
+    ``size`` bytes to a file there, in 1 MiB writes: what the kernel charges for the file
+    (page cache; past the dirty limit, writeback), which no capture code avoids."""
+    record = message_packer(size)[1]
+    chunk = bytes(1 << 20)
+    left = record * count
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        c0 = time.process_time_ns()
+        while left > 0:
+            left -= os.write(fd, chunk[:left])
+        return (time.process_time_ns() - c0) / count
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def _device_cost(count: int, repeats: int, tmp: str) -> list[dict[str, Any]]:
+    """Off and on alternating, the least CPU of each kept (CPU time: robust under load);
+    ``write_floor_ns`` (see :func:`_write_floor`) is the part of ``capture_ns`` spent in
+    the kernel writing the file, the rest is Python's."""
+    rows = []
+    for size in (16, 496):
+        off: list[dict[str, float]] = []
+        on: list[dict[str, float]] = []
+        floor: list[float] = []
+        for i in range(repeats):
+            off.append(_device_run(size, count, None))
+            on.append(_device_run(size, count, os.path.join(tmp, f"d{size}-{i}.pcapng")))
+            floor.append(_write_floor(size, count, os.path.join(tmp, "floor")))
+        for path in ("rx_burst", "send", "send_many"):
+            ns_off = min(r[path] for r in off)
+            ns_on = min(r[path] for r in on)
+            rows.append({"path": path, "size": size, "cpu_ns_off": round(ns_off),
+                         "cpu_ns_capture": round(ns_on), "capture_ns": round(ns_on - ns_off),
+                         "write_floor_ns": round(min(floor)),
+                         "cpu_overhead_pct": round((ns_on / ns_off - 1) * 100, 1),
+                         "dropped": int(max(r.get("dropped", 0) for r in on))})
+    return rows
 
 
 def _echo(ept: Endpoint, size: int, count: int, window: int) -> tuple[float, float]:
@@ -153,6 +279,7 @@ def run(quick: bool = False, *, count: int | None = None, repeats: int | None = 
                               "window": window, "repeats": repeats}
     result["tap"] = _tap_cost(tap_calls or (10_000 if quick else 50_000))
     with tempfile.TemporaryDirectory() as tmp:
+        result["device"] = _device_cost(count, repeats, tmp)
         result["loop"] = _compare(lambda s, c: _loop_rate(s, count, window, c), sizes,
                                   repeats, tmp)
         tag = f"bench-cap-{uuid.uuid4().hex[:8]}"

@@ -1,13 +1,15 @@
 """Encoding of pcapng blocks and RPMsg capture records (layouts: :mod:`rpmsg.wire.capture`).
 
-:func:`message_block` is the hot path (called for every message while capturing): one clock
-read is done by the caller, then two ``struct`` packs and one join, no per-byte work.
+:func:`message_packer` (one message: one ``struct`` pack) and :func:`encode_batch` (a burst
+with one timestamp: three appends per message) are the hot paths, run by the taps on the
+data path; no per-byte work beyond copying the payload once.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from rpmsg.wire.capture import (
     BLOCK_HEADER,
@@ -142,6 +144,8 @@ _Packer = tuple[Callable[..., bytes], int, int]
 #: length), so a message costs one ``pack``.
 _PACKERS: dict[int, _Packer] = {}
 _PACKERS_MAX = 4096
+#: Block type and length, then the EPB's fixed fields.
+_EPB_HEAD = struct.Struct("<" + _fmt(BLOCK_HEADER.struct.format) + _fmt(EPB.struct.format))
 
 
 def _packer(n: int) -> _Packer:
@@ -154,6 +158,84 @@ def _packer(n: int) -> _Packer:
         if len(_PACKERS) < _PACKERS_MAX:
             _PACKERS[n] = entry
     return entry
+
+
+def message_packer(n: int) -> _Packer:
+    """For an ``n``-byte payload: (pack, total length, captured length), where
+    ``pack(BT_EPB, total, interface, ts >> 32, ts & 0xFFFFFFFF, captured, captured,
+    MESSAGE_MIDDLE[direction], src, dst, 0, n, flags, payload_bytes,
+    MESSAGE_OPTIONS[direction], total)`` is the whole block (the taps' single-message path)."""
+    return _PACKERS.get(n) or _packer(n)
+
+
+#: By direction ("tx"/"rx" or its code): the bytes between the EPB body and the RPMsg
+#: header, and those after the padded packet data (see :func:`message_packer`).
+MESSAGE_MIDDLE = _MIDDLE
+MESSAGE_OPTIONS = _OPTIONS
+#: :func:`message_packer`'s cache by payload size: look here first, call it if missing.
+MESSAGE_PACKERS = _PACKERS
+
+
+class Blocks(bytearray):
+    """Whole blocks back to back in one buffer (a batch encoded at once): ``nblocks`` of
+    them, each starting with its type and total length (set ``nblocks`` after making it)."""
+
+    __slots__ = ("nblocks",)
+    nblocks: int
+
+
+#: By (direction, src, dst, payload length): (total length, captured length, the bytes
+#: between the EPB's fixed fields and the payload, the bytes after the payload). What
+#: surrounds a payload depends on nothing else but the interface and the timestamp.
+_AROUND: dict[tuple[int | str, int, int, int], tuple[int, int, bytes, bytes]] = {}
+_AROUND_MAX = 4096
+
+
+def _around(direction: int | str, src: int, dst: int, n: int) -> tuple[int, int, bytes, bytes]:
+    entry = _AROUND.get((direction, src, dst, n))
+    if entry is None:
+        pad = -(_CAP0 + n) & 3
+        total = _FIXED + n + pad
+        entry = (total, _CAP0 + n,
+                 _MIDDLE[direction] + RPMSG_HEADER.struct.pack(src, dst, 0, n, 0),
+                 b"\0" * pad + _OPTIONS[direction] + BLOCK_TRAILER.struct.pack(total))
+        if len(_AROUND) < _AROUND_MAX:
+            _AROUND[direction, src, dst, n] = entry
+    return entry
+
+
+def encode_batch(interface: int, ts_ns: int, direction: int | str,
+                 batch: Iterable[tuple[Any, ...]]) -> Blocks:
+    """The EPBs of several messages of one direction with one timestamp, in one buffer.
+
+    Each item starts with ``src, dst, payload`` (any buffer; more fields are ignored; flags
+    0). Around a payload only the EPB's fixed fields depend on the timestamp; the rest
+    depends on (direction, src, dst, length) and is kept from earlier batches, so a message
+    costs three appends (and a ``pack`` when its triple differs from the previous one's). A
+    wrong direction raises KeyError, a value out of range ``struct.error``, a non-buffer
+    TypeError.
+    """
+    out = Blocks()
+    head = _EPB_HEAD.pack
+    known = _AROUND.get
+    hi, lo = ts_ns >> 32, ts_ns & _MASK32
+    last_src = last_dst = last_n = -1
+    before = after = b""
+    count = 0
+    for item in batch:
+        src, dst, payload = item[0], item[1], item[2]
+        n = len(payload)
+        if n != last_n or src != last_src or dst != last_dst:
+            total, cap, middle, after = (known((direction, src, dst, n))
+                                         or _around(direction, src, dst, n))
+            before = head(BT_EPB, total, interface, hi, lo, cap, cap) + middle
+            last_src, last_dst, last_n = src, dst, n
+        out += before
+        out += payload
+        out += after
+        count += 1
+    out.nblocks = count
+    return out
 
 
 def message_block(interface: int, ts_ns: int, direction: int, src: int, dst: int,
@@ -185,13 +267,19 @@ def encode_pending(items: Iterable[bytes | tuple[int, int, int | str, int, int, 
 
 
 __all__ = [
+    "MESSAGE_MIDDLE",
+    "MESSAGE_OPTIONS",
+    "MESSAGE_PACKERS",
+    "Blocks",
     "block",
+    "encode_batch",
     "encode_pending",
     "event_block",
     "frame_block",
     "info_text",
     "interface_description",
     "message_block",
+    "message_packer",
     "options",
     "packet_block",
     "record",

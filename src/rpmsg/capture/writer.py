@@ -1,11 +1,13 @@
 """A pcapng capture file being written: safe creation, buffering, a flusher thread, limits.
 
-Callers (taps, on any thread) hand whole encoded blocks to :meth:`CaptureFile.put`, which only
-appends to a deque: no lock, no system call, never blocks. A daemon thread writes the queued
-blocks at least once a second (sooner when many are queued) with one ``write`` per batch of
-whole blocks, so after a crash the file is a valid capture up to the last flush. A write that
-fails (disk full, file size limit) is cut back to the last whole block, reported once in the
-log, and ends the capture; so does reaching ``max_bytes``. Neither raises into the data path.
+Callers (taps, on any thread) hand whole encoded blocks to :meth:`CaptureFile.put` (one block)
+or :meth:`CaptureFile.put_blocks` (a batch in one buffer), which only append to a deque: no
+lock, no system call, never blocks. A daemon thread writes the queued blocks at least once a
+second (sooner when many are queued) with one ``writev`` per flush (the kernel gathers the
+buffers; nothing is joined or encoded there), so after a crash the file is a valid capture up
+to the last flush. A write that fails (disk full, file size limit) is cut back to the last
+whole block, reported once in the log, and ends the capture; so does reaching ``max_bytes``
+(which may cut a batch, at a block boundary). Neither raises into the data path.
 
 Every Device capturing to the same path in one process shares one file and gets its own
 interface (:meth:`CaptureFile.add_interface`); the file is closed when the last one releases.
@@ -18,13 +20,14 @@ import errno
 import logging
 import os
 import stat
+import struct
 import threading
 import time
 from collections import deque
 from typing import Protocol
 
 from rpmsg import __version__
-from rpmsg.capture.blocks import encode_pending, interface_description, section_header
+from rpmsg.capture.blocks import Blocks, interface_description, section_header
 from rpmsg.errors import AccessDeniedError, InvalidArgumentError, NotAvailableError
 
 log = logging.getLogger("rpmsg.capture")
@@ -35,6 +38,10 @@ FLUSH_INTERVAL = 0.5
 WAKE_AT = 1024
 #: Queued records beyond which new ones are dropped (the disk cannot keep up); counted.
 MAX_QUEUED = 65_536
+#: Queued bytes of batches that wake the flusher, and beyond which batches are dropped
+#: (a batch is one record in the queue but may hold many messages).
+WAKE_BYTES = 1 << 20
+MAX_QUEUED_BYTES = 64 << 20
 
 #: Buffers per writev call (Linux's IOV_MAX).
 _IOV_MAX = 1024
@@ -46,10 +53,9 @@ class Switchable(Protocol):
     def switch_off(self) -> None: ...
 
 
-#: A message waiting to be encoded: (interface, ns timestamp, direction code, src, dst,
-#: flags, payload). Encoding happens on the flusher thread, so the data path only pays for
-#: a clock read and a tuple; on a link that waits for its peer that costs it nothing else.
-PendingMessage = tuple[int, int, str, int, int, int, bytes]
+#: What the queue holds: one whole block, a batch of them, or (after ``capture_max`` cut a
+#: batch) the whole blocks of a batch that still fit.
+Chunk = bytes | Blocks | memoryview
 #: The smallest ``max_bytes`` accepted: room for the headers and some records.
 MIN_MAX_BYTES = 4096
 
@@ -129,7 +135,10 @@ class CaptureFile:
         self.max_bytes = max_bytes
         self.flush_interval = flush_interval
         self._fd = open_private(path)
-        self._queue: deque[bytes | PendingMessage] = deque()
+        self._queue: deque[Chunk] = deque()
+        #: Bytes of batches queued since the last flush (approximate: producers on several
+        #: threads may lose an update; each flush starts it again from 0).
+        self.queued_bytes = 0
         self._wake = threading.Event()
         self._write_lock = threading.Lock()
         self._if_lock = threading.Lock()
@@ -148,7 +157,6 @@ class CaptureFile:
         self.accepting = True
         self.stop_reason = ""
         self._closed = False
-        self._bad_record_logged = False
         self.put(section_header(f"python-rpmsg {__version__}"))
         self.flush()
         self._thread = threading.Thread(target=self._run, name=f"rpmsg-capture {path}",
@@ -157,24 +165,33 @@ class CaptureFile:
 
     # Producers ------------------------------------------------------------------------------
 
-    def put(self, data: bytes | PendingMessage) -> None:
-        """Queue whole blocks or a message (any thread; never blocks, never raises)."""
+    def put(self, data: bytes) -> None:
+        """Queue one whole block (any thread; never blocks, never raises)."""
         q = self._queue
         if len(q) >= WAKE_AT and self.crowded():
             return
         q.append(data)
 
+    def put_blocks(self, blocks: Blocks) -> None:
+        """Queue a batch of whole blocks (any thread; never blocks, never raises)."""
+        queued = self.queued_bytes + len(blocks)
+        if (queued >= WAKE_BYTES or len(self._queue) >= WAKE_AT) and \
+                self.crowded(blocks.nblocks, queued):
+            return
+        self.queued_bytes = queued
+        self._queue.append(blocks)
+
     @property
-    def queue(self) -> deque[bytes | PendingMessage]:
-        """The queue itself, for producers that append without a call (check
+    def queue(self) -> deque[Chunk]:
+        """The queue itself, for producers that append a block without a call (check
         :meth:`crowded` first when it holds :data:`WAKE_AT` records or more)."""
         return self._queue
 
-    def crowded(self) -> bool:
-        """The queue is long: wake the flusher; True if the record must be dropped."""
-        if len(self._queue) >= MAX_QUEUED:
-            self.lost += 1
-            self.overflowed += 1
+    def crowded(self, records: int = 1, queued_bytes: int = 0) -> bool:
+        """The queue is long: wake the flusher; True if the ``records`` must be dropped."""
+        if len(self._queue) >= MAX_QUEUED or queued_bytes >= MAX_QUEUED_BYTES:
+            self.lost += records
+            self.overflowed += records
             return True
         if not self._wake.is_set():
             self._wake.set()
@@ -230,55 +247,47 @@ class CaptureFile:
             if n == 0:
                 return
             pending = [q.popleft() for _ in range(n)]
+            self.queued_bytes = 0
             if not self.accepting or self._fd < 0:
-                self.lost += len(pending)
+                self.lost += _count(pending)
                 return
-            batch = self._encode(pending)
             if self.max_bytes is not None:
-                batch = self._fit(batch)
-                if not batch:
+                pending = self._fit(pending)
+                if not pending:
                     return
             total = 0
             try:
-                for i in range(0, len(batch), _IOV_MAX):  # no join: the kernel gathers
-                    chunk = batch[i:i + _IOV_MAX]
+                for i in range(0, len(pending), _IOV_MAX):  # no join: the kernel gathers
+                    chunk = pending[i:i + _IOV_MAX]
                     want = sum(map(len, chunk))
                     if os.writev(self._fd, chunk) != want:
                         raise OSError(errno.EIO, "short write")
                     total += want
             except OSError as exc:
-                self._write_failed(exc, len(batch))
+                self._write_failed(exc, _count(pending))
                 return
             self.size += total
-            self.written += len(batch)
+            self.written += _count(pending)
 
-    def _encode(self, pending: list[bytes | PendingMessage]) -> list[bytes]:
-        """Blocks for the queued records: messages are encoded here, in one pass."""
-        try:
-            return encode_pending(pending)
-        except Exception:  # a malformed record: keep the others, say it once
-            out: list[bytes] = []
-            for p in pending:
-                try:
-                    out += encode_pending([p])
-                except Exception:
-                    self.lost += 1
-                    if not self._bad_record_logged:
-                        self._bad_record_logged = True
-                        log.exception("capture to %s: a record could not be encoded; "
-                                      "skipped", self.path)
-            return out
-
-    def _fit(self, batch: list[bytes]) -> list[bytes]:
+    def _fit(self, pending: list[Chunk]) -> list[Chunk]:
+        """What still fits under ``max_bytes``, whole blocks only (a batch may be cut)."""
         assert self.max_bytes is not None
         room = self.max_bytes - self.size
-        for i, blk in enumerate(batch):
-            room -= len(blk)
-            if room < 0:
-                self.lost += len(batch) - i
-                self._stop(f"reached capture_max={self.max_bytes} bytes")
-                return batch[:i]
-        return batch
+        for i, chunk in enumerate(pending):
+            if len(chunk) <= room:
+                room -= len(chunk)
+                continue
+            kept = pending[:i]
+            lost = _count(pending[i:])
+            if isinstance(chunk, Blocks):
+                cut, blocks = _whole_blocks(chunk, room)
+                if blocks:
+                    kept.append(memoryview(chunk)[:cut])
+                    lost -= blocks
+            self.lost += lost
+            self._stop(f"reached capture_max={self.max_bytes} bytes")
+            return kept
+        return pending
 
     def _write_failed(self, exc: OSError, blocks: int) -> None:
         try:  # cut back to the last whole block so the file stays valid
@@ -348,6 +357,26 @@ class CaptureFile:
         return self._closed
 
 
+def _count(chunks: list[Chunk]) -> int:
+    """Blocks in queued chunks."""
+    return sum(c.nblocks if isinstance(c, Blocks) else 1 for c in chunks)
+
+
+_BLOCK_LEN = struct.Struct("<4xI")
+
+
+def _whole_blocks(blocks: Blocks, room: int) -> tuple[int, int]:
+    """(bytes, blocks) of the leading whole blocks of ``blocks`` that fit in ``room``."""
+    at = count = 0
+    while at < len(blocks):
+        (size,) = _BLOCK_LEN.unpack_from(blocks, at)
+        if at + size > room:
+            break
+        at += size
+        count += 1
+    return at, count
+
+
 # Files shared by the Devices of one process ------------------------------------------------
 
 _files: dict[str, CaptureFile] = {}
@@ -398,5 +427,5 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 #: Wall clock in nanoseconds: the capture timestamp source.
 now_ns = time.time_ns
 
-__all__ = ["FLUSH_INTERVAL", "MAX_QUEUED", "WAKE_AT", "CaptureFile", "PendingMessage",
-           "expand_path", "flush_all", "open_private", "shared_file"]
+__all__ = ["FLUSH_INTERVAL", "MAX_QUEUED", "MAX_QUEUED_BYTES", "WAKE_AT", "WAKE_BYTES",
+           "CaptureFile", "Chunk", "expand_path", "flush_all", "open_private", "shared_file"]
