@@ -486,6 +486,10 @@ class Device:
         its messages caused (drops, replies).
         """
         n = len(batch)
+        if n == 1:  # the single-message path costs less than a batch's setup
+            src, dst, payload, release = batch[0]
+            self.deliver(src, dst, payload, release)
+            return
         core = self.core
         receive = core.receive
         lock = self.lock
@@ -497,65 +501,74 @@ class Device:
             if tap is not None:  # the whole batch at once, as it arrived
                 show_messages(tap, "rx", batch)
             while i < n:
-                # Made only when needed: a segment is often a single callback message.
+                # The first endpoint's share needs no dict; others (rare) get one.
+                first: EndpointRecord | None = None
+                share: list[Delivery] = []
                 shares: dict[EndpointRecord, list[Delivery]] | None = None
                 free: list[Release] | None = None
                 stop: Delivery | None = None
-                stop_rec: EndpointRecord | None = None
-                events: list[Event] | None = None
-                notes: list[Note] | None = None
-                last: object = _NOBODY
-                share: list[Delivery] = []
-                with lock:
+                lock.acquire()
+                held = True
+                try:
                     while i < n:
                         item = batch[i]
                         i += 1
                         rec = receive(item[0], item[1], item[2])
                         if core.events or core.notes:
-                            events = core.take_events()
-                            notes = core.take_notes()
-                            stop, stop_rec = item, rec
+                            stop = item
                             break
-                        if rec is last:
-                            share.append(item)
-                        elif rec is None:  # consumed without a note (notes capped)
+                        if rec is first:
+                            if rec is not None:
+                                share.append(item)
+                            elif item[3] is not None:  # consumed without a note (capped)
+                                free = free or []
+                                free.append(item[3])
+                        elif rec is None:
                             if item[3] is not None:
-                                if free is None:
-                                    free = []
+                                free = free or []
                                 free.append(item[3])
                         elif rec.owner.receive_many is None:  # a callback: in order
-                            if shares is not None or free is not None:
-                                stop, stop_rec = item, rec
+                            if first is not None or free is not None:
+                                stop = item
                                 break
                             lock.release()  # nothing before it pending: hand it on now
-                            try:
-                                hand(rec, item[0], item[2], item[3])
-                            finally:
-                                lock.acquire()
+                            held = False
+                            hand(rec, item[0], item[2], item[3])
+                            if i == n:
+                                break
+                            lock.acquire()
+                            held = True
+                        elif first is None:
+                            first = rec
+                            share = [item]
                         else:
-                            last = rec
                             if shares is None:
-                                share = [item]
-                                shares = {rec: share}
-                            else:
-                                share = shares.setdefault(rec, [])
-                                share.append(item)
+                                shares = {}
+                            shares.setdefault(rec, []).append(item)
+                    if stop is not None:
+                        events = core.take_events()
+                        notes = core.take_notes()
+                finally:
+                    if held:
+                        lock.release()
                 # Outside the lock: what was dispatched is handed on, in order.
                 if free is not None:
                     for rel in free:
                         rel()
-                if shares is not None:
+                if first is not None:
                     if stamp is None:
                         stamp = _time()
-                    for rec, items in shares.items():
-                        self._put_share(rec, items, stamp)
+                    self._put_share(first, share, stamp)
+                    if shares is not None:
+                        for other, items in shares.items():
+                            self._put_share(other, items, stamp)
                 if stop is not None:
                     if notes:
                         self._note(notes)
                     if events:
                         self._run(events)
-                    if stop_rec is not None:
-                        hand(stop_rec, stop[0], stop[2], stop[3])
+                    if rec is not None:
+                        hand(rec, stop[0], stop[2], stop[3])
                     elif stop[3] is not None:
                         stop[3]()
         except BaseException:

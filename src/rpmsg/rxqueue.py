@@ -167,31 +167,30 @@ class RxQueue:
         """
         if timestamp is None:
             timestamp = _time()
-        done: list[Release]
+        count = len(items)
         full = closed = 0
         started = False
+        dropped: list[Release] = []
         with self.lock:
             ready = self._ready
             room = self.capacity - len(ready) if self._accepting else 0
-            taken = items if room >= len(items) else items[:max(room, 0)]
-            if not taken:
-                done = []
-            elif not self.zero_copy:
-                ready.extend([(src, bytes(payload), timestamp)
-                              for src, _dst, payload, _rel in taken])
-                done = [rel for _src, _dst, _payload, rel in taken if rel is not None]
+            taken = count if room >= count else max(room, 0)
+            part = items if taken == count else items[:taken]
+            append = ready.append
+            if not self.zero_copy:  # plain loops: cheaper than comprehensions here
+                for src, _dst, payload, _rel in part:
+                    append((src, bytes(payload), timestamp))
             else:
-                done = []
                 addr = self.addr
-                for src, _dst, payload, rel in taken:
+                for src, _dst, payload, rel in part:
                     if rel is None:
-                        ready.append((src, bytes(payload), timestamp))
+                        append((src, bytes(payload), timestamp))
                     else:
-                        ready.append((src, RxBuffer(memoryview(payload).toreadonly(), src,
-                                                    addr, rel, timestamp), timestamp))
-            self.received += len(taken)
-            if len(taken) < len(items):
-                for src, _dst, payload, rel in items[len(taken):]:
+                        append((src, RxBuffer(memoryview(payload).toreadonly(), src, addr,
+                                              rel, timestamp), timestamp))
+            self.received += taken
+            if taken < count:
+                for src, _dst, payload, rel in items[taken:]:
                     verdict = self._overflow_locked(src, payload, rel, timestamp)
                     if verdict is _HOLD_STARTED:
                         started = True
@@ -201,10 +200,15 @@ class RxQueue:
                         else:
                             closed += 1
                         if rel is not None:
-                            done.append(rel)
+                            dropped.append(rel)
             if taken and self._wake_needed:
                 self._signal_locked()
-        for rel in done:
+        if taken and not self.zero_copy:  # copied: their buffers go back now
+            for item in part:
+                rel = item[3]
+                if rel is not None:
+                    rel()
+        for rel in dropped:
             rel()
         return full, closed, started
 

@@ -9,6 +9,7 @@ schemes found in :mod:`rpmsg.registry`.
 from __future__ import annotations
 
 import abc
+import functools
 import inspect
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -84,14 +85,16 @@ def deliver_each(sink: LinkSink, batch: Sequence[Delivery]) -> None:
     message; if one raises, its buffer and those of the messages after it are released
     (the ``deliver`` contract) and the error propagates."""
     deliver = sink.deliver
-    for k, (src, dst, payload, release) in enumerate(batch):
-        try:
+    k = 0
+    try:
+        for src, dst, payload, release in batch:
             deliver(src, dst, payload, release)
-        except BaseException:
-            for _src, _dst, _payload, rel in batch[k:]:
-                if rel is not None:
-                    rel()
-            raise
+            k += 1
+    except BaseException:
+        for _src, _dst, _payload, rel in batch[k:]:
+            if rel is not None:
+                rel()
+        raise
 
 
 def batch_delivery(sink: LinkSink) -> Callable[[Sequence[Delivery]], None]:
@@ -101,7 +104,7 @@ def batch_delivery(sink: LinkSink) -> Callable[[Sequence[Delivery]], None]:
     many: Callable[[Sequence[Delivery]], None] | None = getattr(sink, "deliver_many", None)
     if many is not None and callable(many):
         return many
-    return lambda batch: deliver_each(sink, batch)
+    return functools.partial(deliver_each, sink)
 
 
 class TxBuffer:

@@ -14,7 +14,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from rpmsg.errors import (
@@ -116,6 +116,9 @@ class RingEngine:
         #: a batch (recycled and published together by the scanner).
         self._releasers: dict[int, RxRelease] = {}
         self._released: list[RxRelease] = []
+        #: The batch delivery of ``_delivery_for`` (see transport.batch_delivery).
+        self._delivery: Callable[[Sequence[Delivery]], None] | None = None
+        self._delivery_for: LinkSink | None = None
         self.counters: dict[str, int] = {
             "tx_messages": 0, "tx_bytes": 0, "rx_messages": 0, "rx_bytes": 0,
             "notifies": 0, "notifies_suppressed": 0, "kicks": 0, "tx_waits": 0,
@@ -547,7 +550,11 @@ class RingEngine:
         the error propagates (one the sink got is the sink's to release).
         """
         sink = self.sink
-        deliver_many = batch_delivery(sink) if sink is not None else None
+        deliver_many = None
+        if sink is not None:
+            if self._delivery_for is not sink:  # made once per sink, not per scan
+                self._delivery, self._delivery_for = batch_delivery(sink), sink
+            deliver_many = self._delivery
         releasers = self._releasers
         new_releaser = self._new_releaser
         unpack_hdr = HDR.unpack_from
