@@ -400,3 +400,26 @@ def test_send_many_is_shown_to_the_tap_in_bursts_as_it_goes() -> None:
         assert world.tap.messages[start:] == [("tx", QA, REMOTE, b"a"), ("tx", QA, REMOTE, b"b")]
     finally:
         world.dev.close()
+
+
+def test_a_batch_wakes_a_blocked_reader_and_the_descriptor() -> None:
+    import select
+    import threading
+
+    world = World()
+    try:
+        ept = world.dev.create_endpoint(src=0x70, dst=REMOTE)
+        got: list[list[bytes]] = []
+        reader = threading.Thread(target=lambda: got.append(ept.recv_many(8, timeout=60)))
+        reader.start()
+        wait_until(lambda: ept._rx._sleepers == 1, timeout=30)  # asleep in recv
+        world.dev.deliver_many([(REMOTE, 0x70, b"a", None), (REMOTE, 0x70, b"b", None)])
+        reader.join(30)
+        assert not reader.is_alive()
+        assert got == [[b"a", b"b"]]  # one wake-up for the burst, both queued by then
+        fd = ept.fileno()
+        assert select.select([fd], [], [], 0)[0] == []
+        world.dev.deliver_many([(REMOTE, 0x70, b"c", None), (REMOTE, 0x70, b"d", None)])
+        assert select.select([fd], [], [], 30)[0] == [fd]
+    finally:
+        world.dev.close()
