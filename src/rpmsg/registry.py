@@ -191,6 +191,10 @@ def prepare(url: str, options: Mapping[str, Any] | None = None, *, side: str = "
     ``frames``; env ``RPMSG_CAPTURE_LEVEL``) and ``capture_max`` (bytes).
     """
     env = os.environ if environ is None else environ
+    if options and "timeout" in options and options["timeout"] is None:
+        # ``rpmsg.open(url, timeout=None)`` waits without limit, as every other timeout=None
+        # of the API does (other options given as None are simply not given).
+        options = {**options, "timeout": "none"}
     parsed = TransportURL.parse(url, options, side=side)
     policy_opt = parsed.take("policy")
     policy = None if policy_opt is None else get_policy(policy_opt)
@@ -209,6 +213,18 @@ def open_link(url: str, options: Mapping[str, Any] | None = None, *,
     The generic options are checked but a capture is not opened: that is the Device's job.
     """
     return prepare(url, options, side=side).open_link()
+
+
+def require_other_process(url: str, command: str) -> None:
+    """Refuse a URL whose peer can only live in this process (``loop:``) for ``command``,
+    which needs a peer in another process: an InvalidURLError saying what to use instead,
+    at once, rather than a wait for a peer that can never come."""
+    transport = get_transport(TransportURL.parse(url).scheme)
+    if transport.in_process:
+        raise InvalidURLError(
+            f"{url}: both ends of a {transport.scheme}: link live in one process, so "
+            f"{command} can have no peer there; use a URL another process can reach "
+            f"(e.g. shm:NAME with `rpmsg remote shm:NAME`, uart:..., linux:...)")
 
 
 def _capture_options(url: TransportURL, env: Mapping[str, str]) -> CaptureOptions | None:
@@ -241,4 +257,5 @@ __all__ = [
     "open_link",
     "prepare",
     "register_transport",
+    "require_other_process",
 ]

@@ -24,6 +24,12 @@ from rpmsg.endpoint import Endpoint
 from rpmsg.errors import AddressInUseError, InvalidArgumentError
 from rpmsg.wire.rpmsg import ADDR_ANY, NS_ADDR
 
+#: Longest single sleep between two messages: a pause of any length (a capture's timestamps
+#: are the file's word, perhaps centuries apart) is waited in slices the OS accepts.
+SLEEP_SLICE = 3600.0
+#: A pause longer than this is announced through ``say`` before it starts.
+NOTICE_AFTER = 1.0
+
 
 @dataclass(frozen=True)
 class ReplayItem:
@@ -150,18 +156,22 @@ class Replayer:
                     ept = self.device.create_endpoint(src=ADDR_ANY, callback=self._reply)
                 self._by_src[src] = ept
 
-    def run(self) -> ReplayResult:
-        """Send every message with the original timing scaled by ``speed``."""
+    def run(self, say: Callable[[str], None] = lambda s: None) -> ReplayResult:
+        """Send every message with the original timing scaled by ``speed``; a pause longer
+        than :data:`NOTICE_AFTER` is announced through ``say`` first."""
         items = self.plan.items
         start = self._clock()
         t0 = items[0].message.timestamp_ns if items else 0
-        for item in items:
+        for n, item in enumerate(items, 1):
             m = item.message
             if self.speed is not None:
                 due = start + (m.timestamp_ns - t0) / 1e9 / self.speed
                 delay = due - self._clock()
+                if delay > NOTICE_AFTER:
+                    say(f"waiting {delay:.1f} s before message {n} of {len(items)} (the "
+                        f"captured spacing; --speed max sends without waiting)")
                 if delay > 0:
-                    self._sleep(delay)
+                    self._wait_until(due)
             if item.service is not None:
                 ept = self._by_service[item.service]
                 dst = ept.dst if item.to_peer else m.dst
@@ -172,6 +182,13 @@ class Replayer:
             self.result.bytes += len(m.payload)
         self.result.seconds = self._clock() - start
         return self.result
+
+    def _wait_until(self, due: float) -> None:
+        while True:
+            left = due - self._clock()
+            if left <= 0:
+                return
+            self._sleep(min(left, SLEEP_SLICE))
 
     def close(self) -> None:
         for ept in [*self._by_service.values(), *self._by_src.values()]:

@@ -18,9 +18,11 @@ from collections.abc import Callable
 from typing import IO, Any
 
 import rpmsg
+from rpmsg.cli.args import count, open_output, seconds
 from rpmsg.cli.terminal import Terminal, waiting
 from rpmsg.device import Device
 from rpmsg.errors import RpmsgError
+from rpmsg.registry import require_other_process
 from rpmsg.services.nuttx import (
     Console,
     FsServer,
@@ -33,6 +35,8 @@ from rpmsg.services.nuttx import (
 )
 
 WAIT_FOREVER = None
+#: Seconds the open may wait for the peer (shm:, vhost-user:) where no --timeout says.
+OPEN_TIMEOUT = 30.0
 
 
 def register(sub: Any) -> None:
@@ -53,7 +57,11 @@ def _common(p: argparse.ArgumentParser, rtc: bool = True) -> None:
 
 
 def _open(args: argparse.Namespace) -> Device:
-    return rpmsg.open(args.url, policy=args.policy)
+    """The device, refusing loop: (the chip must be another process) and waiting for the
+    peer as long as ``--timeout`` says where the command has one."""
+    require_other_process(args.url, f"`rpmsg {args.command}`")
+    timeout = getattr(args, "timeout", OPEN_TIMEOUT)
+    return rpmsg.open(args.url, policy=args.policy, timeout=timeout)
 
 
 def _rtc(device: Device, args: argparse.Namespace) -> RtcServer | None:
@@ -87,8 +95,9 @@ def _register_console(sub: Any) -> None:
     p.add_argument("--name", help="tty service name (default: first rpmsg-tty* announced)")
     p.add_argument("--pty", action="store_true",
                    help="expose the console as a local pseudo-terminal (prints its path)")
-    p.add_argument("--timeout", type=float, default=WAIT_FOREVER,
-                   help="seconds to wait for the chip's console (default: forever)")
+    p.add_argument("--timeout", type=seconds, default=WAIT_FOREVER, metavar="S",
+                   help="seconds to wait for the chip and its console, the open included "
+                   "(default: forever)")
     p.set_defaults(func=run_console)
 
 
@@ -184,7 +193,7 @@ def _register_syslog(sub: Any) -> None:
     _common(p)
     p.add_argument("--output", "-o", metavar="FILE", help="append lines to FILE")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--count", type=int, help="exit after this many lines")
+    p.add_argument("--count", type=count, metavar="N", help="exit after this many lines")
     p.set_defaults(func=run_syslog)
 
 
@@ -196,8 +205,7 @@ def format_line(line: SyslogLine, as_json: bool) -> str:
 
 
 def run_syslog(args: argparse.Namespace) -> int:
-    out: IO[str] = (open(args.output, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-                    if args.output else sys.stdout)
+    out: IO[str] = open_output(args.output, "log") if args.output else sys.stdout
     done = threading.Event()
     seen = 0
 
@@ -279,8 +287,9 @@ def _register_rtc(sub: Any) -> None:
         description="Bind the chip's rpmsg-rtc service and print its time (GET), the host's "
         "and the difference.")
     _common(p, rtc=False)
-    p.add_argument("--timeout", type=float, default=10.0,
-                   help="seconds to wait for the service and the answer (default 10)")
+    p.add_argument("--timeout", type=seconds, default=10.0, metavar="S",
+                   help="seconds to wait for the chip, its service and the answer (default "
+                   "10)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_rtc)
 
@@ -318,18 +327,17 @@ def _register_nuttx(sub: Any) -> None:
     p.add_argument("--read-only", action="store_true", help="serve --fs read-only")
     p.add_argument("--log", metavar="FILE", help="append the chip's log to FILE")
     p.add_argument("--name", help="tty service name (default: first rpmsg-tty* announced)")
-    p.add_argument("--timeout", type=float, default=WAIT_FOREVER,
-                   help="seconds to wait for the chip's console (default: forever)")
+    p.add_argument("--timeout", type=seconds, default=WAIT_FOREVER, metavar="S",
+                   help="seconds to wait for the chip and its console, the open included "
+                   "(default: forever)")
     p.set_defaults(func=run_nuttx)
 
 
 def run_nuttx(args: argparse.Namespace) -> int:
     if args.fs is not None and not os.path.isdir(args.fs):
         raise SystemExit(f"rpmsg nuttx: {args.fs}: not a directory")
-    log_file = (open(args.log, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-                if args.log else None)
+    log_file = open_output(args.log, "chip's log") if args.log else None
     terminal: list[Terminal] = []
-    early: list[SyslogLine] = []
     lock = threading.Lock()
 
     def on_log(line: SyslogLine) -> None:
@@ -338,17 +346,14 @@ def run_nuttx(args: argparse.Namespace) -> int:
             log_file.write(text + "\n")
             return
         with lock:
-            if not terminal:
-                early.append(line)
+            if not terminal:  # no console yet (perhaps never): straight to stderr, so a
+                print(text, file=sys.stderr, flush=True)  # chattering chip costs no memory
                 return
         terminal[0].note(text)
 
     def attach(term: Terminal) -> None:
         with lock:
             terminal.append(term)
-            lines, early[:] = list(early), []
-        for line in lines:
-            term.note(format_line(line, False))
 
     try:
         with _open(args) as device:

@@ -11,6 +11,8 @@ from typing import Any
 import rpmsg
 from rpmsg.capture import read_capture
 from rpmsg.capture.replay import Replayer, plan_replay
+from rpmsg.cli.args import finite_seconds, seconds
+from rpmsg.registry import require_other_process
 
 
 def _speed(text: str) -> float | None:
@@ -46,27 +48,30 @@ def register(sub: Any) -> None:
                    help="which end of URL to be (default host)")
     p.add_argument("--policy", choices=["linux", "openamp", "nuttx"],
                    help="peer behaviour preset (default: the transport's)")
-    p.add_argument("--timeout", type=float, default=10.0,
-                   help="seconds to wait for each binding and each send (default 10)")
-    p.add_argument("--linger", type=float, default=1.0,
+    p.add_argument("--timeout", type=seconds, default=10.0, metavar="S",
+                   help="seconds to wait for the peer (the open), each binding and each "
+                   "send (default 10)")
+    p.add_argument("--linger", type=finite_seconds, default=1.0, metavar="S",
                    help="seconds to keep receiving replies after the last send (default 1)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    require_other_process(args.url, "`rpmsg replay`")
     plan = plan_replay(read_capture(args.file), args.dir, args.link)
 
     def say(text: str) -> None:
-        print(f"rpmsg replay: {text}", file=sys.stderr)
+        print(f"rpmsg replay: {text}", file=sys.stderr, flush=True)
 
-    with rpmsg.open(args.url, policy=args.policy, side=args.side) as device:
+    with rpmsg.open(args.url, policy=args.policy, side=args.side,
+                    timeout=args.timeout) as device:
         replayer = Replayer(device, plan, speed=args.speed, timeout=args.timeout)
         try:
             replayer.bind(say)
             say(f"sending {len(plan.messages)} message(s) captured on {plan.interface.name}")
-            result = replayer.run()
-            time.sleep(max(args.linger, 0.0))
+            result = replayer.run(say)
+            time.sleep(args.linger)
         finally:
             replayer.close()
     if args.json:

@@ -15,9 +15,16 @@ import threading
 from typing import Any
 
 import rpmsg
+from rpmsg.cli.args import seconds
 from rpmsg.cli.terminal import Terminal, waiting
 from rpmsg.endpoint import Endpoint
-from rpmsg.errors import EndpointClosedError, RemoteDisconnectedError, RpmsgError
+from rpmsg.errors import (
+    EndpointClosedError,
+    MessageTooLargeError,
+    RemoteDisconnectedError,
+    RpmsgError,
+)
+from rpmsg.registry import require_other_process
 
 
 def register(sub: Any) -> None:
@@ -28,22 +35,33 @@ def register(sub: Any) -> None:
     p.add_argument("url", help="transport URL, e.g. shm:demo or linux:/dev/rpmsg0")
     p.add_argument("name", help="endpoint/service name; '-' for the endpoint a "
                    "linux:/dev/rpmsgN URL is")
-    p.add_argument("--timeout", type=float, default=30.0,
-                   help="seconds to wait for the binding (default 30)")
+    p.add_argument("--timeout", type=seconds, default=30.0, metavar="S",
+                   help="seconds to wait for the peer and the binding, the open included, "
+                   "and for each send (default 30)")
     p.add_argument("--policy", choices=["linux", "openamp", "nuttx"],
                    help="peer behaviour preset (default: the transport's)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    with rpmsg.open(args.url, policy=args.policy) as device:
+    require_other_process(args.url, "`rpmsg term`")
+    with rpmsg.open(args.url, policy=args.policy, timeout=args.timeout) as device:
         ept = device.create_endpoint() if args.name == "-" else device.create_endpoint(
             args.name)
         try:
             with waiting(f"{args.name!r} to be bound on {args.url} (the remote must serve "
                          "or announce it)"):
                 ept.wait_bound(args.timeout)
-            term = Terminal(lambda line: ept.send(line, timeout=args.timeout), mode="line")
+            holder: list[Terminal] = []
+
+            def send(line: bytes) -> None:
+                try:
+                    ept.send(line, timeout=args.timeout)
+                except MessageTooLargeError as exc:  # say so and keep the session
+                    holder[0].note(f"rpmsg term: line not sent: {exc}")
+
+            term = Terminal(send, mode="line")
+            holder.append(term)
             reader = threading.Thread(target=_receive, args=(ept, term), daemon=True,
                                       name="term-rx")
             reader.start()

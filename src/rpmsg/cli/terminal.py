@@ -5,7 +5,7 @@ Two modes, like ``miniterm``:
 * ``raw`` (console): the local terminal is put in raw mode and every byte typed goes to the
   peer as is; the peer's output is written as is (a NuttX shell echoes and sends ``\\r\\n``).
 * ``line`` (term): the terminal stays cooked; each line typed goes out as one message and
-  each message received is printed on its own line.
+  each message received is printed on its own line, control characters escaped.
 
 Ctrl-] leaves (also Ctrl-D at the start of a line in line mode, and end of input). When
 stdin is not a terminal, input is forwarded until it ends, then output is shown until the
@@ -31,6 +31,12 @@ LINGER = 1.0
 LINGER_MAX = 10.0
 
 Mode = Literal["raw", "line"]
+
+#: What a message shows as an escape in line mode (``\x1b``): C0 controls but tab and
+#: newline, DEL and the C1 controls. A peer's message is data, not commands for the user's
+#: terminal (a title, a cleared screen, a clipboard write, a reply typed into the shell).
+_SHOWN_ESCAPED = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))
+                  if c not in (0x09, 0x0A)}
 
 
 @contextlib.contextmanager
@@ -75,8 +81,10 @@ class Terminal:
             self.stdout.flush()
 
     def message(self, data: bytes) -> None:
-        """One received message, printed as a line (line mode)."""
-        text = data.decode("utf-8", "backslashreplace")
+        """One received message, printed as a line (line mode); control characters are
+        shown as escapes (``\\x1b``), never sent to the terminal; CR LF ends a line."""
+        text = data.decode("utf-8", "backslashreplace").replace("\r\n", "\n")
+        text = text.translate(_SHOWN_ESCAPED)
         self.write((text if text.endswith("\n") else text + "\n").encode())
 
     def note(self, text: str) -> None:

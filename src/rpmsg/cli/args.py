@@ -1,0 +1,52 @@
+"""Argument types and checks shared by the commands: seconds, counts, output files.
+
+Each is the :mod:`rpmsg.checks` rule turned into an ``argparse`` type, so a wrong value is a
+usage error (exit 2) before anything is opened, never a wait or a traceback later.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import IO
+
+from rpmsg import checks
+from rpmsg.errors import InvalidArgumentError, RpmsgError
+
+
+def seconds(text: str) -> float | None:
+    """Seconds: a number >= 0, or ``inf``/``none`` for no limit (None)."""
+    if text.strip().lower() in ("none", "inf", "infinity"):
+        return None
+    try:
+        return checks.timeout(float(text))
+    except (ValueError, RpmsgError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds: {exc}") \
+            from None
+
+
+def finite_seconds(text: str) -> float:
+    """Seconds: a finite number >= 0 (a pause that must end)."""
+    value = seconds(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds")
+    return value
+
+
+def count(text: str) -> int:
+    """A whole number >= 1 (``--count``)."""
+    try:
+        return checks.count(int(text), "count")
+    except (ValueError, RpmsgError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count >= 1: {exc}") from None
+
+
+def open_output(path: str, what: str) -> IO[str]:
+    """``path`` opened for appending text, line-buffered; a one-line error if it cannot be."""
+    try:
+        return open(path, "a", encoding="utf-8", buffering=1)
+    except OSError as exc:
+        raise InvalidArgumentError(f"cannot write the {what} to {path!r}: "
+                                   f"{exc.strerror or exc}") from None
+
+
+__all__ = ["count", "finite_seconds", "open_output", "seconds"]

@@ -1,0 +1,196 @@
+"""The service and capture commands tried as a new user and as an adversary would.
+
+Each test is a defect that was seen: ``--timeout nan``/``-1`` and ``--count -1`` accepted
+(then a wait or a traceback); an unwritable ``--output``/``--log`` ending in a traceback;
+``--timeout`` not governing the open (30 s of waiting for ``rtc --timeout 1``); ``loop:``
+URLs waited on though no other process can be their peer; ``rpmsg term`` writing a peer's
+escape sequences to the user's terminal and ending the session on a line longer than the
+MTU; ``rpmsg nuttx`` keeping every log line of a chip without console in memory, unshown;
+``rpmsg replay`` dying with ``OverflowError`` on a capture whose timestamps lie.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+import rpmsg
+from rpmsg.capture import open_capture, read_capture
+from rpmsg.capture.reader import CapturedMessage
+from rpmsg.capture.replay import SLEEP_SLICE, Replayer, plan_replay
+from rpmsg.cli.main import main
+from rpmsg.cli.terminal import Terminal
+from rpmsg.services import EchoService
+from rpmsg.wire.rpmsg import NS_ADDR, NsFlags, NsMessage
+
+CLI = [sys.executable, "-m", "rpmsg.cli.main"]
+
+
+def cli(*args: str, timeout: float = 120, stdin: str | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout,
+                          input=stdin, check=False)
+
+
+@pytest.mark.parametrize("argv", [
+    ["console", "uart:/dev/null", "--timeout", "nan"],
+    ["console", "uart:/dev/null", "--timeout", "-1"],
+    ["nuttx", "uart:/dev/null", "--timeout", "x"],
+    ["rtc", "uart:/dev/null", "--timeout", "-0.5"],
+    ["term", "uart:/dev/null", "svc", "--timeout", "nan"],
+    ["syslog", "uart:/dev/null", "--count", "0"],
+    ["syslog", "uart:/dev/null", "--count", "-3"],
+    ["replay", "x.pcapng", "uart:/dev/null", "--timeout", "nan"],
+    ["replay", "x.pcapng", "uart:/dev/null", "--linger", "inf"],
+    ["replay", "x.pcapng", "uart:/dev/null", "--linger", "-1"],
+])
+def test_wrong_numbers_are_usage_errors(argv: list[str],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "error: argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["syslog", "uart:/dev/null", "--output", "/nonexistent-dir/log.txt"],
+    ["syslog", "uart:/dev/null", "--output", "/"],
+    ["nuttx", "uart:/dev/null", "--log", "/nonexistent-dir/log.txt"],
+])
+def test_an_unwritable_output_file_is_one_line(argv: list[str],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rpmsg: error: cannot write the ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["console", "loop:x"], ["nuttx", "loop:x"], ["syslog", "loop:x"],
+    ["fs-serve", "loop:x", "/tmp"], ["rtc", "loop:x"], ["term", "loop:x", "svc"],
+    ["replay", "/nonexistent.pcapng", "loop:x"],
+])
+def test_loop_urls_are_refused_at_once(argv: list[str],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # Without the check console and nuttx would wait for a peer for ever.
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "live in one process" in err and err.count("\n") == 1
+
+
+def test_the_open_is_governed_by_timeout() -> None:
+    name = f"shm:nobody-{uuid.uuid4().hex[:8]}"
+    for argv in (["rtc", name, "--timeout", "1"], ["term", name, "svc", "--timeout", "1"],
+                 ["console", name, "--timeout", "1"]):
+        out = cli(*argv, stdin="")
+        assert out.returncode == 1, out.stderr
+        # The open's own error, with the command's 1 s (not the default 30 s).
+        assert "within 1.0 s" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
+
+
+def test_open_timeout_none_waits_without_limit() -> None:
+    prepared = rpmsg.prepare("shm:whatever", {"timeout": None})
+    assert prepared.timeout is None
+    assert rpmsg.prepare("shm:whatever").timeout == 30.0
+
+
+def test_term_shows_control_characters_as_escapes() -> None:
+    out = io.BytesIO()
+    term = Terminal(lambda data: None, mode="line", stdout=out)
+    term.message(b"hi\x1b]0;pwned\x07\x1b[2J\r\n")
+    term.message("\u009b31m\tok\rx".encode())
+    text = out.getvalue()
+    assert text == b"hi\\x1b]0;pwned\\x07\\x1b[2J\n\\x9b31m\tok\\x0dx\n"
+    assert b"\x1b" not in text and b"\x07" not in text and b"\r" not in text
+
+
+@pytest.mark.timeout(120)
+def test_term_keeps_the_session_after_a_line_too_long() -> None:
+    name = f"cli-edges-{uuid.uuid4().hex[:8]}"
+    remote = subprocess.Popen([*CLI, "remote", f"shm:{name}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert remote.stdout is not None
+        remote.stdout.readline()  # serving
+        out = cli("term", f"shm:{name}", "rpmsg-echo", "--timeout", "60",
+                  stdin="A" * 600 + "\n" + "after\x1b[2J\n")
+        assert out.returncode == 0, out.stderr
+        assert "line not sent" in out.stderr and "496" in out.stderr
+        assert out.stdout.splitlines() == ["after\\x1b[2J"]
+    finally:
+        remote.send_signal(2)
+        remote.wait(30)
+
+
+_CHIP_WITHOUT_CONSOLE = textwrap.dedent("""
+    import sys, threading
+    import rpmsg
+    from rpmsg.services.nuttx.sim import SimSyslogClient, Violations
+    with rpmsg.open(sys.argv[1], policy="nuttx") as dev:
+        log = SimSyslogClient(dev, Violations())
+        print("ready", dev.link.describe()["pty"], flush=True)
+        log.ept.wait_bound(60)
+        for i in range(3):
+            log.log(b"chip line %d\\n" % i)
+        sys.stdin.read()
+        log.close()
+""")
+
+
+@pytest.mark.timeout(180)
+def test_nuttx_shows_the_log_of_a_chip_whose_console_never_comes() -> None:
+    chip = subprocess.Popen([sys.executable, "-c", _CHIP_WITHOUT_CONSOLE,
+                             "uart:pty?baudrate=4000000"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert chip.stdout is not None
+        line = chip.stdout.readline().split()
+        assert line[:1] == ["ready"], line
+        out = cli("nuttx", f"uart:{line[1]}?baudrate=4000000", "--no-rtc", "--timeout", "8",
+                  stdin="")
+        assert out.returncode == 1  # no rpmsg-tty* within 8 s
+        assert "rpmsg-tty" in out.stderr
+        for i in range(3):
+            assert f"chip line {i}" in out.stderr, out.stderr  # shown as it came
+    finally:
+        assert chip.stdin is not None
+        chip.stdin.close()
+        chip.wait(30)
+
+
+def test_replay_waits_out_any_gap_in_slices_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "lying.pcapng"
+    tap = open_capture(str(path), link_name="loop:lying")
+    tap.message("rx", 0x400, NS_ADDR, NsMessage("rpmsg-echo", 0x400, NsFlags.CREATE).encode())
+    tap.close()
+    base = read_capture(str(path))[0]
+    gaps = (0.0, 3 * 86400.0, 2**63 / 1e9)  # three days, then a timestamp near u64's end
+    msgs = [CapturedMessage(base.timestamp_ns + int(t * 1e9), base.interface, "tx", 0x401,
+                            0x400, bytes([i])) for i, t in enumerate(gaps)]
+    plan = plan_replay([base, *msgs], "tx")
+    now = [0.0]
+    slices: list[float] = []
+
+    def sleep(seconds: float) -> None:  # a fake clock: a million seconds pass per second
+        slices.append(seconds)
+        now[0] += seconds * 1e6
+
+    said: list[str] = []
+    name = f"edges-{uuid.uuid4().hex[:8]}"
+    with rpmsg.open(f"loop:{name}", side="remote") as remote, \
+            rpmsg.open(f"loop:{name}") as host:
+        EchoService(remote, "rpmsg-echo")
+        replayer = Replayer(host, plan, speed=1.0, clock=lambda: now[0], sleep=sleep)
+        replayer.bind()
+        result = replayer.run(said.append)
+        replayer.close()
+    assert result.sent == 3
+    # time.sleep overflows past ~292 years: no single sleep is longer than a slice.
+    assert slices and max(slices) <= SLEEP_SLICE
+    assert sum("waiting" in s and "--speed max" in s for s in said) == 2
