@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rpmsg.core.policy import Policy, get_policy
-from rpmsg.errors import InvalidURLError, NotAvailableError, RpmsgTimeoutError
+from rpmsg.errors import (
+    ArgumentTypeError,
+    InvalidURLError,
+    NotAvailableError,
+    RpmsgTimeoutError,
+)
 from rpmsg.transport import Deadline, Link
 from rpmsg.url import TransportURL
 
@@ -240,7 +245,22 @@ def _capture_options(url: TransportURL, env: Mapping[str, str]) -> CaptureOption
     max_bytes = url.get_int("capture_max", 0, minimum=0) or None  # 0: no cap
     if path is None:
         return None
-    return CaptureOptions(str(path), level, max_bytes)
+    return CaptureOptions(_capture_path(path), level, max_bytes)
+
+
+def _capture_path(path: object) -> str:
+    """A capture path: a str or path-like the OS can take (no NUL, encodable)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ArgumentTypeError(f"capture must be a file path, not {type(path).__name__}")
+    text = os.fsdecode(os.fspath(path))
+    if "\0" in text:
+        raise InvalidURLError(f"capture path {text!r} contains a NUL character")
+    try:
+        os.fsencode(text)
+    except UnicodeError:
+        raise InvalidURLError(f"capture path {text!r} holds characters no encoding "
+                              "can write (a lone surrogate)") from None
+    return text
 
 
 __all__ = [

@@ -51,6 +51,11 @@ class TransportURL:
         if not isinstance(text, str):
             raise ArgumentTypeError(
                 f"a transport URL is a str, not {type(text).__name__}")
+        try:
+            text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # no file, device or socket can be named by it
+            raise InvalidURLError(f"transport {text!r} holds characters no encoding "
+                                  "can write (a lone surrogate)") from None
         scheme, sep, rest = text.partition(":")
         if not sep or not scheme or not scheme.replace("-", "").replace("_", "").isalnum():
             raise InvalidURLError(

@@ -4,15 +4,20 @@ Each test is one defect that was seen: a name no UTF-8 encoder takes raised an u
 ``UnicodeEncodeError``; ``send_many`` of a non-iterable an untyped ``TypeError``; and sends
 whose timeout ran out while they waited their turn (asyncio sends queued behind others, the
 rest of a ``send_many`` batch, a NuttX-policy send that waited for its binding) raised
-``NoBufferError`` (the error of ``timeout=0``) instead of ``RpmsgTimeoutError``.
+``NoBufferError`` (the error of ``timeout=0``) instead of ``RpmsgTimeoutError``;
+``rpmsg.open`` with ``policy=123`` raised ``AttributeError``, ``capture=123`` created a file
+named ``123``, and a capture path or URL with a NUL or a lone surrogate raised untyped
+``ValueError``/``UnicodeEncodeError``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hostile_helpers import wait_until
@@ -130,3 +135,31 @@ def test_a_send_whose_binding_took_the_whole_timeout_is_a_timeout() -> None:
         with pytest.raises(RpmsgTimeoutError) as info:
             late.send(b"x", timeout=0.2)
         assert isinstance(info.value, RpmsgError)
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"policy": 123}, ArgumentTypeError),
+    ({"capture": 123}, ArgumentTypeError),
+    ({"capture": "/tmp/cap\0ture.pcapng"}, InvalidArgumentError),
+    ({"capture": "/tmp/cap\ud800.pcapng"}, InvalidArgumentError),
+])
+def test_open_refuses_wrong_options_with_typed_errors(kwargs: dict[str, object],
+                                                      error: type[Exception]) -> None:
+    threads = threading.active_count()
+    with pytest.raises(error):
+        rpmsg.open(f"loop:{uuid.uuid4().hex}", **kwargs)  # type: ignore[arg-type]
+    assert threading.active_count() == threads
+
+
+@pytest.mark.parametrize("url", ["loop:x\ud800", "shm:x\udbff?timeout=1", "uart:/dev/\ud800"])
+def test_urls_no_encoding_can_write_are_invalid(url: str) -> None:
+    with pytest.raises(rpmsg.InvalidURLError, match="surrogate"):
+        rpmsg.open(url)
+
+
+def test_capture_takes_a_path_object(tmp_path: Path) -> None:
+    path = tmp_path / "cap.pcapng"
+    name = f"loop:{uuid.uuid4().hex}"
+    with rpmsg.open(name, capture=path):
+        pass
+    assert path.stat().st_size > 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from rpmsg.errors import InvalidURLError
+from rpmsg.errors import ArgumentTypeError, InvalidURLError
 from rpmsg.wire.rpmsg import ADDR_ANY, RESERVED_ADDRESSES
 
 Announce = Literal["dst-any", "explicit-src", "never"]
@@ -72,6 +72,8 @@ def get_policy(name: str | Policy) -> Policy:
     """Look a preset up by name (``linux``, ``openamp``, ``nuttx``); policies pass through."""
     if isinstance(name, Policy):
         return name
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"policy must be a name or a Policy, not {type(name).__name__}")
     try:
         return PRESETS[name.lower()]
     except KeyError:
