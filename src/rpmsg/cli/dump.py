@@ -24,6 +24,7 @@ from rpmsg.capture.describe import (
     describe_frame,
     describe_message,
 )
+from rpmsg.cli.terminal import printable
 from rpmsg.errors import InvalidArgumentError
 
 
@@ -145,10 +146,10 @@ def run(args: argparse.Namespace) -> int:
             line = dumper.line(rec)
             if line is not None and not args.json and rec.interface not in announced:
                 announced.add(rec.interface)  # the link's URL once, then its number
-                print(f"# link #{rec.interface.id}: {rec.interface.name}")
-            if line is not None:
-                print(line, flush=args.follow)
+                print(printable(f"# link #{rec.interface.id}: {rec.interface.name}"))
+            if line is not None:  # every text in a capture is the file's word: escaped
+                print(line if args.json else printable(line), flush=args.follow)
         if reader.malformed:
-            print(f"rpmsg dump: {reader.malformed} malformed record(s) skipped; first: "
-                  f"{reader.first_malformed}", file=sys.stderr)
+            print(printable(f"rpmsg dump: {reader.malformed} malformed record(s) skipped; "
+                            f"first: {reader.first_malformed}"), file=sys.stderr)
     return 0

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import rpmsg
 from rpmsg.cli.args import count, open_output, seconds
-from rpmsg.cli.terminal import Terminal, waiting
+from rpmsg.cli.terminal import Terminal, printable, waiting
 from rpmsg.device import Device
 from rpmsg.errors import RpmsgError
 from rpmsg.registry import require_other_process
@@ -160,8 +160,8 @@ def _serve_pty(device: Device, name: str) -> int:
             pass
 
     console = Console(device, name, on_output=output)
-    print(f"rpmsg console: {name} is on {path} (e.g. picocom {path}); Ctrl-C to stop",
-          flush=True)
+    print(printable(f"rpmsg console: {name} is on {path} (e.g. picocom {path}); Ctrl-C to "
+                    "stop"), flush=True)  # the name is the chip's word
 
     def pump() -> None:
         while True:

@@ -23,6 +23,7 @@ from rpmsg.capture.sniffer import (
     SniffedFrame,
     SniffEvent,
 )
+from rpmsg.cli.terminal import printable
 from rpmsg.port.uart.framer import get_protocol
 from rpmsg.port.uart.stream import Stream, open_serial
 from rpmsg.tap import Direction, Tap
@@ -94,7 +95,7 @@ class SniffOutput:
             if self.tap is not None:
                 self.tap.event("drop", f"{d} framing: {ev.reason} ({ev.size} bytes)")
         if not self.quiet:
-            print(f"{clock(time.time_ns())} {port} {text}")
+            print(printable(f"{clock(time.time_ns())} {port} {text}"))  # the line's word
 
 
 def _reader(stream: Stream, port: str, sniffer: LineSniffer, out: SniffOutput,

@@ -32,11 +32,20 @@ LINGER_MAX = 10.0
 
 Mode = Literal["raw", "line"]
 
-#: What a message shows as an escape in line mode (``\x1b``): C0 controls but tab and
-#: newline, DEL and the C1 controls. A peer's message is data, not commands for the user's
-#: terminal (a title, a cleared screen, a clipboard write, a reply typed into the shell).
-_SHOWN_ESCAPED = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))
-                  if c not in (0x09, 0x0A)}
+#: Text from a peer or a file shown as escapes (``\x1b``): C0 controls but tab, DEL and
+#: the C1 controls, which are commands to the user's terminal (a title, a cleared screen, a
+#: clipboard write, a reply typed into the shell), and lone surrogates, which stand for
+#: bytes that were not UTF-8 (``\udcff`` is the byte 0xff) and no strict stdout can write.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09}
+_ESCAPES.update({c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)})
+_ESCAPES.update({c: f"\\u{c:04x}" for c in range(0xD800, 0xE000) if c not in _ESCAPES})
+_ESCAPES_BUT_NEWLINE = {c: e for c, e in _ESCAPES.items() if c != 0x0A}
+
+
+def printable(text: str, *, newlines: bool = False) -> str:
+    """``text`` safe to print: control characters and lone surrogates as escapes
+    (newlines kept with ``newlines``). For anything a peer or a file chose."""
+    return text.translate(_ESCAPES_BUT_NEWLINE if newlines else _ESCAPES)
 
 
 @contextlib.contextmanager
@@ -83,8 +92,8 @@ class Terminal:
     def message(self, data: bytes) -> None:
         """One received message, printed as a line (line mode); control characters are
         shown as escapes (``\\x1b``), never sent to the terminal; CR LF ends a line."""
-        text = data.decode("utf-8", "backslashreplace").replace("\r\n", "\n")
-        text = text.translate(_SHOWN_ESCAPED)
+        text = printable(data.decode("utf-8", "backslashreplace").replace("\r\n", "\n"),
+                         newlines=True)
         self.write((text if text.endswith("\n") else text + "\n").encode())
 
     def note(self, text: str) -> None:
@@ -167,4 +176,4 @@ class Terminal:
             time.sleep(min(LINGER - quiet, 0.1) + 0.01)
 
 
-__all__ = ["EXIT_CHAR", "LINGER", "Terminal", "waiting"]
+__all__ = ["EXIT_CHAR", "LINGER", "Terminal", "printable", "waiting"]
