@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from rpmsg.boundary import Taken
+from rpmsg.errors import EndpointClosedError
 from rpmsg.transport import Delivery, Release
 from rpmsg.wire.layout import Buffer
 
@@ -432,8 +433,12 @@ class RxQueue:
                 pass
 
     def fileno(self) -> int:
-        """A descriptor readable while messages are pending or :attr:`alert` is set."""
+        """A descriptor readable while messages are pending or :attr:`alert` is set.
+
+        EndpointClosedError once closed (a descriptor made then would never be closed)."""
         with self.lock:
+            if self.closed:
+                raise EndpointClosedError("the receive queue is closed")
             if self._fds is None:
                 self._fds = _make_fds()
                 if self._ready or self.alert:

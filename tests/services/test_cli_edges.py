@@ -5,13 +5,15 @@ Each test is a defect that was seen: ``--timeout nan``/``-1`` and ``--count -1``
 ``--timeout`` not governing the open (30 s of waiting for ``rtc --timeout 1``); ``loop:``
 URLs waited on though no other process can be their peer; ``rpmsg term`` writing a peer's
 escape sequences to the user's terminal and ending the session on a line longer than the
-MTU; ``rpmsg nuttx`` keeping every log line of a chip without console in memory, unshown;
+MTU; ``Console.write`` skipping input when a chip claimed to take more than offered;
+``rpmsg nuttx`` keeping every log line of a chip without console in memory, unshown;
 ``rpmsg replay`` dying with ``OverflowError`` on a capture whose timestamps lie.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import textwrap
@@ -26,7 +28,10 @@ from rpmsg.capture.reader import CapturedMessage
 from rpmsg.capture.replay import SLEEP_SLICE, Replayer, plan_replay
 from rpmsg.cli.main import main
 from rpmsg.cli.terminal import Terminal
+from rpmsg.rxqueue import RxQueue
 from rpmsg.services import EchoService
+from rpmsg.services.nuttx import Console
+from rpmsg.wire.nuttx_tty import TtyWrite, TtyWriteResponse, decode_tty
 from rpmsg.wire.rpmsg import NS_ADDR, NsFlags, NsMessage
 
 CLI = [sys.executable, "-m", "rpmsg.cli.main"]
@@ -194,3 +199,34 @@ def test_replay_waits_out_any_gap_in_slices_and_says_so(tmp_path: Path) -> None:
     # time.sleep overflows past ~292 years: no single sleep is longer than a slice.
     assert slices and max(slices) <= SLEEP_SLICE
     assert sum("waiting" in s and "--speed max" in s for s in said) == 2
+
+
+def test_console_never_skips_input_when_a_chip_claims_more_than_offered() -> None:
+    """A chip answering a WRITE with more bytes taken than were offered made Console.write
+    skip that many bytes of the input: the following chunks were never sent."""
+    name = f"loop:{uuid.uuid4().hex}"
+    got = bytearray()
+    with rpmsg.open(name, policy="nuttx") as host, rpmsg.open(name, policy="nuttx") as chip:
+        def boastful(ept: rpmsg.Endpoint, data: bytes, src: int) -> None:
+            msg = decode_tty(data)
+            if isinstance(msg, TtyWrite):
+                got.extend(msg.data)
+                ept.send(TtyWriteResponse(100_000, msg.cookie, 100_000).encode(), timeout=10)
+
+        chip.create_endpoint("rpmsg-ttyboast", callback=boastful)
+        console = Console(host, "rpmsg-ttyboast")
+        console.wait_bound(timeout=20)
+        text = bytes(range(256)) * 8  # 2048 bytes: five WRITEs at this MTU
+        console.write(text, timeout=20)
+        console.close()
+    assert bytes(got) == text
+    assert console.stats["tx_bytes"] == len(text)
+
+
+def test_fileno_of_a_closed_queue_makes_no_descriptor() -> None:
+    queue = RxQueue(0x400)
+    queue.close()
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(rpmsg.EndpointClosedError):
+        queue.fileno()
+    assert len(os.listdir("/proc/self/fd")) == before

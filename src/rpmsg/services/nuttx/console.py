@@ -258,7 +258,8 @@ class Console:
             while view:
                 room = self.endpoint.mtu - WRITE_OVERHEAD
                 chunk = bytes(view[:room])
-                taken = self._write_chunk(chunk, deadline)
+                # Never more than offered, whatever count the chip echoed.
+                taken = min(self._write_chunk(chunk, deadline), len(chunk))
                 self.stats["tx_bytes"] += taken
                 view = view[taken:]
                 if taken < len(chunk):
