@@ -260,11 +260,13 @@ class CaptureFile:
                 for i in range(0, len(pending), _IOV_MAX):  # no join: the kernel gathers
                     chunk = pending[i:i + _IOV_MAX]
                     want = sum(map(len, chunk))
-                    if os.writev(self._fd, chunk) != want:
-                        raise OSError(errno.EIO, "short write")
-                    total += want
+                    done = os.writev(self._fd, chunk)
+                    total += done
+                    if done != want:  # the disk or the file size limit is full
+                        raise OSError(errno.ENOSPC, "short write (disk or file size limit "
+                                      "full)")
             except OSError as exc:
-                self._write_failed(exc, _count(pending))
+                self._write_failed(exc, pending, total)
                 return
             self.size += total
             self.written += _count(pending)
@@ -289,13 +291,36 @@ class CaptureFile:
             return kept
         return pending
 
-    def _write_failed(self, exc: OSError, blocks: int) -> None:
-        try:  # cut back to the last whole block so the file stays valid
-            os.ftruncate(self._fd, self.size)
-            os.lseek(self._fd, self.size, os.SEEK_SET)
-        except OSError:
-            pass
-        self.lost += blocks
+    def _write_failed(self, exc: OSError, pending: list[Chunk], written: int) -> None:
+        """Keep the whole blocks among the ``written`` bytes of ``pending`` (a full disk
+        takes what fits: the records just before the failure are the interesting ones),
+        cut the rest so the file stays valid, and stop."""
+        kept = blocks = 0
+        left = written
+        for chunk in pending:
+            if len(chunk) <= left:
+                left -= len(chunk)
+                kept += len(chunk)
+                blocks += _count([chunk])
+                continue
+            if isinstance(chunk, (Blocks, memoryview)):
+                cut, whole = _whole_blocks(chunk, left)
+                kept += cut
+                blocks += whole
+            break
+        try:
+            os.ftruncate(self._fd, self.size + kept)
+            os.lseek(self._fd, self.size + kept, os.SEEK_SET)
+            self.size += kept
+            self.written += blocks
+        except OSError:  # could not cut: at least the last flush's end is valid
+            try:
+                os.ftruncate(self._fd, self.size)
+                os.lseek(self._fd, self.size, os.SEEK_SET)
+            except OSError:
+                pass
+            blocks = 0
+        self.lost += max(0, _count(pending) - blocks)
         self._stop(f"write failed: {exc.strerror or exc}")
 
     def _stop(self, reason: str) -> None:
@@ -365,7 +390,7 @@ def _count(chunks: list[Chunk]) -> int:
 _BLOCK_LEN = struct.Struct("<4xI")
 
 
-def _whole_blocks(blocks: Blocks, room: int) -> tuple[int, int]:
+def _whole_blocks(blocks: Blocks | memoryview, room: int) -> tuple[int, int]:
     """(bytes, blocks) of the leading whole blocks of ``blocks`` that fit in ``room``."""
     at = count = 0
     while at < len(blocks):
