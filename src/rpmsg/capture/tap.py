@@ -13,18 +13,16 @@ import threading
 from time import time_ns
 
 from rpmsg.capture.blocks import (
-    MESSAGE_MIDDLE,
-    MESSAGE_OPTIONS,
-    MESSAGE_PACKERS,
+    MessageParts,
     encode_batch,
     event_block,
     frame_block,
-    message_packer,
+    message_parts,
 )
 from rpmsg.capture.writer import WAKE_AT, CaptureFile, expand_path, shared_file
 from rpmsg.errors import ArgumentTypeError, InvalidArgumentError
 from rpmsg.tap import Direction, EventKind, FrameInfo, FrameKind, MessageBatch, Tap
-from rpmsg.wire.capture import BT_EPB, DIR_RX, DIR_TX, EVENT_CODES, FRAME_CODES
+from rpmsg.wire.capture import DIR_RX, DIR_TX, EVENT_CODES, FRAME_CODES
 from rpmsg.wire.layout import Buffer
 
 log = logging.getLogger("rpmsg.capture")
@@ -52,7 +50,7 @@ class CaptureTap:
     """Writes what one Device reports to its interface of a :class:`CaptureFile`.
 
     Thread-safe and non-blocking: each record is encoded by the caller into its final bytes
-    (one ``struct`` pack for a message; a received burst, :meth:`message_batch`, in one
+    (one ``struct`` pack of 11 values for a message; a received burst, :meth:`message_batch`, in one
     buffer with one clock read and three appends per message) and queued; the file's
     flusher thread only writes. Encoding here costs the caller about what queueing a tuple
     for the flusher did and saves the flusher's pass (the two share the GIL, so the
@@ -75,6 +73,8 @@ class CaptureTap:
         self._bad_logged = False
         self._released = False
         self._close_lock = threading.Lock()
+        #: By (direction, payload length): what a single message's block is packed from.
+        self._parts: dict[tuple[str, int], MessageParts] = {}
         self._put = file.put
         self._put_blocks = file.put_blocks
         self._queue = file.queue
@@ -109,17 +109,25 @@ class CaptureTap:
             if len(q) >= WAKE_AT and self._crowded():
                 return
             n = len(payload)
-            pack, total, cap = _PACKERS.get(n) or message_packer(n)
+            parts = self._parts.get((direction, n))
+            if parts is None:
+                parts = self._new_parts(direction, n)
+            pack, head, middle, tail = parts
             ts = time_ns()
-            q.append(pack(BT_EPB, total, self.interface, ts >> 32, ts & 0xFFFFFFFF, cap, cap,
-                          _MIDDLE[direction], src, dst, 0, n, flags,
+            q.append(pack(head, ts >> 32, ts & 0xFFFFFFFF, middle, src, dst, 0, n, flags,
                           payload if type(payload) is bytes else
                           payload.tobytes() if type(payload) is memoryview else
-                          bytes(memoryview(payload)), _OPTIONS[direction], total))
+                          bytes(memoryview(payload)), tail))
         except _BAD_RECORD:
             self._bad_record()
         except Exception:
             self._fail("recording a message")
+
+    def _new_parts(self, direction: Direction, n: int) -> MessageParts:
+        parts = message_parts(self.interface, direction, n)
+        if len(self._parts) < _PARTS_MAX:
+            self._parts[direction, n] = parts
+        return parts
 
     def message_batch(self, direction: Direction, batch: MessageBatch) -> None:
         """Messages of one direction at once (a received burst): one clock read, one
@@ -180,8 +188,8 @@ class CaptureTap:
                 f"if={self.interface} {self.level}>")
 
 
-_PACKERS = MESSAGE_PACKERS
-_MIDDLE, _OPTIONS = MESSAGE_MIDDLE, MESSAGE_OPTIONS
+#: Entries of a tap's single-message cache (one per direction and payload length seen).
+_PARTS_MAX = 2048
 
 
 def _ignore(*args: object, **kwargs: object) -> None:
