@@ -230,3 +230,30 @@ def test_fileno_of_a_closed_queue_makes_no_descriptor() -> None:
     with pytest.raises(rpmsg.EndpointClosedError):
         queue.fileno()
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+class _GoneReader(io.RawIOBase):
+    """A stdout whose reader left (``rpmsg term ... | head -1``)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_terminal_stops_when_its_output_goes_away() -> None:
+    """The receiving thread of rpmsg term died with a BrokenPipeError traceback when the
+    reader of its output left, and the command went on until its input ended."""
+    r, w = os.pipe()
+    try:
+        with open(r, "rb", closefd=False) as stdin:
+            term = Terminal(lambda data: None, mode="line", stdin=stdin,
+                            stdout=_GoneReader(), stderr=io.StringIO())  # type: ignore[arg-type]
+            term.message(b"first")  # on a receiving thread: must not raise
+            term.message(b"second")
+            assert term.output_closed
+            assert term.run() == 141  # returns at once, input still open
+    finally:
+        os.close(r)
+        os.close(w)

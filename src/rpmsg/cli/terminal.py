@@ -79,15 +79,26 @@ class Terminal:
         self._last_output = time.monotonic()
         self._stop_r, self._stop_w = os.pipe()
         self._stopped = False
+        #: True once the output could not be written (a pipe whose reader left): the
+        #: terminal stops and :meth:`run` returns 141, as the CLI does for a broken pipe.
+        self.output_closed = False
 
     # Output (any thread) -----------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Peer output, as is."""
+        """Peer output, as is. Called on receiving threads: an output that went away (the
+        reader of a pipe left) stops the terminal instead of killing the thread."""
         with self._out_lock:
+            if self.output_closed:
+                return
             self._last_output = time.monotonic()
-            self.stdout.write(data)
-            self.stdout.flush()
+            try:
+                self.stdout.write(data)
+                self.stdout.flush()
+                return
+            except (BrokenPipeError, ValueError):  # ValueError: stdout closed meanwhile
+                self.output_closed = True
+        self.stop()
 
     def message(self, data: bytes) -> None:
         """One received message, printed as a line (line mode); control characters are
@@ -114,7 +125,12 @@ class Terminal:
     # Input loop --------------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Forward input until Ctrl-], end of input or :meth:`stop`; returns 0."""
+        """Forward input until Ctrl-], end of input or :meth:`stop`; returns 0 (141 when
+        the output went away)."""
+        code = self._run()
+        return 141 if self.output_closed else code
+
+    def _run(self) -> int:
         fd = self.stdin.fileno()
         interactive = os.isatty(fd)
         saved = None
