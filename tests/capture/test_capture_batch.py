@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import rpmsg
 from rpmsg.capture import CapturedMessage, open_capture, read_capture
-from rpmsg.capture.blocks import encode_batch, message_block
+from rpmsg.capture.blocks import encode_batch, message_block, message_parts
 from rpmsg.capture.writer import MIN_MAX_BYTES
 from rpmsg.transports.loop import pair
 from rpmsg.wire.capture import DIR_RX, DIR_TX
@@ -35,6 +35,20 @@ def test_batch_encoding_is_the_messages_one_by_one(
     assert blocks.nblocks == len(batch)
     assert bytes(blocks) == b"".join(message_block(iface, ts, code, src, dst, p)
                                      for src, dst, p in batch)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1), st.sampled_from(["tx", "rx"]),
+       st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.binary(max_size=600),
+       st.integers(0, 0xFFFF))
+def test_single_message_parts_give_the_same_block(
+        iface: int, ts: int, direction: str, src: int, dst: int, payload: bytes,
+        flags: int) -> None:
+    pack, head, middle, tail = message_parts(iface, direction, len(payload))
+    block = pack(head, ts >> 32, ts & 0xFFFFFFFF, middle, src, dst, 0, len(payload), flags,
+                 payload, tail)
+    code = {"tx": DIR_TX, "rx": DIR_RX}[direction]
+    assert block == message_block(iface, ts, code, src, dst, payload, flags)
 
 
 def test_message_batch_records_read_back_with_one_timestamp(tmp_path: Path) -> None:
