@@ -90,6 +90,7 @@ def test_capture_max_cuts_a_burst_at_a_whole_block(tmp_path: Path,
     path = tmp_path / "max.pcapng"
     tap = open_capture(str(path), link_name="loop:max", max_bytes=MIN_MAX_BYTES * 2)
     caplog.set_level(logging.WARNING, logger="rpmsg.capture")
+    file = tap.file  # type: ignore[attr-defined]
     for burst in range(20):
         tap.message_batch("rx", [(0x401, 0x400, (burst * 64 + i).to_bytes(4, "little") * 4,  # type: ignore[attr-defined]
                                   None) for i in range(64)])
@@ -101,6 +102,8 @@ def test_capture_max_cuts_a_burst_at_a_whole_block(tmp_path: Path,
     assert 64 < len(recs) < 20 * 64  # a burst was cut, not dropped whole
     assert [r.payload[:4] for r in recs] == [i.to_bytes(4, "little") for i in range(len(recs))]
     assert len([r for r in caplog.records if "capture_max" in r.getMessage()]) == 1
+    assert file.written == len(recs) + 2  # counted exactly: the section and interface too
+    assert file.lost == 20 * 64 - len(recs)
 
 
 def test_a_full_queue_drops_bursts_and_counts_their_messages(

@@ -284,7 +284,9 @@ class CaptureFile:
             if isinstance(chunk, Blocks):
                 cut, blocks = _whole_blocks(chunk, room)
                 if blocks:
-                    kept.append(memoryview(chunk)[:cut])
+                    part = Blocks(memoryview(chunk)[:cut])  # copied once, at the limit
+                    part.nblocks = blocks  # so the written/lost counters stay exact
+                    kept.append(part)
                     lost -= blocks
             self.lost += lost
             self._stop(f"reached capture_max={self.max_bytes} bytes")
