@@ -470,7 +470,13 @@ class Device:
             if release is not None:
                 release()
             return
-        self._hand(rec, src, payload, release)
+        # _hand, inlined: the single-message hot path (a call costs ~60 ns here).
+        taken = rec.owner.receive(src, payload, release)
+        if taken is _COPIED:
+            if release is not None:
+                release()
+        elif taken is not _KEPT:
+            self._taken(rec, taken, release)
 
     def deliver_many(self, batch: Sequence[Delivery]) -> None:
         """Several received messages in order (:class:`~rpmsg.transport.BatchSink`).
@@ -606,12 +612,16 @@ class Device:
             if release is not None:
                 release()
         elif taken is not _KEPT:
-            if taken is _HOLD_STARTED:
-                self._worker.call_at(time.monotonic(), self._expiry(rec))
-            else:
-                if release is not None:
-                    release()
-                self._count_drop(rec, 1, taken is _DROPPED_FULL)
+            self._taken(rec, taken, release)
+
+    def _taken(self, rec: EndpointRecord, taken: Taken, release: Release | None) -> None:
+        """A message the endpoint held (start the hold timer) or dropped (release, count)."""
+        if taken is _HOLD_STARTED:
+            self._worker.call_at(time.monotonic(), self._expiry(rec))
+        else:
+            if release is not None:
+                release()
+            self._count_drop(rec, 1, taken is _DROPPED_FULL)
 
     def broken(self, error: Exception) -> None:
         log.error("%s: transport broken: %s", self.name, error)
