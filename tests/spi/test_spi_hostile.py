@@ -401,16 +401,18 @@ def test_frame_tap_sees_every_exchange_with_its_crc_verdict(
     mlink = open_spi_link(SimBus(bus, "master", 256, hz=0), crc=crc16_arc)
     mlink.tap = tap  # type: ignore[assignment]
     slink = open_spi_link(OneBadCrc(bus, "slave", 256, hz=0), crc=crc16_arc)
-    with Device(mlink) as m, Device(slink) as s:
-        cli, srv = bound(m, s)
-        cli.send(b"payload", timeout=10)
-        assert srv.recv(timeout=10) == b"payload"
-        srv.send(b"back", timeout=10)
-        assert cli.recv(timeout=10) == b"back"
-        wait_until(lambda: any(i["crc"] == "bad" for _, i in tap.of("rx", "spi")))
+    with Device(mlink) as m:
+        with Device(slink) as s:
+            cli, srv = bound(m, s)
+            cli.send(b"payload", timeout=10)
+            assert srv.recv(timeout=10) == b"payload"
+            srv.send(b"back", timeout=10)
+            assert cli.recv(timeout=10) == b"back"
+            wait_until(lambda: any(i["crc"] == "bad" for _, i in tap.of("rx", "spi")))
+        # The slave closed first: its SHUTDOWN reaches the master at the master's next clock.
+        wait_until(lambda: "SHUTDOWN" in {i["cmd"] for _, i in tap.of("rx", "spi")})
     tx, rx = tap.of("tx", "spi"), tap.of("rx", "spi")
     assert {i["cmd"] for _, i in tx} >= {"CONNECT", "AVAIL", "DATA"}
-    assert "SHUTDOWN" in {i["cmd"] for _, i in rx}  # the slave closed first
     assert all(i["crc"] == "ok" for _, i in tx)
     (data, info), = [(d, i) for d, i in tx if d.endswith(b"payload")]
     assert info["cmd"] == "DATA" and PORT_HEADER.unpack(data)[3] == len(data)

@@ -209,18 +209,22 @@ class SpiBackend:
             if not self._armed:  # cancelled by close meanwhile
                 return
             txbuf, self._armed_buf = self._armed_buf, None
-            self._armed = False
-            self._cv.notify_all()
         if txbuf is not None:
             port.txq.return_buffer(txbuf)
         self._set_request(False)
         if port.tap is not None:
             self._tap_exchange("rx", rx)
+        # Still "armed" until the completion is done: the protocol remembers the one frame
+        # it sealed last, so nobody may seal the next one before this exchange completes
+        # (the slave loop re-arming in between made a SHUTDOWN look sent with a DATA's
+        # completion, and the master never saw it).
         self._complete(rx)
         with self._cv:
+            self._armed = False
             again = self._kick and not self._closing
             if again:
                 self._kick = False
+            self._cv.notify_all()
         if again:
             self._arm()
 
