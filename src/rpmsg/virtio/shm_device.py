@@ -83,21 +83,24 @@ class ShmDeviceLink(ShmLink):
         # (no limit: 30 s; a driver must not hold the device forever).
         timeout = opening.timeout if opening.timeout is not None else 30.0
         file = ShmFile.create(config.path, perm=config.perm, allow_foreign=config.allow_foreign)
-        server = None
         try:
             file.lock(config.url)
             leftover = not file.created and _is_rpmsg_table(file, config)
             file.ensure_size(config.layout.size)
-            if config.kick != "poll":
-                server = KickServer(config.socket, perm=config.perm)
-            link = cls(config, file=file, server=server, timeout=timeout,
+            # The link writes the table; only then may a driver connect (a C/OpenAMP driver
+            # reads the table as soon as its connect succeeds).
+            link = cls(config, file=file, timeout=timeout,
                        channel=KickChannel() if config.kick == "poll" else None)
-            link._owns_file = file.created or leftover
         except BaseException:
-            if server is not None:
-                server.close()
             file.close(unlink=file.created)
             raise
+        link._owns_file = file.created or leftover
+        if config.kick != "poll":
+            try:
+                link._server = KickServer(config.socket, perm=config.perm)
+            except BaseException:
+                link.close(0)  # releases the file (and unlinks what it created)
+                raise
         return link
 
     def describe(self) -> dict[str, Any]:
