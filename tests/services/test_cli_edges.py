@@ -7,12 +7,15 @@ URLs waited on though no other process can be their peer; ``rpmsg term`` writing
 escape sequences to the user's terminal and ending the session on a line longer than the
 MTU; ``Console.write`` skipping input when a chip claimed to take more than offered;
 ``rpmsg nuttx`` keeping every log line of a chip without console in memory, unshown;
-``rpmsg replay`` dying with ``OverflowError`` on a capture whose timestamps lie.
+``rpmsg replay`` dying with ``OverflowError`` on a capture whose timestamps lie, and
+``rpmsg rtc`` on a chip clock outside the calendar; ``rpmsg term | head`` killing its
+receiving thread with a ``BrokenPipeError`` traceback.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -27,10 +30,12 @@ from rpmsg.capture import open_capture, read_capture
 from rpmsg.capture.reader import CapturedMessage
 from rpmsg.capture.replay import SLEEP_SLICE, Replayer, plan_replay
 from rpmsg.cli.main import main
+from rpmsg.cli.nuttx import rtc_report
 from rpmsg.cli.terminal import Terminal
 from rpmsg.rxqueue import RxQueue
 from rpmsg.services import EchoService
-from rpmsg.services.nuttx import Console
+from rpmsg.services.nuttx import Console, RtcClient
+from rpmsg.wire.nuttx_rtc import RTC_NAME, RtcCommand, RtcTime, decode_rtc
 from rpmsg.wire.nuttx_tty import TtyWrite, TtyWriteResponse, decode_tty
 from rpmsg.wire.rpmsg import NS_ADDR, NsFlags, NsMessage
 
@@ -257,3 +262,24 @@ def test_terminal_stops_when_its_output_goes_away() -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+@pytest.mark.parametrize("sec", [2**62, -2**63, 2**63 - 1])
+def test_rtc_report_of_a_chip_clock_outside_the_calendar(sec: int) -> None:
+    """A chip answering GET with garbage in its 64-bit seconds made rpmsg rtc end with an
+    OverflowError/ValueError traceback while formatting the date."""
+    name = f"loop:{uuid.uuid4().hex}"
+    with rpmsg.open(name, policy="nuttx") as host, rpmsg.open(name, policy="nuttx") as chip:
+        def serve(ept: rpmsg.Endpoint, data: bytes, src: int) -> None:
+            msg = decode_rtc(data)
+            ept.send_to(src, RtcTime(RtcCommand.GET, sec, 0, cookie=msg.cookie,
+                                     result=0).encode(), timeout=10)
+
+        chip.create_endpoint(RTC_NAME, callback=serve)
+        client = RtcClient(host, timeout=20)
+        answer = client.get(timeout=20)
+        client.close()
+    assert answer.time_ns == sec * 1_000_000_000
+    text = rtc_report(answer, False)
+    assert text.startswith(f"chip: {sec} s since 1970 (outside the calendar's range)\nhost: ")
+    assert json.loads(rtc_report(answer, True))["chip_ns"] == answer.time_ns

@@ -24,6 +24,7 @@ from rpmsg.device import Device
 from rpmsg.errors import RpmsgError
 from rpmsg.registry import require_other_process
 from rpmsg.services.nuttx import (
+    ChipTime,
     Console,
     FsServer,
     NuttxHost,
@@ -302,15 +303,26 @@ def run_rtc(args: argparse.Namespace) -> int:
             t = client.get(args.timeout)
         finally:
             client.close()
-    chip = datetime.datetime.fromtimestamp(t.time_ns / 1e9, datetime.timezone.utc)
-    host = datetime.datetime.fromtimestamp(t.host_ns / 1e9, datetime.timezone.utc)
-    if args.json:
-        print(json.dumps({"chip_ns": t.time_ns, "host_ns": t.host_ns,
-                          "offset_s": t.offset, "chip": chip.isoformat()}))
-    else:
-        print(f"chip: {chip.isoformat()}\nhost: {host.isoformat()}\n"
-              f"offset: {t.offset:+.6f} s (chip - host)")
+    print(rtc_report(t, args.json))
     return 0
+
+
+def _utc(ns: int) -> str:
+    """ISO 8601 UTC of ``ns`` since the epoch, or what it is when no calendar date is (a
+    chip's clock is a 64-bit count of seconds: garbage in it must not end the command)."""
+    try:
+        return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return f"{ns // 1_000_000_000} s since 1970 (outside the calendar's range)"
+
+
+def rtc_report(t: ChipTime, as_json: bool) -> str:
+    """What ``rpmsg rtc`` prints for a chip's answer."""
+    if as_json:
+        return json.dumps({"chip_ns": t.time_ns, "host_ns": t.host_ns,
+                           "offset_s": t.offset, "chip": _utc(t.time_ns)})
+    return (f"chip: {_utc(t.time_ns)}\nhost: {_utc(t.host_ns)}\n"
+            f"offset: {t.offset:+.6f} s (chip - host)")
 
 
 # nuttx -----------------------------------------------------------------------------------------
@@ -369,4 +381,4 @@ def run_nuttx(args: argparse.Namespace) -> int:
             log_file.close()
 
 
-__all__ = ["format_line", "register"]
+__all__ = ["format_line", "register", "rtc_report"]
