@@ -236,22 +236,34 @@ class Device:
         self._run(events)
         return ept
 
-    def on_service(self, name: str | None, handler: ServiceCallback) -> None:
+    def on_service(self, name: str | None, handler: ServiceCallback) -> Callable[[], None]:
         """Call ``handler(device, name, addr)`` when the remote announces a service.
 
         ``name`` None matches every service. Services already announced are offered at once.
         The handler typically calls :meth:`create_endpoint` with the same name, which binds
         the new endpoint to the announced address (the OpenAMP ``ns_bind_cb`` pattern).
+        Returns a function that removes the handler again (idempotent), for handlers that
+        live shorter than the Device.
         """
         if name is not None:
             checks.name(name)
         if not callable(handler):
             raise ArgumentTypeError(f"handler must be callable, not {type(handler).__name__}")
+        entry = (name, handler)
         with self.lock:
-            self._service_handlers.append((name, handler))
+            self._service_handlers.append(entry)
             pending = [s for s in self.core.services if name is None or s[0] == name]
         for sname, addr in pending:
             call_user(handler, self, sname, addr)
+
+        def remove() -> None:
+            with self.lock:
+                for i, known in enumerate(self._service_handlers):
+                    if known is entry:
+                        del self._service_handlers[i]
+                        return
+
+        return remove
 
     def wait_service(self, name: str, timeout: float | None = None) -> int:
         """Wait until the remote announced ``name``; return its address."""

@@ -9,7 +9,8 @@ MTU; ``Console.write`` skipping input when a chip claimed to take more than offe
 ``rpmsg nuttx`` keeping every log line of a chip without console in memory, unshown;
 ``rpmsg replay`` dying with ``OverflowError`` on a capture whose timestamps lie, and
 ``rpmsg rtc`` on a chip clock outside the calendar; ``rpmsg term | head`` killing its
-receiving thread with a ``BrokenPipeError`` traceback.
+receiving thread with a ``BrokenPipeError`` traceback; services leaving their service
+handlers on the Device after close.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from rpmsg.cli.nuttx import rtc_report
 from rpmsg.cli.terminal import Terminal
 from rpmsg.rxqueue import RxQueue
 from rpmsg.services import EchoService
-from rpmsg.services.nuttx import Console, RtcClient
+from rpmsg.services.nuttx import Console, FsServer, RtcClient, SyslogServer, find_tty
 from rpmsg.wire.nuttx_rtc import RTC_NAME, RtcCommand, RtcTime, decode_rtc
 from rpmsg.wire.nuttx_tty import TtyWrite, TtyWriteResponse, decode_tty
 from rpmsg.wire.rpmsg import NS_ADDR, NsFlags, NsMessage
@@ -283,3 +284,28 @@ def test_rtc_report_of_a_chip_clock_outside_the_calendar(sec: int) -> None:
     text = rtc_report(answer, False)
     assert text.startswith(f"chip: {sec} s since 1970 (outside the calendar's range)\nhost: ")
     assert json.loads(rtc_report(answer, True))["chip_ns"] == answer.time_ns
+
+
+def test_services_leave_no_service_handler_behind(tmp_path: Path) -> None:
+    """Every SyslogServer, FsServer and console lookup added a handler to the Device that
+    stayed after close (called on each later announcement, for the Device's lifetime)."""
+    name = f"loop:{uuid.uuid4().hex}"
+    with rpmsg.open(name, policy="nuttx") as host, rpmsg.open(name, policy="nuttx") as chip:
+        chip.create_endpoint("rpmsg-ttyx", announce=True)
+        assert find_tty(host, timeout=20) == "rpmsg-ttyx"
+        before = len(host._service_handlers)
+        for _ in range(20):
+            SyslogServer(host).close()
+            FsServer(host, tmp_path).close()
+            assert find_tty(host, timeout=20) == "rpmsg-ttyx"
+            with pytest.raises(rpmsg.RpmsgTimeoutError):
+                find_tty(host, timeout=0, prefix="none-")
+        assert len(host._service_handlers) == before
+        calls: list[str] = []
+        remove = host.on_service(None, lambda _d, n, _a: calls.append(n))
+        assert calls == ["rpmsg-ttyx"]  # offered at once
+        remove()
+        remove()  # idempotent
+        chip.create_endpoint("later", announce=True)
+        host.wait_service("later", timeout=20)
+        assert calls == ["rpmsg-ttyx"]

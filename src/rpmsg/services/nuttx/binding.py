@@ -43,7 +43,7 @@ class AnnouncementBinder:
         self._lock = threading.Lock()
         self._endpoints: dict[int, Endpoint] = {}
         self._closed = False
-        device.on_service(None, self._announced)
+        self._unsubscribe = device.on_service(None, self._announced)
 
     @property
     def endpoints(self) -> list[Endpoint]:
@@ -90,6 +90,7 @@ class AnnouncementBinder:
             self._closed = True
             epts = list(self._endpoints.values())
             self._endpoints.clear()
+        self._unsubscribe()  # a server closed and made again must not leave handlers behind
         for ept in epts:
             self._release(ept)
 

@@ -66,16 +66,21 @@ def find_tty(device: Device, timeout: float | None = None,
                 found.append(name)
                 cond.notify_all()
 
-    device.on_service(None, seen)  # offers the services already announced at once
     deadline = Deadline(timeout)
-    with cond:
-        while not found:
-            device.check_not_broken()
-            if device.closed:
-                raise EndpointClosedError("the device is closed")
-            if not cond.wait(min(deadline.remaining() or 0.5, 0.5)) and deadline.expired():
-                raise deadline.timeout_error(f"waiting for a {prefix}* service")
-        return found[0]
+    remove = device.on_service(None, seen)  # offers the services already announced at once
+    try:
+        with cond:
+            while not found:
+                device.check_not_broken()
+                if device.closed:
+                    raise EndpointClosedError("the device is closed")
+                left = deadline.remaining()
+                if left is not None and left <= 0:  # timeout=0 looks once, never sleeps
+                    raise deadline.timeout_error(f"waiting for a {prefix}* service")
+                cond.wait(0.5 if left is None else min(left, 0.5))  # re-checks the device
+            return found[0]
+    finally:
+        remove()
 
 
 class Console:
