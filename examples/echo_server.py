@@ -10,6 +10,7 @@ endpoint of the same name binds to it (see echo_client.py).
 from __future__ import annotations
 
 import argparse
+import sys
 
 import rpmsg
 
@@ -37,4 +38,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except rpmsg.RpmsgError as exc:  # every library error: one line, exit 1
+        sys.exit(f"echo server: {exc}")

@@ -79,4 +79,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except rpmsg.RpmsgError as exc:  # every library error: one line, exit 1
+        sys.exit(f"zero-copy stream: {exc}")
