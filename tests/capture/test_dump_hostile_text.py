@@ -5,12 +5,14 @@ Seen from outside the suite: a service name announced with a byte that is not UT
 locale), and escape sequences in names, event details and link names went to the user's
 terminal as commands (set the title, clear the screen). Every text from the file is now
 printed with control characters and undecodable bytes as escapes; ``--json`` is untouched.
+An empty file, or a pcapng of another link type, printed nothing and exited 0.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +55,30 @@ def test_printable_rules() -> None:
     assert printable("l1\nl2\r", newlines=True) == "l1\nl2\\x0d"
     assert printable("\udcff\ud800") == "\\xff\\ud800"
     printable("".join(map(chr, range(0xE000)))).encode("utf-8")  # always writable
+
+
+def _dump(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rpmsg.cli.main", "dump", *args],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_dump_says_when_a_file_holds_nothing_of_ours(tmp_path: Path) -> None:
+    """An empty file and a pcapng of another link type printed nothing and exited 0."""
+    empty = tmp_path / "empty.pcapng"
+    empty.write_bytes(b"")
+    out = _dump(str(empty))
+    assert out.returncode == 1 and "empty" in out.stderr and out.stderr.count("\n") == 1
+    path = tmp_path / "ours.pcapng"
+    hostile_capture(path)
+    data = bytearray(path.read_bytes())
+    at = 0
+    while at < len(data):  # every interface becomes Ethernet (link type 1)
+        btype, size = struct.unpack_from("<II", data, at)
+        if btype == 1:
+            struct.pack_into("<H", data, at + 8, 1)
+        at += size
+    other = tmp_path / "ethernet.pcapng"
+    other.write_bytes(bytes(data))
+    out = _dump(str(other))
+    assert out.returncode == 0 and out.stdout == ""  # an event and two messages:
+    assert "3 packet(s) that are not RPMsg capture records skipped" in out.stderr

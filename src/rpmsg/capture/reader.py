@@ -280,6 +280,9 @@ class CaptureReader:
             base = self.offset
             head = self._read(BLOCK_HEADER.size)
             if head is None:
+                if not self._section_seen and base == 0 and not self._stop.is_set():
+                    raise TruncatedCaptureError("pcapng_block", "type", 0,
+                                                "the file is empty: not a pcapng capture")
                 return
             btype, total = BLOCK_HEADER.unpack(head)
             if not self._section_seen and btype != BT_SHB:

@@ -149,6 +149,10 @@ def run(args: argparse.Namespace) -> int:
                 print(printable(f"# link #{rec.interface.id}: {rec.interface.name}"))
             if line is not None:  # every text in a capture is the file's word: escaped
                 print(line if args.json else printable(line), flush=args.follow)
+        if reader.skipped:
+            print(f"rpmsg dump: {reader.skipped} packet(s) that are not RPMsg capture records "
+                  "skipped (another link type or dissector: not an rpmsg capture?)",
+                  file=sys.stderr)
         if reader.malformed:
             print(printable(f"rpmsg dump: {reader.malformed} malformed record(s) skipped; "
                             f"first: {reader.first_malformed}"), file=sys.stderr)
