@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -47,7 +48,8 @@ class RxBuffer:
 
     ``data`` is a read-only memoryview, valid until :meth:`release` (or the end of a
     ``with`` block) returns the buffer to the transport. Release exactly once; later
-    releases are ignored. ``timestamp`` is the receive time (``time.time()`` seconds).
+    releases are ignored; one dropped unreleased is released when collected (with a
+    ResourceWarning). ``timestamp`` is the receive time (``time.time()`` seconds).
     """
 
     __slots__ = ("_release", "data", "dst", "src", "timestamp")
@@ -77,6 +79,19 @@ class RxBuffer:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+    def __del__(self) -> None:
+        # Dropped without release: give the buffer back, or the transport would lose it for
+        # good (a ring stalls once all its buffers are lost). Said as a ResourceWarning, as
+        # an unclosed file is.
+        if self._release is None:
+            return
+        try:
+            self.release()
+            warnings.warn(f"RxBuffer from {self.src:#x} dropped without release(); "
+                          "released now", ResourceWarning, stacklevel=2)
+        except Exception:  # nothing may escape a finaliser (also at interpreter exit)
+            pass
 
 
 #: A queued message: (sender address, payload or zero-copy buffer, receive timestamp).

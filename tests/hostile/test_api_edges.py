@@ -13,6 +13,7 @@ named ``123``, and a capture path or URL with a NUL or a lone surrogate raised u
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 import uuid
@@ -163,3 +164,20 @@ def test_capture_takes_a_path_object(tmp_path: Path) -> None:
     with rpmsg.open(name, capture=path):
         pass
     assert path.stat().st_size > 0
+
+
+def test_a_zero_copy_buffer_dropped_unreleased_goes_back_to_the_transport() -> None:
+    """An RxBuffer dropped without release() kept its transport buffer for ever: after as
+    many as the link has, every send waited in vain."""
+    name = f"loop:{uuid.uuid4().hex}?buffers=4"
+    with rpmsg.open(name) as host, rpmsg.open(name) as remote:
+        server = remote.create_endpoint("zc", zero_copy=True)
+        client = host.create_endpoint("zc")
+        client.wait_bound(timeout=20)
+        for i in range(12):  # three times the loop's buffers
+            client.send(bytes([i]), timeout=20)
+            with pytest.warns(ResourceWarning, match="without release"):
+                buf = server.recv_buffer(timeout=20)
+                assert bytes(buf) == bytes([i])
+                del buf
+                gc.collect()
