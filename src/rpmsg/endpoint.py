@@ -30,7 +30,15 @@ from rpmsg.errors import (
     RpmsgTimeoutError,
     WouldBlockError,
 )
-from rpmsg.rxqueue import DEFAULT_HOLD, DEFAULT_QUEUE, Item, RxBuffer, RxQueue
+from rpmsg.rxqueue import (
+    DEFAULT_HOLD,
+    DEFAULT_QUEUE,
+    Item,
+    RxBuffer,
+    RxQueue,
+    orphaned,
+    reap_orphans,
+)
 from rpmsg.transport import Deadline, Release, TxBuffer
 from rpmsg.wire.layout import Buffer
 from rpmsg.wire.rpmsg import ADDR_ANY
@@ -342,6 +350,8 @@ class Endpoint:
 
     def recv_buffer(self, timeout: float | None = None) -> RxBuffer:
         """The next message as a buffer to release (zero-copy on ``zero_copy`` endpoints)."""
+        if orphaned:  # buffers the cyclic GC found dropped: back to the transport first
+            reap_orphans()
         src, item, ts = self._get(timeout, stamp=True)
         if isinstance(item, RxBuffer):
             return item

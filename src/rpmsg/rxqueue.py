@@ -17,6 +17,7 @@ while messages are pending or the endpoint has news (an error to report).
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -83,14 +84,54 @@ class RxBuffer:
     def __del__(self) -> None:
         # Dropped without release: give the buffer back, or the transport would lose it for
         # good (a ring stalls once all its buffers are lost). Said as a ResourceWarning, as
-        # an unclosed file is.
-        if self._release is None:
+        # an unclosed file is. The cyclic GC may finalise on any thread, one that holds the
+        # transport's lock included: then the release waits for a safe point (reap_orphans).
+        release = self._release
+        if release is None:
             return
         try:
-            self.release()
+            if _gc_running:
+                self._release = None
+                self.data.release()
+                orphaned.append(release)
+            else:
+                self.release()
             warnings.warn(f"RxBuffer from {self.src:#x} dropped without release(); "
                           "released now", ResourceWarning, stacklevel=2)
         except Exception:  # nothing may escape a finaliser (also at interpreter exit)
+            pass
+
+
+#: Releases of unreleased buffers the cyclic GC finalised, run by :func:`reap_orphans`.
+orphaned: deque[Release] = deque()
+_gc_running = False
+_gc_watched = False
+
+
+def _gc_phase(phase: str, info: dict[str, int]) -> None:
+    global _gc_running
+    _gc_running = phase == "start"
+
+
+def watch_gc() -> None:
+    """Follow the cyclic GC's runs (once per process; only zero-copy users pay for it)."""
+    global _gc_watched
+    if not _gc_watched:
+        _gc_watched = True
+        gc.callbacks.append(_gc_phase)
+
+
+def reap_orphans() -> None:
+    """Give back the buffers of RxBuffers the cyclic GC finalised unreleased (called where
+    no transport lock is held: a zero-copy receive, a close)."""
+    while orphaned:
+        try:
+            release = orphaned.popleft()
+        except IndexError:
+            return
+        try:
+            release()
+        except Exception:  # a link that closed meanwhile: nothing to give back
             pass
 
 
@@ -114,6 +155,8 @@ class RxQueue:
         self.capacity = capacity
         self.hold = hold
         self.zero_copy = zero_copy
+        if zero_copy:
+            watch_gc()
         self.lock = threading.Lock()
         self._cond = threading.Condition(self.lock)
         self._ready: deque[Item] = deque()
@@ -482,6 +525,8 @@ class RxQueue:
 
     def close(self) -> None:
         """Drop everything queued or held (releasing the transport's buffers), wake all."""
+        if orphaned:
+            reap_orphans()
         with self.lock:
             if self.closed:
                 return
@@ -531,4 +576,5 @@ def _make_fds() -> tuple[int, int]:
     return r, w
 
 
-__all__ = ["DEFAULT_HOLD", "DEFAULT_QUEUE", "Item", "RxBuffer", "RxQueue"]
+__all__ = ["DEFAULT_HOLD", "DEFAULT_QUEUE", "Item", "RxBuffer", "RxQueue", "orphaned", "reap_orphans",
+           "watch_gc"]

@@ -181,3 +181,25 @@ def test_a_zero_copy_buffer_dropped_unreleased_goes_back_to_the_transport() -> N
                 assert bytes(buf) == bytes([i])
                 del buf
                 gc.collect()
+
+
+def test_a_zero_copy_buffer_in_a_cycle_goes_back_at_the_next_receive() -> None:
+    """One the cyclic GC finalises (perhaps on a transport thread holding its lock) is given
+    back at the next zero-copy receive, a safe point, not inside the collection."""
+    name = f"loop:{uuid.uuid4().hex}?buffers=2"
+    with rpmsg.open(name) as host, rpmsg.open(name) as remote:
+        server = remote.create_endpoint("zc", zero_copy=True)
+        client = host.create_endpoint("zc")
+        client.wait_bound(timeout=20)
+        for _round in range(5):
+            for i in range(2):  # both buffers, each kept alive only by a cycle
+                client.send(bytes([i]), timeout=20)
+                cycle: list[object] = [server.recv_buffer(timeout=20)]
+                cycle.append(cycle)
+                del cycle
+            with pytest.warns(ResourceWarning):
+                gc.collect()
+            assert len(rpmsg.rxqueue.orphaned) == 2  # deferred, not released in the GC
+            with pytest.raises(rpmsg.WouldBlockError):
+                server.recv_buffer(timeout=0)  # the safe point: both go back
+            assert len(rpmsg.rxqueue.orphaned) == 0
