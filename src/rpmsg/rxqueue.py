@@ -576,5 +576,5 @@ def _make_fds() -> tuple[int, int]:
     return r, w
 
 
-__all__ = ["DEFAULT_HOLD", "DEFAULT_QUEUE", "Item", "RxBuffer", "RxQueue", "orphaned", "reap_orphans",
-           "watch_gc"]
+__all__ = ["DEFAULT_HOLD", "DEFAULT_QUEUE", "Item", "RxBuffer", "RxQueue", "orphaned",
+           "reap_orphans", "watch_gc"]
