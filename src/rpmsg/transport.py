@@ -12,15 +12,17 @@ import abc
 import functools
 import inspect
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from rpmsg import checks
 from rpmsg.core.policy import OPENAMP, Policy
-from rpmsg.errors import RpmsgTimeoutError
+from rpmsg.errors import RpmsgTimeoutError, WouldBlockError
 from rpmsg.tap import Tap
 from rpmsg.wire.layout import Buffer
 
+_T = TypeVar("_T")
 Release = Callable[[], None]
 #: One received message as a transport hands it on: ``(src, dst, payload, release)``.
 Delivery = tuple[int, int, Buffer, "Release | None"]
@@ -112,14 +114,26 @@ class TxBuffer:
 
     ``payload`` is a writable memoryview of ``capacity`` bytes. Pass the buffer to
     :meth:`rpmsg.endpoint.Endpoint.send_buffer` with the length used, or :meth:`release` it.
+    One dropped unsent and unreleased is given back when collected, with a ResourceWarning
+    (else the transport would lose it for good: after as many as the link has, every send
+    would wait in vain).
+
+    ``orphan`` is how the link takes back a buffer from the finaliser: it must neither block
+    nor take a lock (the finaliser may run inside the cyclic GC on a thread that holds the
+    link's lock), e.g. append to a list the link empties at a safe point (when a sender
+    finds no free buffer). Without it the finaliser calls ``release``, which must then be
+    safe there too (no lock, or a reentrant one).
     """
 
+    __slots__ = ("_commit", "_orphan", "_release", "capacity", "done", "payload")
+
     def __init__(self, payload: memoryview, commit: Callable[[int, int, int], None],
-                 release: Release) -> None:
+                 release: Release, orphan: Release | None = None) -> None:
         self.payload = payload
         self.capacity = len(payload)
         self._commit = commit
         self._release = release
+        self._orphan = orphan
         self.done = False
 
     def commit(self, src: int, dst: int, length: int) -> None:
@@ -142,6 +156,17 @@ class TxBuffer:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+    def __del__(self) -> None:
+        try:
+            if self.done:
+                return
+            self.done = True
+            (self._orphan or self._release)()
+            warnings.warn(f"TxBuffer of {self.capacity} bytes dropped without being sent or "
+                          "released; released now", ResourceWarning, stacklevel=2)
+        except Exception:  # nothing may escape a finaliser (also at interpreter exit)
+            pass
 
 
 class Link(abc.ABC):
@@ -189,8 +214,10 @@ class Link(abc.ABC):
         """
         deadline = Deadline(timeout)
         count = 0
+        send = self.send
         for src, dst, payload in messages:
-            self.send(src, dst, payload, deadline.remaining())
+            deadline.pass_on(lambda left: send(src, dst, payload, left),  # noqa: B023
+                             f"send_many: message {count + 1}", self.seen)
             count += 1
         return count
 
@@ -327,6 +354,23 @@ class Deadline:
         """The error for a wait that ran out; ``seen`` says what the link saw meanwhile."""
         tail = f"; {seen}" if seen else ""
         return RpmsgTimeoutError(f"{what}: no result within {self.timeout} s{tail}")
+
+    def pass_on(self, call: Callable[[float | None], _T], what: str,
+                seen: Callable[[], str] | None = None) -> _T:
+        """``call(self.remaining())``: hand the time left to a call that takes a timeout.
+
+        Once the time is up that call gets 0, the pyserial "do not wait" value, and reports
+        "nothing ready" (:class:`~rpmsg.errors.WouldBlockError`, e.g. ``NoBufferError``). For
+        a non-zero timeout that is this deadline running out: :class:`RpmsgTimeoutError`
+        naming ``what`` (and ``seen()``, what the link saw) instead. The one rule for every
+        wait made of several timed calls (a batch of sends, a wait then a send).
+        """
+        try:
+            return call(self.remaining())
+        except WouldBlockError:
+            if self.timeout == 0:
+                raise
+            raise self.timeout_error(what, "" if seen is None else seen()) from None
 
 
 def close_link(link: Link, timeout: float | None) -> None:

@@ -89,6 +89,7 @@ class DeviceEngine(RingEngine):
                 raise RuntimeError("the device engine is already running; stop() it first")
             self.txq, self.rxq = txq, rxq
             self._spare = []
+            self._tx_orphans.clear()
             self._reset_rx()
             self.features = features
             self.generation += 1
@@ -109,6 +110,7 @@ class DeviceEngine(RingEngine):
             self.generation += 1
             self._reset_rx()
             self._spare = []
+            self._tx_orphans.clear()
             bases = (self.txq.last_avail if self.txq else 0,
                      self.rxq.last_avail if self.rxq else 0)
             self.txq = self.rxq = None  # no view of the session's memory outlives it

@@ -80,6 +80,7 @@ class DriverEngine(RingEngine):
             self._tx_fresh = tx[::-1]
             self._tx_free = []
             self._spare = []
+            self._tx_orphans.clear()
             for addr in rx:
                 self._rx_views[addr][:] = bytes(size)
                 rxq.add(addr, size, VRING_DESC_F_WRITE)
@@ -105,6 +106,7 @@ class DriverEngine(RingEngine):
             self._reset_rx()
             # Drop every view of the session's memory, so its mapping can go at once.
             self._spare = []
+            self._tx_orphans.clear()
             self.rxq = self.txq = None
             self._rx_views, self._tx_views = {}, {}
             self._tx_free, self._tx_fresh = [], []

@@ -14,6 +14,7 @@ import os
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -111,6 +112,10 @@ class RingEngine:
         #: Frame-level observer (``capture_level=frames``): ring events; None costs a test.
         self.tap: Tap | None = None
         self.tx_waiters = 0
+        #: Transmit buffers of TxBuffers dropped unsent, ``(generation, token, view)``:
+        #: appended by their finalisers without a lock (one may run inside the cyclic GC on
+        #: a thread holding ``lock``), given back when a sender finds no free buffer.
+        self._tx_orphans: deque[tuple[int, Any, memoryview]] = deque()
         self._batching = False
         #: Release callables by buffer token, made once per session; releases queued during
         #: a batch (recycled and published together by the scanner).
@@ -287,6 +292,8 @@ class RingEngine:
             got = self._take_tx()
             if got is not None:
                 return got
+            if self._tx_orphans and self._reap_tx_orphans():
+                continue
             if pending:
                 if self._flush_tx():
                     self._notify(self.tx_queue, True)
@@ -317,6 +324,19 @@ class RingEngine:
             finally:
                 self.tx_waiters -= 1
                 self._tx_wakeups(False)
+
+    def _reap_tx_orphans(self) -> bool:
+        """Give back the buffers of TxBuffers dropped unsent in this session (lock held);
+        True if any came back. Those of an earlier session are forgotten."""
+        orphans = self._tx_orphans
+        generation = self.generation
+        found = False
+        while orphans:
+            gen, token, view = orphans.popleft()
+            if gen == generation:
+                self._give_back_tx(token, view)
+                found = True
+        return found
 
     def _commit_and_tap(self, items: list[tuple[Any, int]]) -> list[int]:
         """:meth:`_commit_tx_many` reporting each descriptor to the frame-level tap."""
@@ -489,7 +509,11 @@ class RingEngine:
                 if generation == self.generation:
                     self._give_back_tx(token, view)
 
-        return TxBuffer(view[HEADER_SIZE:], commit, release)
+        def orphan() -> None:  # from the finaliser: no lock (see _tx_orphans)
+            if generation == self.generation:
+                self._tx_orphans.append((generation, token, view))
+
+        return TxBuffer(view[HEADER_SIZE:], commit, release, orphan)
 
     # Receiving ------------------------------------------------------------------------
 

@@ -1,0 +1,98 @@
+"""Zero-copy transmit buffers dropped unsent come back to the ring (outsider QA).
+
+A ``TxBuffer`` from ``get_tx_buffer()`` that was neither sent nor released kept its ring
+buffer for ever: after ``num`` of them every send, name-service messages included, waited in
+vain. Now the finaliser gives it back (with a ResourceWarning), also when the cyclic GC runs
+it on a thread that holds the engine's lock (where taking that lock would deadlock).
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from rpmsg.device import Device
+from rpmsg.errors import NoBufferError
+from rpmsg.virtio.layout import ShmLayout
+from rpmsg.virtio.shm_link import ShmLink
+from rpmsg.virtio.shm_pair import pair
+
+NUM = 8
+
+
+@pytest.fixture
+def devices() -> Iterator[tuple[Device, Device]]:
+    driver, device = pair(ShmLayout.openamp(num=NUM, buffers=NUM))
+    host, remote = Device(driver), Device(device)
+    yield host, remote
+    host.close()
+    remote.close()
+
+
+def _link(dev: Device) -> ShmLink:
+    link = dev.link
+    assert isinstance(link, ShmLink)
+    return link
+
+
+@pytest.mark.parametrize("sender", ["driver", "device"])
+def test_dropped_buffers_come_back(devices: tuple[Device, Device], sender: str) -> None:
+    host, remote = devices
+    r = remote.create_endpoint("svc")
+    h = host.create_endpoint("svc")
+    h.wait_bound(5)
+    h.send(b"hello", timeout=5)
+    assert r.recv(timeout=5) == b"hello"
+    src, dst = (h, r) if sender == "driver" else (r, h)
+    for _ in range(3 * NUM):
+        with pytest.warns(ResourceWarning, match="dropped without being sent"):
+            buf = src.get_tx_buffer(timeout=5)
+            buf.payload[:4] = b"lost"
+            del buf
+    src.send(b"after", timeout=5)
+    assert dst.recv(timeout=5) == b"after"
+    # Name-service messages (sent with timeout 0 by the runtime) still find buffers.
+    src_dev, dst_dev = (host, remote) if sender == "driver" else (remote, host)
+    late_dst = dst_dev.create_endpoint("late")
+    late_src = src_dev.create_endpoint("late")
+    late_src.wait_bound(5)
+    late_src.send(b"bound", timeout=5)
+    assert late_dst.recv(timeout=5) == b"bound"
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_gc_finaliser_with_the_engine_lock_held(devices: tuple[Device, Device]) -> None:
+    host, remote = devices
+    r = remote.create_endpoint("svc")
+    h = host.create_endpoint("svc")
+    h.wait_bound(5)
+    h.send(b"hello", timeout=5)
+    assert r.recv(timeout=5) == b"hello"
+    engine = _link(host).engine
+    buf = h.get_tx_buffer(timeout=5)
+    cycle: list[object] = [buf]
+    cycle.append(cycle)  # only the cyclic GC can free it
+    del buf, cycle
+    gc.disable()  # no collection before the one under the lock
+    try:
+        def collect_under_lock() -> None:
+            with engine.lock:
+                gc.collect()
+
+        worker = threading.Thread(target=collect_under_lock, daemon=True)
+        worker.start()
+        worker.join(30)
+        assert not worker.is_alive(), "the finaliser deadlocked on the engine lock"
+    finally:
+        gc.enable()
+    # The buffer is back: every one of the NUM transmit buffers can be held at once.
+    held = [h.get_tx_buffer(timeout=5) for _ in range(NUM)]
+    with pytest.raises(NoBufferError):
+        h.get_tx_buffer(timeout=0)
+    for b in held:
+        b.release()
+    h.send(b"after", timeout=5)
+    assert r.recv(timeout=5) == b"after"
