@@ -219,7 +219,8 @@ class PortLink(Link):
                         pending = False
                     if timeout == 0:
                         raise
-                    buf = self._get_tx(deadline.remaining())
+                    buf = deadline.pass_on(self._get_tx, f"send_many: message {count + 1}",
+                                           self.seen)
                 self._fill_and_commit(buf, src, dst, payload, size, notify=False)
                 pending = True
                 count += 1
