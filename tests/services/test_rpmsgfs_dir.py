@@ -15,10 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rpmsg
 from rpmsg.services.nuttx import FsClient, FsServer
-from rpmsg.services.nuttx.confine import ConfinedDir
+from rpmsg.services.nuttx.confine import ConfinedDir, EscapeError
 from rpmsg.services.nuttx.rpmsgfs import FsSession
 from rpmsg.wire.nuttx_rpmsgfs import (
     CH_STAT,
@@ -130,6 +132,32 @@ def test_chstat_mode_times_and_chown_refused(fs: tuple[FsClient, FsServer],
     assert (share / "hello.txt").read_bytes() == b"he"
 
 
+@pytest.mark.parametrize("path", ["/", "", "/sub/..", "/sub/../.", "/here", "/sub/root"])
+def test_the_shared_directory_itself_is_not_changed(fs: tuple[FsClient, FsServer],
+                                                    share: Path, path: str) -> None:
+    """CHSTAT on the root (by any path that leads there) changed the mode and times of the
+    served directory itself, which belongs to the host: -EPERM; its stat stays readable."""
+    c, _ = fs
+    (share / "here").symlink_to(".")
+    (share / "sub" / "root").symlink_to(share)
+    before = os.stat(share)
+    for flags, asked in [(CH_STAT["MODE"], FsStat(mode=0o777)),
+                         (CH_STAT["MTIME"] | CH_STAT["ATIME"],
+                          FsStat(atim_sec=1, mtim_sec=1_000_000_000)),
+                         (CH_STAT["UID"], FsStat(uid=before.st_uid & 0x7FFF)),
+                         (CH_STAT["SIZE"], FsStat(size=0))]:
+        assert errno_of(c.chstat, path, asked, flags) == errno.EPERM, flags
+    fd = c.open(path or "/")  # a handle on the directory itself: FCHSTAT refused as well
+    assert errno_of(c.fchstat, fd, FsStat(mode=0o777), CH_STAT["MODE"]) == errno.EPERM
+    c.close(fd)
+    after = os.stat(share)
+    assert (after.st_mode, after.st_mtime_ns, after.st_atime_ns) == (
+        before.st_mode, before.st_mtime_ns, before.st_atime_ns)
+    assert stat.S_ISDIR(c.stat(path or "/").mode)
+    c.chstat("/sub", FsStat(mode=0o700), CH_STAT["MODE"])  # below the root: allowed
+    assert os.stat(share / "sub").st_mode & 0o777 == 0o700
+
+
 @pytest.mark.parametrize("path", [
     "/../secret.txt", "/sub/../../secret.txt", "/../../../../etc/passwd",
     "/link-out/secret.txt", "/abs-out", "/loop", "/sub/up/secret.txt",
@@ -161,6 +189,49 @@ def test_symlinks_inside_are_followed(fs: tuple[FsClient, FsServer], share: Path
         assert c.read_file(p) == b"hello\n", p
     assert errno_of(c.open, "/abs", os.O_RDONLY | os.O_NOFOLLOW) == errno.ELOOP
     assert ("abs", DIRENT_TYPES["LNK"]) in c.listdir("/")
+
+
+@pytest.fixture(scope="module")
+def maze(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, ConfinedDir]]:
+    """A shared directory full of symlinks, inside and out, and the resolver of it."""
+    top = tmp_path_factory.mktemp("maze")
+    d = top / "share"
+    (d / "sub" / "inner").mkdir(parents=True)
+    (d / "hello.txt").write_bytes(b"hi")
+    (top / "secret.txt").write_bytes(b"outside")
+    for name, target in [("out", ".."), ("rel", "sub/../hello.txt"), ("here", "."),
+                         ("abs", str(d / "hello.txt")), ("absdir", str(d / "sub")),
+                         ("loop", "loop"), ("sub/up", ".."), ("sub/upup", "../.."),
+                         ("sub/inner/top", str(d)), ("etc", "/etc")]:
+        (d / name).symlink_to(target)
+    root = ConfinedDir(d)
+    yield d, root
+    root.close()
+
+
+_PARTS = ["", ".", "..", "sub", "inner", "hello.txt", "missing", "out", "rel", "here", "abs",
+          "absdir", "loop", "up", "upup", "top", "etc", "secret.txt"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PARTS), max_size=8), st.booleans(), st.booleans())
+def test_any_path_resolves_inside_or_fails_and_leaks_nothing(
+        maze: tuple[Path, ConfinedDir], parts: list[str], lead: bool, follow: bool) -> None:
+    share, root = maze
+    path = ("/" if lead else "") + "/".join(parts)
+    fds = len(os.listdir("/proc/self/fd"))
+    try:
+        r = root.resolve(path.encode(), follow=follow)
+    except EscapeError:
+        pass
+    except OSError as exc:
+        assert exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP), exc
+    else:
+        with r:
+            where = Path(os.readlink(f"/proc/self/fd/{r.dir_fd}"))
+            assert where == share or share in where.parents, (path, where)
+            assert b"/" not in r.name and r.name not in (b"", b"..")
+    assert len(os.listdir("/proc/self/fd")) == fds, path
 
 
 def test_fs_value_is_a_path_inside_the_directory(share: Path) -> None:

@@ -60,6 +60,9 @@ class ConfinedDir:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        st = os.fstat(self.fd)
+        #: (st_dev, st_ino) of the directory itself: what a request must not change.
+        self.identity = (st.st_dev, st.st_ino)
         real = os.fsencode(os.path.realpath(self.path))
         self._real_parts = [p for p in real.split(b"/") if p]
         self.escapes = 0
@@ -69,16 +72,17 @@ class ConfinedDir:
         if fd >= 0:
             os.close(fd)
 
-    def _escape(self, path: bytes) -> EscapeError:
+    def escape(self, path: bytes) -> EscapeError:
+        """The error for ``path`` leading outside (counted in :attr:`escapes`)."""
         self.escapes += 1
         return EscapeError(path)
 
-    def _inside(self, target: bytes, path: bytes) -> list[bytes]:
+    def inside(self, target: bytes, path: bytes) -> list[bytes]:
         """The components of absolute symlink ``target`` below the root, or EscapeError."""
         parts = [p for p in target.split(b"/") if p not in (b"", b".")]
         n = len(self._real_parts)
         if parts[:n] != self._real_parts or b".." in parts[:n]:
-            raise self._escape(path)
+            raise self.escape(path)
         return parts[n:]
 
     def resolve(self, path: bytes, *, follow: bool = True) -> Resolved:
@@ -92,55 +96,86 @@ class ConfinedDir:
         """
         if b"\0" in path:
             raise OSError(errno.EINVAL, "NUL in path")
-        owned: list[int] = []
-        parts = deque(path.split(b"/"))
-        links = 0
+        walk = _Walk(self, path)
         try:
-            while parts:
-                part = parts.popleft()
-                if part in (b"", b"."):
-                    continue
-                if part == b"..":
-                    if not owned:
-                        raise self._escape(path)
-                    os.close(owned.pop())
-                    continue
-                here = owned[-1] if owned else self.fd
-                rest = [p for p in parts if p not in (b"", b".")]
-                last = not rest
-                must_follow = follow or (last and bool(parts))  # "name/" follows
-                if last and not must_follow:
-                    return Resolved(here, part, owned)
-                try:
-                    st = os.stat(part, dir_fd=here, follow_symlinks=False)
-                except FileNotFoundError:
-                    if last:
-                        return Resolved(here, part, owned)
-                    raise
-                if stat.S_ISLNK(st.st_mode):
-                    links += 1
-                    if links > MAX_SYMLINKS:
-                        raise OSError(errno.ELOOP, "too many symbolic links")
-                    target = os.readlink(part, dir_fd=here)
-                    if target.startswith(b"/"):
-                        below = self._inside(target, path)
-                        while owned:
-                            os.close(owned.pop())
-                        parts.extendleft(reversed(below))
-                    else:
-                        parts.extendleft(reversed(target.split(b"/")))
-                    continue
-                if last:
-                    return Resolved(here, part, owned)
-                if not stat.S_ISDIR(st.st_mode):
-                    raise OSError(errno.ENOTDIR, "not a directory")
-                owned.append(os.open(part, _O_SEARCH | os.O_DIRECTORY | os.O_NOFOLLOW
-                                     | os.O_CLOEXEC, dir_fd=here))
-            return Resolved(owned[-1] if owned else self.fd, b".", owned)
+            return walk.run(follow)
         except BaseException:
-            for fd in owned:
-                os.close(fd)
+            walk.release()
             raise
+
+
+class _Walk:
+    """One resolution in progress: the components left, the directories opened on the way
+    (the last one is where we are) and the symlinks followed so far."""
+
+    def __init__(self, root: ConfinedDir, path: bytes) -> None:
+        self.root = root
+        self.path = path
+        self.parts = deque(path.split(b"/"))
+        self.owned: list[int] = []
+        self.links = 0
+
+    @property
+    def here(self) -> int:
+        return self.owned[-1] if self.owned else self.root.fd
+
+    def release(self) -> None:
+        while self.owned:
+            os.close(self.owned.pop())
+
+    def run(self, follow: bool) -> Resolved:
+        while self.parts:
+            part = self.parts.popleft()
+            if part in (b"", b"."):
+                continue
+            if part == b"..":
+                self._up()
+                continue
+            found = self._step(part, follow)
+            if found is not None:
+                return found
+        return Resolved(self.here, b".", self.owned)
+
+    def _up(self) -> None:
+        if not self.owned:
+            raise self.root.escape(self.path)
+        os.close(self.owned.pop())
+
+    def _step(self, part: bytes, follow: bool) -> Resolved | None:
+        """Go through ``part``: the Resolved if it is the last component, else None."""
+        last = all(p in (b"", b".") for p in self.parts)
+        if last and not follow and not self.parts:  # "name/" (parts left) follows
+            return Resolved(self.here, part, self.owned)
+        try:
+            st = os.stat(part, dir_fd=self.here, follow_symlinks=False)
+        except FileNotFoundError:
+            if last:
+                return Resolved(self.here, part, self.owned)
+            raise
+        if stat.S_ISLNK(st.st_mode):
+            self._expand(part)
+            return None
+        if last:
+            return Resolved(self.here, part, self.owned)
+        if not stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.ENOTDIR, "not a directory")
+        self.owned.append(os.open(part, _O_SEARCH | os.O_DIRECTORY | os.O_NOFOLLOW
+                                  | os.O_CLOEXEC, dir_fd=self.here))
+        return None
+
+    def _expand(self, part: bytes) -> None:
+        """Put symlink ``part``'s target in front of the components left (an absolute one
+        from the root, if it stays below it)."""
+        self.links += 1
+        if self.links > MAX_SYMLINKS:
+            raise OSError(errno.ELOOP, "too many symbolic links")
+        target = os.readlink(part, dir_fd=self.here)
+        if target.startswith(b"/"):
+            below = self.root.inside(target, self.path)
+            self.release()
+            self.parts.extendleft(reversed(below))
+        else:
+            self.parts.extendleft(reversed(target.split(b"/")))
 
 
 __all__ = ["MAX_SYMLINKS", "ConfinedDir", "EscapeError", "Resolved"]

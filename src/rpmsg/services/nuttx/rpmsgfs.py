@@ -517,39 +517,52 @@ class FsSession:
                         truncate=truncate)
         yield encode_response(req, 0)
 
-    @staticmethod
-    def _apply(req: FsRequest, current: os.stat_result, *, chmod: Callable[[int], None],
-               utime: Callable[[tuple[int, int]], None],
+    def _apply(self, req: FsRequest, current: os.stat_result, *,
+               chmod: Callable[[int], None], utime: Callable[[tuple[int, int]], None],
                truncate: Callable[[int], None]) -> None:
         """CHSTAT/FCHSTAT: chmod, then owner (only a no-op is allowed), then times, size."""
         flags = req.num("flags")
         new = req.stat
-        if stat.S_ISLNK(current.st_mode) or not (stat.S_ISREG(current.st_mode)
-                                                 or stat.S_ISDIR(current.st_mode)):
-            raise OSError(errno.EPERM, "only regular files and directories are served")
+        self._check_changeable(current, flags)
         if flags & CH_STAT["MODE"]:
             chmod(new.mode & MODE_MASK)
         if ((flags & CH_STAT["UID"] and new.uid != _i16(current.st_uid))
                 or (flags & CH_STAT["GID"] and new.gid != _i16(current.st_gid))):
             raise OSError(errno.EPERM, "the chip cannot change a host file's owner")
         if flags & (CH_STAT["ATIME"] | CH_STAT["MTIME"]):
-            now = time.time_ns()
-
-            def pick(flag: str, sec: int, nsec: int, keep: int) -> int:
-                if not flags & CH_STAT[flag] or nsec == UTIME_OMIT:
-                    return keep
-                if nsec == UTIME_NOW:
-                    return now
-                if not 0 <= nsec < 1_000_000_000:
-                    raise OSError(errno.EINVAL, "bad nanoseconds")
-                return sec * 1_000_000_000 + nsec
-
-            utime((pick("ATIME", new.atim_sec, new.atim_nsec, current.st_atime_ns),
-                   pick("MTIME", new.mtim_sec, new.mtim_nsec, current.st_mtime_ns)))
+            utime(_new_times(flags, new, current))
         if flags & CH_STAT["SIZE"]:
             if new.size < 0:
                 raise OSError(errno.EINVAL, "negative size")
             truncate(new.size)
+
+    def _check_changeable(self, current: os.stat_result, flags: int) -> None:
+        """Only regular files and directories below the root are changed: the served
+        directory's own mode, owner and times belong to the host (the chip is confined
+        inside it; it may read its stat, not change it)."""
+        if stat.S_ISLNK(current.st_mode) or not (stat.S_ISREG(current.st_mode)
+                                                 or stat.S_ISDIR(current.st_mode)):
+            raise OSError(errno.EPERM, "only regular files and directories are served")
+        if flags and (current.st_dev, current.st_ino) == self.root.identity:
+            raise OSError(errno.EPERM, "the shared directory itself belongs to the host")
+
+
+def _new_times(flags: int, new: FsStat, current: os.stat_result) -> tuple[int, int]:
+    """(atime, mtime) in ns that CHSTAT asks for: each kept unless its flag is set, the
+    host's clock for UTIME_NOW."""
+    now = time.time_ns()
+
+    def pick(flag: str, sec: int, nsec: int, keep: int) -> int:
+        if not flags & CH_STAT[flag] or nsec == UTIME_OMIT:
+            return keep
+        if nsec == UTIME_NOW:
+            return now
+        if not 0 <= nsec < 1_000_000_000:
+            raise OSError(errno.EINVAL, "bad nanoseconds")
+        return sec * 1_000_000_000 + nsec
+
+    return (pick("ATIME", new.atim_sec, new.atim_nsec, current.st_atime_ns),
+            pick("MTIME", new.mtim_sec, new.mtim_nsec, current.st_mtime_ns))
 
 
 # The service ----------------------------------------------------------------------------------
