@@ -39,7 +39,7 @@ def test_bad_url_is_one_line_error_without_traceback() -> None:
 
 
 def test_unknown_option_in_url_is_rejected() -> None:
-    proc = run_cli("ping", "loop:x?bufers=3")
+    proc = run_cli("ping", "shm:x?bufers=3")
     assert proc.returncode == 1
     assert "unknown option(s) bufers" in proc.stderr and "Traceback" not in proc.stderr
 

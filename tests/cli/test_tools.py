@@ -27,17 +27,20 @@ import pytest
 
 import rpmsg
 
+#: A name a hostile remote chose: a byte that is not UTF-8, then an escape sequence.
+ODD = b"svc\xff\x1b[31m".decode("utf-8", "surrogateescape")
 WAIT = 60.0  # generous: the machine may be loaded; nothing here is timed for pass/fail
 LINE = re.compile(r"\d\d:\d\d:\d\d\.\d{6} (0x[0-9a-f]+|any) -> (0x[0-9a-f]+) \[(\d+)\] (.*)")
 _names = itertools.count()
 
 
-def cli(*args: str, stdin: bytes | None = None,
-        timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, stdin: bytes | None = None, timeout: float = WAIT,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([sys.executable, "-m", "rpmsg", *args], capture_output=True,
                           input=None if stdin is None else stdin.decode("latin-1"),
                           text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL if stdin is None else None)
+                          stdin=subprocess.DEVNULL if stdin is None else None,
+                          env=None if env is None else {**os.environ, **env})
     return proc
 
 
@@ -293,6 +296,26 @@ def test_services_lists_what_rpmsg_remote_announced(urls: tuple[str, str]) -> No
         assert table == {s["name"]: f"{s['addr']:#x}" for s in doc}
 
 
+def test_a_remotes_words_never_drive_the_terminal(urls: tuple[str, str]) -> None:
+    """A service name with a byte that is not UTF-8 and an escape sequence: rpmsg services
+    died with UnicodeEncodeError on a strict UTF-8 stdout (a desktop's) and, elsewhere, wrote
+    the escape to the terminal; error lines quoting it are escaped as well."""
+    remote_url, url = urls
+    strict = {"PYTHONIOENCODING": "utf-8:strict"}
+    with rpmsg.open(remote_url, side="remote") as remote:
+        remote.create_endpoint(ODD, announce=True)
+        r = cli("services", url, env=strict)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["svc\\xff\\x1b[31m", r.stdout.split()[1]]
+        r = cli("services", url, "--json", env=strict)
+        assert r.returncode == 0, r.stderr
+        assert [s["name"] for s in json.loads(r.stdout)] == [ODD]  # JSON: the exact text
+        r = cli("send", url, "nosuch", "hi", "--timeout", "3", env=strict)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert "nosuch" in r.stderr and "svc\\udcff\\x1b[31m" in r.stderr
+        assert "\x1b" not in r.stdout + r.stderr
+
+
 # one owner per link ---------------------------------------------------------------------
 
 
@@ -370,6 +393,31 @@ def test_a_wait_over_a_second_is_announced_without_v(tmp_path: Path) -> None:
     assert any(line.startswith("rpmsg: waiting for") and f"shm:{name}" in line
                for line in lines), lines
     assert lines[-1].startswith("rpmsg: error: ")
+
+
+@pytest.mark.parametrize("argv", [
+    ["remote", "loop:x"], ["ping", "loop:x"], ["send", "loop:x", "svc", "hi"],
+    ["listen", "loop:x", "svc"], ["services", "loop:x"],
+])
+def test_loop_is_refused_where_a_peer_in_another_process_is_needed(argv: list[str]) -> None:
+    """rpmsg remote loop:x served for ever though no other process can reach it, and the
+    client commands waited for a peer that can never come."""
+    r = cli(*argv)
+    assert r.returncode == 1 and r.stdout == "", r.stdout
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("rpmsg: error: loop:x: ") and "live in one process" in line
+    assert f"`rpmsg {argv[0]}`" in line and "shm:" in line
+
+
+def test_listen_shows_a_payload_a_terminal_would_act_on_as_a_literal() -> None:
+    from rpmsg.cli.tools import format_message
+    from rpmsg.endpoint import Message
+
+    for data in (b"\x1b]0;title\x07", b"\xc2\x9b2J", "\u202eevil".encode(), b"a\rb",
+                 b"\xff\x1b[31m"):
+        line = format_message(Message(data, 0x400, 0x401), 0.0, False)
+        payload = line.split("] ", 1)[1]
+        assert payload == repr(data) and payload.isprintable() and payload.isascii(), line
 
 
 def test_errors_of_json_commands_are_json_on_stderr() -> None:

@@ -145,3 +145,19 @@ def test_udev_rules_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert run("udev-rules", "--group", "rpmsg") == 0
     out = capsys.readouterr().out
     assert 'SYMLINK+="rpmsg/%c/$attr{name}"' in out and 'GROUP="rpmsg"' in out
+
+
+def test_list_escapes_the_names_a_remote_chose(kernel: FakeKernel,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A channel name is whatever the remote announced (the kernel passes it on as is):
+    rpmsg list wrote its escape sequences to the user's terminal."""
+    odd = "svc\x1b]0;title\x07\u009b2J"
+    kernel.add_channel(odd, 0x401, 0x400, announce=True)
+    kernel.add_ept(1, odd, 0x402, 0x400, ctrl=0)
+    assert run("list") == 0
+    text = capsys.readouterr().out
+    assert "\x1b" not in text and "\x07" not in text and "\u009b" not in text
+    assert text.count("svc\\x1b]0;title\\x07\\x9b2J") == 3  # device, channel, endpoint
+    assert run("list", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert odd in [c["name"] for c in doc["channels"]]  # JSON keeps the exact text

@@ -10,7 +10,9 @@ MTU; ``Console.write`` skipping input when a chip claimed to take more than offe
 ``rpmsg replay`` dying with ``OverflowError`` on a capture whose timestamps lie, and
 ``rpmsg rtc`` on a chip clock outside the calendar; ``rpmsg term | head`` killing its
 receiving thread with a ``BrokenPipeError`` traceback; services leaving their service
-handlers on the Device after close.
+handlers on the Device after close; ``rpmsg syslog``/``nuttx`` writing a chip's escape
+sequences to the terminal (colours are kept on a terminal only); ``ping``'s ``--timeout``
+not governing the open and its numbers taken unchecked.
 """
 
 from __future__ import annotations
@@ -60,6 +62,14 @@ def cli(*args: str, timeout: float = 120, stdin: str | None = None
     ["replay", "x.pcapng", "uart:/dev/null", "--timeout", "nan"],
     ["replay", "x.pcapng", "uart:/dev/null", "--linger", "inf"],
     ["replay", "x.pcapng", "uart:/dev/null", "--linger", "-1"],
+    ["ping", "uart:/dev/null", "--count", "0"],
+    ["ping", "uart:/dev/null", "--timeout", "nan"],
+    ["ping", "uart:/dev/null", "--timeout", "inf"],
+    ["ping", "uart:/dev/null", "--interval", "-1"],
+    ["listen", "uart:/dev/null", "svc", "--count", "0"],
+    ["listen", "uart:/dev/null", "svc", "--timeout", "-1"],
+    ["send", "uart:/dev/null", "svc", "x", "--timeout", "nan"],
+    ["services", "uart:/dev/null", "--wait", "inf"],
 ])
 def test_wrong_numbers_are_usage_errors(argv: list[str],
                                         capsys: pytest.CaptureFixture[str]) -> None:
@@ -97,7 +107,7 @@ def test_loop_urls_are_refused_at_once(argv: list[str],
 def test_the_open_is_governed_by_timeout() -> None:
     name = f"shm:nobody-{uuid.uuid4().hex[:8]}"
     for argv in (["rtc", name, "--timeout", "1"], ["term", name, "svc", "--timeout", "1"],
-                 ["console", name, "--timeout", "1"]):
+                 ["console", name, "--timeout", "1"], ["ping", name, "--timeout", "1"]):
         out = cli(*argv, stdin="")
         assert out.returncode == 1, out.stderr
         # The open's own error, with the command's 1 s (not the default 30 s).
@@ -148,7 +158,7 @@ _CHIP_WITHOUT_CONSOLE = textwrap.dedent("""
         print("ready", dev.link.describe()["pty"], flush=True)
         log.ept.wait_bound(60)
         for i in range(3):
-            log.log(b"chip line %d\\n" % i)
+            log.log(b"chip line %d\\x1b[32m\\x1b]0;t\\x07\\n" % i)
         sys.stdin.read()
         log.close()
 """)
@@ -167,8 +177,9 @@ def test_nuttx_shows_the_log_of_a_chip_whose_console_never_comes() -> None:
                   stdin="")
         assert out.returncode == 1  # no rpmsg-tty* within 8 s
         assert "rpmsg-tty" in out.stderr
-        for i in range(3):
-            assert f"chip line {i}" in out.stderr, out.stderr  # shown as it came
+        for i in range(3):  # shown as it came, escaped (stderr is no terminal: no colour)
+            assert f"chip line {i}\\x1b]0;t\\x07\n" in out.stderr, out.stderr
+        assert "\x1b" not in out.stderr and "\x07" not in out.stderr
     finally:
         assert chip.stdin is not None
         chip.stdin.close()
@@ -309,3 +320,82 @@ def test_services_leave_no_service_handler_behind(tmp_path: Path) -> None:
         chip.create_endpoint("later", announce=True)
         host.wait_service("later", timeout=20)
         assert calls == ["rpmsg-ttyx"]
+
+
+_CHIP_WITH_COLOURS = textwrap.dedent("""
+    import sys
+    import rpmsg
+    from rpmsg.services.nuttx.sim import SimSyslogClient, Violations
+    with rpmsg.open(sys.argv[1], policy="nuttx") as dev:
+        log = SimSyslogClient(dev, Violations())
+        log.log(b"\\x1b[1;31mred\\x1b[0m plain\\x1b]0;title\\x07\\n"
+                b"second \\x1b[2J\\xc2\\x9b6n\\x1b[31\\n")
+        print("ready", dev.link.describe()["pty"], flush=True)
+        sys.stdin.read()
+        log.close()
+""")
+_STAMP = r"\d\d:\d\d:\d\d\.\d{3} "
+
+
+def _read_all(fd: int, proc: subprocess.Popen[str]) -> bytes:
+    """Everything a pseudo-terminal's master reads until its process has ended."""
+    out = bytearray()
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:  # EIO: the slave side is closed (the process exited)
+            break
+        if not data:
+            break
+        out += data
+    proc.wait(60)
+    return bytes(out)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("how", ["tty", "pipe", "json", "output"])
+def test_syslog_keeps_colours_on_a_terminal_and_escapes_everything_else(
+        how: str, tmp_path: Path) -> None:
+    """rpmsg syslog wrote a chip's log lines raw: a chip could drive the user's terminal
+    (title, cleared screen, a reply typed into the shell). SGR colours (NuttX colours its
+    log) stay on a terminal only; every other control character is an escape."""
+    import re
+
+    chip = subprocess.Popen([sys.executable, "-c", _CHIP_WITH_COLOURS,
+                             "uart:pty?baudrate=4000000"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert chip.stdout is not None
+        ready = chip.stdout.readline().split()
+        assert ready[:1] == ["ready"], ready
+        argv = [*CLI, "syslog", f"uart:{ready[1]}?baudrate=4000000", "--no-rtc", "--count",
+                "2", *({"json": ["--json"], "output": ["-o", str(tmp_path / "log")]}.get(
+                    how, []))]
+        if how == "tty":
+            master, slave = os.openpty()
+            proc = subprocess.Popen(argv, stdout=slave, stderr=subprocess.DEVNULL,
+                                    stdin=subprocess.DEVNULL, text=True)
+            os.close(slave)
+            try:
+                text = _read_all(master, proc).decode().replace("\r\n", "\n")
+            finally:
+                os.close(master)
+        else:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            text = (tmp_path / "log").read_text() if how == "output" else done.stdout
+    finally:
+        assert chip.stdin is not None
+        chip.stdin.close()
+        chip.wait(30)
+    lines = text.splitlines()
+    assert len(lines) == 2, lines
+    if how == "json":
+        assert [json.loads(line)["text"] for line in lines] == [
+            "red plain\x1b]0;title\x07", "second \x1b[2J\x9b6n\x1b[31"]
+        return
+    colour = ["\x1b[1;31m", "\x1b[0m"] if how == "tty" else ["", ""]
+    reset = "\x1b[0m" if how == "tty" else ""
+    assert re.fullmatch(_STAMP + re.escape(
+        f"{colour[0]}red{colour[1]} plain\\x1b]0;title\\x07{reset}"), lines[0]), lines
+    assert re.fullmatch(_STAMP + re.escape("second \\x1b[2J\\x9b6n\\x1b[31"), lines[1]), lines

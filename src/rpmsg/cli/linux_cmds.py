@@ -15,9 +15,16 @@ import sys
 from typing import Any
 
 from rpmsg.cli import rproc_cmds
+from rpmsg.cli.terminal import printable
 from rpmsg.linux.ctrl import Ctrl, destroy_endpoint_device
 from rpmsg.linux.remoteproc import list_remoteprocs
-from rpmsg.linux.sysfs import default_sysfs, format_addr
+from rpmsg.linux.sysfs import (
+    Channel,
+    ControlDevice,
+    EndpointDevice,
+    default_sysfs,
+    format_addr,
+)
 from rpmsg.wire.rpmsg import ADDR_ANY
 
 
@@ -92,23 +99,33 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not (channels or endpoints or controls):
         print(f"no rpmsg devices ({sysfs.class_dir} and {sysfs.bus_dir} are empty or absent)")
         return 0
-    print("channels:")
-    for c in channels:
-        driver = c.driver or "-"
-        announce = {True: "announced", False: "", None: ""}[c.announce]
-        devs = " ".join([f"rpmsg{i}" for i in c.endpoints] + [f"rpmsg_ctrl{i}" for i in c.ctrls])
-        print(f"  {c.device:<44} {c.name:<32} src={format_addr(c.src):<10} "
-              f"dst={format_addr(c.dst):<10} driver={driver:<13} {announce} {devs}".rstrip())
-    print("endpoints:")
-    for e in endpoints:
-        owner = f"ctrl=rpmsg_ctrl{e.ctrl}" if e.ctrl is not None else f"channel={e.channel}"
-        print(f"  {e.path:<16} {e.name:<32} src={format_addr(e.src):<10} "
-              f"dst={format_addr(e.dst):<10} {owner}")
-    print("controls:")
-    for ctl in controls:
-        print(f"  {ctl.path:<20} channel={ctl.channel or '-'} endpoints="
-              f"{','.join(f'rpmsg{i}' for i in ctl.endpoints) or '-'}")
+    # Channel and endpoint names are the remote's words: escaped (printable) when shown.
+    for title, lines in (("channels", map(_channel_line, channels)),
+                         ("endpoints", map(_endpoint_line, endpoints)),
+                         ("controls", map(_control_line, controls))):
+        print(f"{title}:")
+        for line in lines:
+            print(printable(f"  {line}"))
     return 0
+
+
+def _channel_line(c: Channel) -> str:
+    announce = "announced" if c.announce else ""
+    devs = " ".join([f"rpmsg{i}" for i in c.endpoints] + [f"rpmsg_ctrl{i}" for i in c.ctrls])
+    return (f"{c.device:<44} {c.name:<32} src={format_addr(c.src):<10} "
+            f"dst={format_addr(c.dst):<10} driver={c.driver or '-':<13} {announce} "
+            f"{devs}").rstrip()
+
+
+def _endpoint_line(e: EndpointDevice) -> str:
+    owner = f"ctrl=rpmsg_ctrl{e.ctrl}" if e.ctrl is not None else f"channel={e.channel}"
+    return (f"{e.path:<16} {e.name:<32} src={format_addr(e.src):<10} "
+            f"dst={format_addr(e.dst):<10} {owner}")
+
+
+def _control_line(ctl: ControlDevice) -> str:
+    return (f"{ctl.path:<20} channel={ctl.channel or '-'} endpoints="
+            f"{','.join(f'rpmsg{i}' for i in ctl.endpoints) or '-'}")
 
 
 # create / destroy ---------------------------------------------------------------------

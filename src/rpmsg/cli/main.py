@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from rpmsg import __version__
+from rpmsg.cli.terminal import printable
 from rpmsg.errors import AlreadyOpenError, RpmsgError
 
 #: Modules that add subcommands, in help order. Missing optional ones are skipped.
@@ -140,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"error": error_text(exc), "type": type(exc).__name__}),
                   file=sys.stderr)
         else:
-            print(f"rpmsg: error: {error_text(exc)}", file=sys.stderr)
+            # The text may quote a peer (a service name, what a link saw): escaped.
+            print(f"rpmsg: error: {printable(error_text(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

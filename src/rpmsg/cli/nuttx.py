@@ -19,7 +19,8 @@ from typing import IO, Any
 
 import rpmsg
 from rpmsg.cli.args import count, open_output, seconds
-from rpmsg.cli.terminal import Terminal, printable, waiting
+from rpmsg.cli.serve import serve_until_interrupted
+from rpmsg.cli.terminal import Terminal, log_text, printable, strip_sgr, waiting
 from rpmsg.device import Device
 from rpmsg.errors import RpmsgError
 from rpmsg.registry import require_other_process
@@ -67,20 +68,6 @@ def _open(args: argparse.Namespace) -> Device:
 
 def _rtc(device: Device, args: argparse.Namespace) -> RtcServer | None:
     return None if args.no_rtc else RtcServer(device)
-
-
-def _wait_interrupt(device: Device) -> int:
-    """Serve until Ctrl-C (exit 0) or until the transport breaks (exit 1)."""
-    stop = threading.Event()
-    try:
-        while not stop.wait(0.2):
-            if device.broken_error is not None:
-                print(f"rpmsg: error: transport broken: {device.broken_error}",
-                      file=sys.stderr)
-                return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
 
 
 # console ---------------------------------------------------------------------------------------
@@ -176,7 +163,7 @@ def _serve_pty(device: Device, name: str) -> int:
 
     threading.Thread(target=pump, name="console-pty", daemon=True).start()
     try:
-        return _wait_interrupt(device)
+        return serve_until_interrupted(device)
     finally:
         console.close()
         os.close(slave)
@@ -198,15 +185,25 @@ def _register_syslog(sub: Any) -> None:
     p.set_defaults(func=run_syslog)
 
 
-def format_line(line: SyslogLine, as_json: bool) -> str:
+def format_line(line: SyslogLine, as_json: bool, *, colour: bool = False) -> str:
+    """One log line as printed: the host time and the text, safe for a terminal (SGR
+    colours kept only with ``colour``), or a JSON object (text without SGR colours)."""
     if as_json:
-        return json.dumps(line.as_dict())
+        return json.dumps({**line.as_dict(), "text": strip_sgr(line.text)})
     stamp = datetime.datetime.fromtimestamp(line.time).strftime("%H:%M:%S.%f")[:-3]
-    return f"{stamp} {line.text}"
+    return f"{stamp} {log_text(line.text, colour=colour)}"
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def run_syslog(args: argparse.Namespace) -> int:
     out: IO[str] = open_output(args.output, "log") if args.output else sys.stdout
+    colour = not args.output and not args.json and _is_terminal(out)
     done = threading.Event()
     seen = 0
 
@@ -214,7 +211,7 @@ def run_syslog(args: argparse.Namespace) -> int:
         nonlocal seen
         if done.is_set():
             return
-        out.write(format_line(line, args.json) + "\n")
+        out.write(format_line(line, args.json, colour=colour) + "\n")
         out.flush()
         seen += 1
         if args.count is not None and seen >= args.count:
@@ -272,7 +269,7 @@ def run_fs_serve(args: argparse.Namespace) -> int:
               "on the chip: mount -t rpmsgfs -o cpu=<this PC>,fs=/ /mnt; Ctrl-C to stop",
               file=sys.stderr, flush=True)
         try:
-            return _wait_interrupt(device)
+            return serve_until_interrupted(device)
         finally:
             server.close()
             if rtc is not None:
@@ -352,8 +349,10 @@ def run_nuttx(args: argparse.Namespace) -> int:
     terminal: list[Terminal] = []
     lock = threading.Lock()
 
+    colour = log_file is None and _is_terminal(sys.stderr)
+
     def on_log(line: SyslogLine) -> None:
-        text = format_line(line, False)
+        text = format_line(line, False, colour=colour)
         if log_file is not None:
             log_file.write(text + "\n")
             return

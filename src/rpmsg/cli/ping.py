@@ -7,8 +7,11 @@ import json
 from typing import Any
 
 import rpmsg
+from rpmsg.cli.args import count, finite_seconds
 from rpmsg.cli.stats import StatsReporter
 from rpmsg.cli.terminal import waiting
+from rpmsg.device import Device
+from rpmsg.registry import require_other_process
 from rpmsg.services.ping import PingInterrupted, PingResult, ping
 from rpmsg.wire.ping import PING_NAME
 
@@ -21,7 +24,7 @@ def register(sub: Any) -> None:
         "missing or differs. Ctrl-C stops it early: the statistics so far are printed and "
         "the exit status is 130.")
     p.add_argument("url", help="transport URL, e.g. shm:demo")
-    p.add_argument("--count", "-c", type=int, default=10, help="round trips (default 10)")
+    p.add_argument("--count", "-c", type=count, default=10, help="round trips (default 10)")
     p.add_argument("--size", "-s", type=int, default=64,
                    help="payload bytes per message, at most the MTU (default 64)")
     p.add_argument("--service", default=PING_NAME,
@@ -30,9 +33,11 @@ def register(sub: Any) -> None:
                    help="rpmsg-ping payloads or plain echo (default: by service name)")
     p.add_argument("--random-size", action="store_true",
                    help="random sizes up to --size")
-    p.add_argument("--interval", type=float, default=0.0, help="seconds between pings")
-    p.add_argument("--timeout", type=float, default=5.0,
-                   help="seconds to wait for the binding and for each reply (default 5)")
+    p.add_argument("--interval", type=finite_seconds, default=0.0, metavar="S",
+                   help="seconds between pings")
+    p.add_argument("--timeout", type=finite_seconds, default=5.0, metavar="S",
+                   help="seconds to wait for the peer (the open), the binding and each reply "
+                   "(default 5)")
     p.add_argument("--policy", choices=["linux", "openamp", "nuttx"],
                    help="peer behaviour preset (default: the transport's)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -42,27 +47,31 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.count < 1:
-        raise SystemExit("rpmsg ping: --count must be at least 1")
-    interrupted = False
-    with rpmsg.open(args.url, policy=args.policy) as device:
+    require_other_process(args.url, "`rpmsg ping`")
+    with rpmsg.open(args.url, policy=args.policy, timeout=args.timeout) as device:
         if device.link.ns_enabled:  # the binding: say what we wait for after a second
             with waiting(f"the remote to announce {args.service!r} on {args.url}"):
                 device.wait_service(args.service, args.timeout)
-        reporter = StatsReporter(device.stats).start() if args.stats else None
-        try:
-            result = ping(device, service=args.service, count=args.count, size=args.size,
-                          timeout=args.timeout, protocol=args.protocol,
-                          random_size=args.random_size, interval=args.interval)
-        except PingInterrupted as stop:  # Ctrl-C: the statistics so far, as ping(8) does
-            result, interrupted = stop.result, True
-        finally:
-            if reporter is not None:
-                reporter.stop()
+        result, interrupted = _measure(device, args)
     show(result, args.json, interrupted)
     if interrupted:
         return 130
     return 0 if result.ok else 1
+
+
+def _measure(device: Device, args: argparse.Namespace) -> tuple[PingResult, bool]:
+    """The round trips (the link counters on stderr with ``--stats``); True if Ctrl-C
+    ended them, with the statistics so far, as ping(8) does."""
+    reporter = StatsReporter(device.stats).start() if args.stats else None
+    try:
+        return ping(device, service=args.service, count=args.count, size=args.size,
+                    timeout=args.timeout, protocol=args.protocol,
+                    random_size=args.random_size, interval=args.interval), False
+    except PingInterrupted as stop:
+        return stop.result, True
+    finally:
+        if reporter is not None:
+            reporter.stop()
 
 
 def show(result: PingResult, as_json: bool, interrupted: bool = False) -> None:

@@ -4,13 +4,13 @@ Linux's rpmsg-tty (``--tty``)."""
 from __future__ import annotations
 
 import argparse
-import sys
-import threading
 from typing import Any
 
 import rpmsg
+from rpmsg.cli.serve import serve_until_interrupted
 from rpmsg.cli.stats import StatsReporter
 from rpmsg.device import Device
+from rpmsg.registry import require_other_process
 from rpmsg.services import EchoService, PingService
 from rpmsg.services.tty import LINUX_TTY_NAME, TtyService
 
@@ -49,35 +49,42 @@ def serve(device: Device, echo: list[str], ping: bool) -> list[EchoService | Pin
     return services
 
 
-def run(args: argparse.Namespace) -> int:
+def _chosen(args: argparse.Namespace) -> tuple[list[str], bool, list[str]]:
+    """The echo names, rpmsg-ping or not and the tty names asked for (the defaults when
+    nothing is)."""
     echo, ping, ttys = list(args.echo), args.ping, list(args.tty)
     if args.tty_exec and not ttys:
         raise SystemExit("rpmsg remote: --tty-exec needs --tty NAME")
     if not echo and not ping and not ttys:
         echo, ping = [DEFAULT_ECHO], True
-    stop = threading.Event()
+    return echo, ping, ttys
+
+
+def _banner(args: argparse.Namespace, device: Device, echo: list[str], ping: bool,
+            ttys: list[str]) -> str:
+    tty_how = f" ({args.tty_exec})" if args.tty_exec else " (echo)"
+    names = [f"echo {n!r}" for n in echo] + (["rpmsg-ping"] if ping else []) + [
+        f"tty {n!r}{tty_how}" for n in ttys]
+    return (f"rpmsg remote: serving {', '.join(names)} on {args.url} (mtu {device.mtu}); "
+            "Ctrl-C to stop")
+
+
+def run(args: argparse.Namespace) -> int:
+    echo, ping, ttys = _chosen(args)
+    require_other_process(args.url, "`rpmsg remote`")
     with rpmsg.open(args.url, policy=args.policy, side="remote") as device:
         services: list[EchoService | PingService | TtyService] = [
             *serve(device, echo, ping),
             *(TtyService(device, n, args.tty_exec) for n in ttys)]
         if not args.quiet:
-            names = [f"echo {n!r}" for n in echo] + (["rpmsg-ping"] if ping else []) + [
-                f"tty {n!r}" + (f" ({args.tty_exec})" if args.tty_exec else " (echo)")
-                for n in ttys]
-            print(f"rpmsg remote: serving {', '.join(names)} on {args.url} "
-                  f"(mtu {device.mtu}); Ctrl-C to stop", flush=True)
+            print(_banner(args, device, echo, ping, ttys), flush=True)
         reporter = StatsReporter(device.stats).start() if args.stats else None
         try:
-            while not stop.wait(0.2):
-                if device.broken_error is not None:
-                    print(f"rpmsg: error: transport broken: {device.broken_error}",
-                          file=sys.stderr)
-                    return 1
-        except KeyboardInterrupt:
-            pass
+            code = serve_until_interrupted(device)
         finally:
             if reporter is not None:
                 reporter.stop()
-        for svc in services:
-            svc.close()
-    return 0
+        if code == 0:  # (after a break, closing the Device is all there is to do)
+            for svc in services:
+                svc.close()
+    return code

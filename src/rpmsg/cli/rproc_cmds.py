@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Any
 
+from rpmsg.cli.terminal import printable
 from rpmsg.linux import remoteproc
 from rpmsg.linux.remoteproc import RemoteProc
 from rpmsg.linux.sysfs import default_sysfs
@@ -58,15 +59,18 @@ def _line(proc: RemoteProc) -> str:
 
 
 def print_remoteproc(proc: RemoteProc, indent: str = "") -> None:
-    """One processor and its rpmsg devices, for people."""
-    print(indent + _line(proc))
+    """One processor and its rpmsg devices, for people (the channel names are the remote's
+    words: escaped)."""
     sysfs = default_sysfs()
+    lines = [_line(proc)]
     if proc.channels:
-        print(f"{indent}  channels: {' '.join(proc.channels)}")
+        lines.append(f"  channels: {' '.join(proc.channels)}")
     if proc.controls:
-        print(f"{indent}  controls: {' '.join(sysfs.ctrl_node(i) for i in proc.controls)}")
+        lines.append(f"  controls: {' '.join(sysfs.ctrl_node(i) for i in proc.controls)}")
     if proc.endpoints:
-        print(f"{indent}  endpoints: {' '.join(sysfs.endpoint_node(i) for i in proc.endpoints)}")
+        lines.append(f"  endpoints: {' '.join(sysfs.endpoint_node(i) for i in proc.endpoints)}")
+    for line in lines:
+        print(printable(indent + line))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -85,13 +89,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     proc = remoteproc.start(args.name, args.firmware)
-    print(f"{proc.label()}: {proc.state} (firmware {proc.firmware})")
+    print(printable(f"{proc.label()}: {proc.state} (firmware {proc.firmware})"))
     return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     proc = remoteproc.stop(args.name)
-    print(f"{proc.label()}: {proc.state}")
+    print(printable(f"{proc.label()}: {proc.state}"))
     return 0
 
 

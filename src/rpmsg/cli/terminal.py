@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import sys
 import threading
@@ -46,6 +47,31 @@ def printable(text: str, *, newlines: bool = False) -> str:
     """``text`` safe to print: control characters and lone surrogates as escapes
     (newlines kept with ``newlines``). For anything a peer or a file chose."""
     return text.translate(_ESCAPES_BUT_NEWLINE if newlines else _ESCAPES)
+
+
+#: An ANSI SGR sequence (colours, bold: ``ESC [ 1;31 m``), which NuttX puts in its log lines;
+#: the group makes ``split`` return it between the pieces of text around it.
+_SGR = re.compile(r"(\x1b\[[0-9;:]*m)")
+_SGR_RESET = "\x1b[0m"
+
+
+def strip_sgr(text: str) -> str:
+    """``text`` without its SGR colour sequences (other characters untouched)."""
+    return _SGR.sub("", text)
+
+
+def log_text(text: str, *, colour: bool) -> str:
+    """A chip's log line safe to print: SGR colour sequences kept with ``colour`` (for a
+    terminal; a reset is added so that no colour outlives the line) and removed without (a
+    file, a pipe); every other control character and lone surrogate is shown as an escape,
+    as :func:`printable` does."""
+    if not colour:
+        return printable(strip_sgr(text))
+    parts = _SGR.split(text)  # text, SGR, text, SGR, ..., text
+    if len(parts) == 1:
+        return printable(text)
+    parts[::2] = [printable(piece) for piece in parts[::2]]
+    return "".join(parts) + _SGR_RESET
 
 
 @contextlib.contextmanager
@@ -192,4 +218,5 @@ class Terminal:
             time.sleep(min(LINGER - quiet, 0.1) + 0.01)
 
 
-__all__ = ["EXIT_CHAR", "LINGER", "Terminal", "printable", "waiting"]
+__all__ = ["EXIT_CHAR", "LINGER", "Terminal", "log_text", "printable", "strip_sgr",
+           "waiting"]

@@ -21,12 +21,13 @@ import time
 from typing import Any
 
 import rpmsg
-from rpmsg import checks
+from rpmsg.cli.args import count, finite_seconds, seconds
 from rpmsg.cli.linux_cmds import parse_addr_arg
-from rpmsg.cli.terminal import waiting
+from rpmsg.cli.terminal import printable, waiting
 from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint, Message
-from rpmsg.errors import InvalidArgumentError, RpmsgTimeoutError
+from rpmsg.errors import RpmsgTimeoutError
+from rpmsg.registry import require_other_process
 from rpmsg.url import TransportURL
 from rpmsg.wire.rpmsg import ADDR_ANY
 
@@ -40,18 +41,9 @@ ANNOUNCE_SETTLE = 0.3
 LINUX_INTERNAL = ("rpmsg_ctrl", "rpmsg_ns")
 
 
-def _seconds(text: str) -> float | None:
-    """Seconds: a number >= 0, or ``inf`` for no limit (None)."""
-    try:
-        return checks.timeout(float(text))
-    except (ValueError, InvalidArgumentError) as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds: {exc}") \
-            from None
-
-
 def _common(p: argparse.ArgumentParser, *, timeout_help: str,
             timeout: float | None = DEFAULT_TIMEOUT) -> None:
-    p.add_argument("--timeout", type=_seconds, default=timeout, metavar="S", help=timeout_help)
+    p.add_argument("--timeout", type=seconds, default=timeout, metavar="S", help=timeout_help)
     p.add_argument("--policy", choices=["linux", "openamp", "nuttx"],
                    help="peer behaviour preset (default: the transport's)")
 
@@ -94,7 +86,7 @@ def register(sub: Any) -> None:
     p.add_argument("name", metavar="NAME", nargs="?",
                    help="endpoint/service name; '-' (default for linux: URLs) for the "
                    "endpoint a linux:/dev/rpmsgN is")
-    p.add_argument("--count", type=int, default=None, metavar="N",
+    p.add_argument("--count", type=count, default=None, metavar="N",
                    help="stop after N messages (an error if --timeout ends it first)")
     p.add_argument("--hex", action="store_true", help="print payloads in hex")
     p.add_argument("--json", action="store_true", help="one JSON object per message")
@@ -111,7 +103,7 @@ def register(sub: Any) -> None:
         description="Print the names the remote announced through the name service and their "
         "addresses. On linux: URLs these are the kernel's rpmsg channels (from sysfs).")
     p.add_argument("url", metavar="URL", help="transport URL, e.g. shm:lab")
-    p.add_argument("--wait", type=_seconds, default=ANNOUNCE_WAIT, metavar="S",
+    p.add_argument("--wait", type=finite_seconds, default=ANNOUNCE_WAIT, metavar="S",
                    help=f"seconds to wait for the first announcement (default {ANNOUNCE_WAIT:g})")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     _common(p, timeout_help=f"seconds the open may wait for the peer (default "
@@ -175,17 +167,25 @@ def open_endpoint(device: Device, name: str, src: int, dst: int, *,
 # send -----------------------------------------------------------------------------------
 
 
+def _open(url: str, args: argparse.Namespace, timeout: float | None) -> Device:
+    """The Device on URL for this command: ``loop:`` refused at once (its peer would have to
+    be in this process), the open waiting for the peer at most ``timeout`` seconds."""
+    require_other_process(url, f"`rpmsg {args.command}`")
+    return rpmsg.open(url, policy=args.policy, timeout=timeout)
+
+
+def split_payload(payload: bytes, size: int) -> list[bytes]:
+    """``payload`` as messages of at most ``size`` bytes (one empty message for none)."""
+    return [payload[i:i + size] for i in range(0, len(payload), size)] or [b""]
+
+
 def run_send(args: argparse.Namespace) -> int:
     url, name, args.data = resolve_target(args.url, args.name, args.data)
     if name is None:
         raise _usage(args, "NAME is missing (the service to send to; '-' on linux:/dev/rpmsgN)")
     payload = read_payload(args)
-    with rpmsg.open(url, policy=args.policy, timeout=args.timeout) as device:
-        if args.split:
-            size = device.mtu
-            parts = [payload[i:i + size] for i in range(0, len(payload), size)] or [b""]
-        else:
-            parts = [payload]
+    with _open(url, args, args.timeout) as device:
+        parts = split_payload(payload, device.mtu) if args.split else [payload]
         ept = open_endpoint(device, name, args.src, args.dst)
         try:
             if not ept.bound:
@@ -215,6 +215,7 @@ def wait_bound(device: Device, ept: Endpoint, name: str, url: str,
 
 
 def _show(data: bytes, as_hex: bool) -> str:
+    """The payload as hex, as text, or (text a terminal would act on) as a bytes literal."""
     if as_hex:
         return data.hex(" ")
     text = data.decode("utf-8", "backslashreplace")
@@ -246,34 +247,44 @@ def _receive(ept: Endpoint, deadline: float | None) -> Message | None:
         return None
 
 
+def _listen_name(args: argparse.Namespace, url: str, name: str | None) -> str:
+    """NAME, which may be left out (``-``) only on a ``linux:`` URL."""
+    if name is not None:
+        return name
+    if not url.startswith("linux:"):
+        raise _usage(args, "NAME is missing (the endpoint to create and listen on)")
+    return "-"
+
+
+def _print_messages(args: argparse.Namespace, ept: Endpoint, url: str, name: str,
+                    deadline: float | None) -> int:
+    """Print what ``ept`` receives until ``--count`` or the deadline; how many it printed."""
+    received = 0
+    with waiting(f"messages to {name!r} on {url} (Ctrl-C to stop)"):
+        msg = _receive(ept, deadline)
+    while msg is not None:
+        when = msg.timestamp or time.time()
+        received += 1
+        line = message_json(msg, when, url, name) if args.json \
+            else format_message(msg, when, args.hex)
+        print(line, flush=True)
+        if received == args.count:
+            break
+        msg = _receive(ept, deadline)
+    return received
+
+
 def run_listen(args: argparse.Namespace) -> int:
     url, name, _ = resolve_target(args.url, args.name)
-    if name is None:
-        if not url.startswith("linux:"):
-            raise _usage(args, "NAME is missing (the endpoint to create and listen on)")
-        name = "-"
-    if args.count is not None and args.count < 1:
-        raise _usage(args, "--count must be at least 1")
+    name = _listen_name(args, url, name)
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     open_timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
-    received = 0
-    with rpmsg.open(url, policy=args.policy, timeout=open_timeout) as device:
+    with _open(url, args, open_timeout) as device:
         # Announced (where the link has a name service): a remote endpoint of that name
         # binds to it and can send. Binding to a service the remote announced wins.
         ept = open_endpoint(device, name, args.src, args.dst, announce=True)
         try:
-            with waiting(f"messages to {name!r} on {url} (Ctrl-C to stop)"):
-                msg = _receive(ept, deadline)
-            while msg is not None:
-                when = msg.timestamp or time.time()
-                received += 1
-                if args.json:
-                    print(message_json(msg, when, url, name), flush=True)
-                else:
-                    print(format_message(msg, when, args.hex), flush=True)
-                if received == args.count:
-                    break
-                msg = _receive(ept, deadline)
+            received = _print_messages(args, ept, url, name, deadline)
         finally:
             ept.close()
     if args.count is not None and received < args.count:
@@ -307,25 +318,32 @@ def _announced(device: Device, wait: float) -> list[dict[str, Any]]:
     return [{"name": n, "addr": a} for n, a in device.services]
 
 
+def services_table(services: list[dict[str, Any]]) -> list[str]:
+    """The lines of ``rpmsg services``: name, address and endpoint devices. The names are
+    the remote's words: shown with control characters and undecodable bytes as escapes."""
+    names = [printable(s["name"]) for s in services]
+    width = max(map(len, names), default=0)
+    lines = []
+    for name, s in zip(names, services, strict=True):
+        addr = "-" if s["addr"] in (None, ADDR_ANY) else f"{s['addr']:#x}"
+        extra = f"  {printable(' '.join(s['endpoints']))}" if s.get("endpoints") else ""
+        lines.append(f"{name:<{width}}  {addr}{extra}")
+    return lines
+
+
 def run_services(args: argparse.Namespace) -> int:
-    with rpmsg.open(args.url, policy=args.policy, timeout=args.timeout) as device:
-        if args.url.startswith("linux:"):
-            services = _linux_services(args.url)
-        else:
-            services = _announced(device, args.wait)
+    linux = args.url.startswith("linux:")
+    with _open(args.url, args, args.timeout) as device:
+        services = _linux_services(args.url) if linux else _announced(device, args.wait)
     if args.json:
         print(json.dumps(services, indent=2))
-        return 0
-    if not services:
+    elif services:
+        print("\n".join(services_table(services)))
+    else:
         print(f"no services announced on {args.url}"
-              + ("" if args.url.startswith("linux:") else f" within {args.wait:g} s"))
-        return 0
-    width = max(len(s["name"]) for s in services)
-    for s in services:
-        addr = "-" if s["addr"] in (None, ADDR_ANY) else f"{s['addr']:#x}"
-        extra = f"  {' '.join(s['endpoints'])}" if s.get("endpoints") else ""
-        print(f"{s['name']:<{width}}  {addr}{extra}")
+              + ("" if linux else f" within {args.wait:g} s"))
     return 0
 
 
-__all__ = ["format_message", "open_endpoint", "read_payload", "register", "resolve_target"]
+__all__ = ["format_message", "open_endpoint", "read_payload", "register", "resolve_target",
+           "services_table", "split_payload"]
