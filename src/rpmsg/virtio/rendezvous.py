@@ -127,27 +127,44 @@ def _wait_readable(sock: socket.socket, timeout: float, wake_fd: int) -> None:
 
 # Device side -----------------------------------------------------------------------------
 
-def read_hello(chan: SocketKick) -> ShmFlags | None:
-    """A hello waiting on ``chan``, or None if the first bytes are something else (a C driver's
-    kicks, which are consumed) or not all there yet (left for the next call)."""
+def read_hello(chan: SocketKick) -> tuple[ShmFlags | None, bool]:
+    """``(hello, partial)``: a hello waiting on ``chan`` (None if there is none: the first
+    bytes are something else, a C driver's kicks, which are consumed), and whether only the
+    first bytes of one are there yet (left for the next call; the caller should not wait
+    for the socket to be readable then, as it already is).
+
+    A driver that closed its end in the middle of its hello is :class:`PeerGone` (its bytes
+    would otherwise be peeked at for ever, and the device kept busy with a dead driver).
+    """
     try:
         head = chan.sock.recv(SHM_HELLO.size, socket.MSG_PEEK)
     except (BlockingIOError, InterruptedError):
-        return None
+        return None, False
     except OSError as exc:
         raise PeerGone(f"kick socket: {exc.strerror}") from None
     if not head:
         raise PeerGone("the driver closed the kick socket")
     if not HELLO_MAGIC.startswith(head[:4]):
         chan.wait(0)  # kicks: consume them
-        return None
+        return None, False
     if len(head) < SHM_HELLO.size:
-        return None
+        if _hung_up(chan.sock):
+            raise PeerGone(f"the driver closed the kick socket after {len(head)} byte(s) of "
+                           "its hello")
+        return None, True
     magic, version, flags = SHM_HELLO.unpack(chan.sock.recv(SHM_HELLO.size))
     if version != VERSION:
-        return ShmFlags(0)
+        return ShmFlags(0), False
     del magic
-    return ShmFlags(flags & (ShmFlags.MEMFD | ShmFlags.EVENTFD))
+    return ShmFlags(flags & (ShmFlags.MEMFD | ShmFlags.EVENTFD)), False
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    """Whether the peer shut down its end (seen even while unread bytes remain)."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLRDHUP)
+    return any(ev & (select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+               for _fd, ev in poller.poll(0))
 
 
 def send_welcome(sock: socket.socket, status: WelcomeStatus, flags: int = 0,

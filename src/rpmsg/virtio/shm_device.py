@@ -236,16 +236,18 @@ class ShmDeviceLink(ShmLink):
         deadline = time.monotonic() + self._timeout
         sock = chan.sock if isinstance(chan, SocketKick) else None
         while not self._closed:
+            partial = False
             if sock is not None and self._file is not None:
                 assert isinstance(chan, SocketKick)
-                hello = read_hello(chan)
+                hello, partial = read_hello(chan)
                 if hello is not None:
                     return self._welcome(chan, hello)
             if self._named_driver_ok():
                 return self._named_memory(), chan
             if sock is not None and time.monotonic() > deadline:
                 raise PeerGone(f"neither a hello nor DRIVER_OK within {self._timeout} s")
-            self._wait_rendezvous(sock)
+            # With part of a hello unread the socket stays readable: poll, do not spin.
+            self._wait_rendezvous(None if partial else sock)
         return None
 
     def _wait_rendezvous(self, sock: socket.socket | None) -> None:

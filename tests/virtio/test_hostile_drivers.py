@@ -1,0 +1,54 @@
+"""Drivers that misbehave during the hello (outsider QA).
+
+A driver that sent only the first bytes of its hello and then closed the kick socket kept the
+device busy with a dead driver until the rendezvous timeout (30 s by default): the device only
+peeked at the bytes, which stay readable for ever, never saw the end of the stream, and
+answered every other driver "busy", spinning on the readable socket meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+import rpmsg
+from rpmsg.wire.shm_hello import HELLO_MAGIC
+
+
+@pytest.fixture
+def name() -> Iterator[str]:
+    n = f"rpmsg-hd-{uuid.uuid4().hex[:10]}"
+    yield n
+    for leftover in (f"/dev/shm/{n}", f"/tmp/{n}.event.0"):
+        if os.path.lexists(leftover):
+            os.unlink(leftover)
+
+
+def _echo_device(name: str) -> rpmsg.Device:
+    # A long open timeout: the device gives a silent driver that long to say hello.
+    dev = rpmsg.open(f"shm:{name}?timeout=60", side="remote")
+    dev.create_endpoint("echo", callback=lambda e, data, src: e.send_to(src, data))
+    return dev
+
+
+@pytest.mark.parametrize("sent", [HELLO_MAGIC[:1], HELLO_MAGIC[:2], HELLO_MAGIC + b"\x01"])
+def test_a_driver_gone_in_the_middle_of_its_hello_frees_the_device(name: str,
+                                                                   sent: bytes) -> None:
+    device = _echo_device(name)
+    try:
+        for _ in range(3):
+            evil = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            evil.connect(f"/tmp/{name}.event.0")
+            evil.sendall(sent)
+            evil.close()
+        with rpmsg.open(f"shm:{name}?timeout=20") as host:
+            ept = host.create_endpoint("echo")
+            ept.wait_bound(20)
+            ept.send(b"served", timeout=10)
+            assert ept.recv(timeout=10) == b"served"
+    finally:
+        device.close()
