@@ -8,8 +8,11 @@ answered every other driver "busy", spinning on the readable socket meanwhile.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -50,5 +53,35 @@ def test_a_driver_gone_in_the_middle_of_its_hello_frees_the_device(name: str,
             ept.wait_bound(20)
             ept.send(b"served", timeout=10)
             assert ept.recv(timeout=10) == b"served"
+    finally:
+        device.close()
+
+
+CONNECT_AND_READ = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.settimeout(20)
+print(len(s.recv(4096)))
+"""
+
+
+def test_a_refused_drivers_command_line_cannot_forge_log_lines(
+        name: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The device names a driver it refuses by its command line, which that driver chose:
+    control characters are escaped, not written into the log."""
+    caplog.set_level(logging.INFO, logger="rpmsg.shm")
+    device = _echo_device(name)
+    try:
+        with rpmsg.open(f"shm:{name}?timeout=20") as host:
+            ept = host.create_endpoint("echo")
+            ept.wait_bound(20)
+            evil = subprocess.run([sys.executable, "-c", CONNECT_AND_READ,
+                                   f"/tmp/{name}.event.0", "\x1b[2J\nFORGED: all is well"],
+                                  capture_output=True, text=True, timeout=60)
+            assert evil.returncode == 0 and int(evil.stdout) > 0  # it was answered "busy"
+        refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert refused and "FORGED" in refused[0]
+        assert all("\x1b" not in m and "\n" not in m for m in refused)
     finally:
         device.close()

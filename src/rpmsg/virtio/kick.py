@@ -13,7 +13,6 @@ the socket this process bound (same inode), and a socket another user owns is re
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import socket
@@ -149,6 +148,14 @@ class SocketKick(KickChannel):
             self.sock.close()
 
 
+def is_eventfd(fd: int) -> bool:
+    """Whether ``fd`` is an eventfd (a peer may pass anything over the socket)."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
+    except OSError:
+        return False
+
+
 class EventfdKick(SocketKick):
     """Kicks as eventfd writes; the socket stays open only to notice the peer leaving."""
 
@@ -163,13 +170,22 @@ class EventfdKick(SocketKick):
         self._poller.register(rx_fd, select.POLLIN)
 
     def notify(self) -> None:
-        os.eventfd_write(self.tx_fd, 1)
+        try:
+            os.eventfd_write(self.tx_fd, 1)
+        except BlockingIOError:
+            return  # the counter is full: the peer has kicks to read already
+        except OSError as exc:
+            raise PeerGone(f"kick eventfd: {exc.strerror}") from None
         self.sent += 1
 
     def _kicked(self, fd: int) -> None:
         if fd == self.rx_fd:
-            with contextlib.suppress(BlockingIOError):
+            try:
                 os.eventfd_read(self.rx_fd)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise PeerGone(f"kick eventfd: {exc.strerror}") from None
         else:
             self._drain(fd)  # only EOF is expected here
 
@@ -307,6 +323,7 @@ __all__ = [
     "PeerGone",
     "SocketKick",
     "connect",
+    "is_eventfd",
     "peer_credentials",
     "sleep",
 ]

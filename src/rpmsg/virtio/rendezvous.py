@@ -103,7 +103,9 @@ def say_hello(chan: SocketKick, flags: ShmFlags, opening: Opening,
                 os.close(fd)
         raise
     assert header is not None
-    text = data[SHM_WELCOME.size:].decode("utf-8", "replace")
+    # The device chose the text: shown with escapes, never as control characters.
+    text = data[SHM_WELCOME.size:].decode("utf-8", "replace").encode("unicode_escape")\
+        .decode("ascii")
     return Welcome(header[1], header[2], text, fds)
 
 

@@ -36,6 +36,7 @@ from rpmsg.virtio.kick import (
     PeerGone,
     SocketKick,
     connect,
+    is_eventfd,
     sleep,
 )
 from rpmsg.virtio.memory import FlatMemory
@@ -218,15 +219,22 @@ class ShmDriverLink(ShmLink):
                                     not welcome.flags & ShmFlags.EVENTFD):
                 raise ProtocolError(f"{cfg.url}: the device's welcome carried {len(fds)} "
                                     f"descriptor(s), {need} expected")
+            if welcome.flags & ShmFlags.EVENTFD and not all(map(is_eventfd, fds[-2:])):
+                raise ProtocolError(f"{cfg.url}: the device's kick descriptors are not "
+                                    "eventfds")
             sealed = None
             if welcome.flags & ShmFlags.MEMFD:
                 sealed = SealedMemory.adopt(fds.pop(0), self.layout.size)
             out: KickChannel = chan
-            if welcome.flags & ShmFlags.EVENTFD:
-                to_device, to_driver = fds
-                fds.clear()
-                os.set_blocking(to_device, False)
-                out = EventfdKick(chan.sock, to_driver, to_device)
+            try:
+                if welcome.flags & ShmFlags.EVENTFD:
+                    os.set_blocking(fds[0], False)
+                    out = EventfdKick(chan.sock, fds[1], fds[0])  # to the driver, device
+                    fds.clear()
+            except BaseException:
+                if sealed is not None:
+                    sealed.close()
+                raise
             return out, sealed
         finally:
             welcome.close_fds()

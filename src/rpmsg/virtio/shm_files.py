@@ -237,6 +237,8 @@ def describe_pid(pid: int) -> str:
             cmd = f.read(300).replace(b"\0", b" ").strip().decode("utf-8", "replace")
     except OSError:
         return f"pid {pid}"
+    # The process chose its command line: no control characters into logs and errors.
+    cmd = cmd.encode("unicode_escape").decode("ascii")
     return f"pid {pid} ({cmd})" if cmd else f"pid {pid}"
 
 
@@ -474,7 +476,11 @@ class SealedMemory:
             if have < size:
                 raise NotAvailableError(f"the device's shared memory is {have} bytes, "
                                         f"{size} needed")
-            return cls(fd, size)
+            try:
+                return cls(fd, size)
+            except (OSError, ValueError) as exc:  # sealed against writes, opened read-only
+                raise NotAvailableError(f"the device's shared memory cannot be mapped for "
+                                        f"reading and writing: {exc}") from None
         except BaseException:
             os.close(fd)
             raise
