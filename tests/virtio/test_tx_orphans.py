@@ -1,4 +1,5 @@
-"""Zero-copy transmit buffers dropped unsent come back to the ring (outsider QA).
+"""Zero-copy buffers on shm (outsider QA): transmit buffers dropped unsent come back to the
+ring; releasing a received one never raises.
 
 A ``TxBuffer`` from ``get_tx_buffer()`` that was neither sent nor released kept its ring
 buffer for ever: after ``num`` of them every send, name-service messages included, waited in
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from rpmsg.device import Device
 from rpmsg.errors import NoBufferError
+from rpmsg.virtio.kick import PeerGone
 from rpmsg.virtio.layout import ShmLayout
 from rpmsg.virtio.shm_link import ShmLink
 from rpmsg.virtio.shm_pair import pair
@@ -96,3 +99,57 @@ def test_gc_finaliser_with_the_engine_lock_held(devices: tuple[Device, Device]) 
         b.release()
     h.send(b"after", timeout=5)
     assert r.recv(timeout=5) == b"after"
+
+
+class _GoneChannel:
+    """A kick channel whose peer has gone: every kick fails as a closed socket does."""
+
+    def notify(self) -> None:
+        raise PeerGone("kick socket: Broken pipe")
+
+    def close(self) -> None:
+        pass
+
+
+def test_releasing_a_received_buffer_never_raises_when_the_peer_is_gone() -> None:
+    """A zero-copy release (any thread, any time) kicks the peer if it waits for buffers;
+    when that kick fails because the peer just died, the release still succeeds (it raised
+    RemoteDisconnectedError out of ``RxBuffer.release()``)."""
+    driver, device = pair(ShmLayout.openamp(num=NUM, buffers=NUM))
+    host, remote = Device(driver), Device(device)
+    try:
+        h = host.create_endpoint("svc", zero_copy=True)
+        r = remote.create_endpoint("svc")
+        h.wait_bound(5)
+        h.send(b"x", timeout=5)
+        assert r.recv(timeout=5) == b"x"
+        for i in range(NUM):
+            r.send(b"m%d" % i, timeout=5)
+        held = [h.recv_buffer(timeout=5) for _ in range(NUM)]
+        errors: list[BaseException] = []
+
+        def blocked_sender() -> None:  # waits for a buffer: asks the driver for a kick
+            try:
+                r.send(b"more", timeout=30)
+            except BaseException as exc:
+                errors.append(exc)
+
+        sender = threading.Thread(target=blocked_sender)
+        sender.start()
+        deadline = time.monotonic() + 30
+        while device.engine.tx_waiters == 0:
+            assert time.monotonic() < deadline, "the sender never waited"
+            time.sleep(0.001)
+        real, driver._channel = driver._channel, _GoneChannel()  # type: ignore[assignment]
+        try:
+            held[0].release()
+        finally:
+            driver._channel = real
+        for buf in held[1:]:
+            buf.release()
+        sender.join(30)
+        assert not errors
+        assert h.recv(timeout=5) == b"more"
+    finally:
+        host.close()
+        remote.close()

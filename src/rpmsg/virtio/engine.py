@@ -674,7 +674,12 @@ class RingEngine:
             if not self.running or not self._rx_unpublished():
                 return
             wanted = self._rx_publish()
-        self._notify(self.rx_queue, wanted)
+        try:
+            self._notify(self.rx_queue, wanted)
+        except RemoteDisconnectedError:
+            # The peer is gone (EPIPE on the kick): the worker ends the session when it sees
+            # it. A release, which may run on any thread, must not raise for that.
+            pass
 
 
 class RxRelease:
