@@ -68,6 +68,13 @@ _COPIED, _KEPT, _HOLD_STARTED = Taken.COPIED, Taken.KEPT, Taken.HOLD_STARTED
 _time = time.time
 _NOBODY = object()  # matches no endpoint record
 _DROPPED_FULL = Taken.DROPPED_FULL
+#: What one hold of the lock in :meth:`Device.deliver_many` dispatched (see _dispatch):
+#: the first endpoint, its share and the rest (other shares, buffers to give back, the
+#: message that ended the segment with its record, events and notes), None if nothing.
+_Stop = tuple[Delivery, EndpointRecord | None, Sequence[Event], Sequence[Note]]
+_Rest = tuple[dict[EndpointRecord, list[Delivery]] | None, list[Release] | None,
+              _Stop | None]
+_Segment = tuple[EndpointRecord | None, list[Delivery], _Rest | None]
 _NS_NAMES = {NsFlags.CREATE: "CREATE", NsFlags.DESTROY: "DESTROY",
              NsFlags.CREATE_ACK: "CREATE_ACK"}
 
@@ -508,95 +515,126 @@ class Device:
             src, dst, payload, release = batch[0]
             self.deliver(src, dst, payload, release)
             return
-        core = self.core
-        receive = core.receive
-        lock = self.lock
-        tap = self.tap
-        hand = self._hand
-        stamp: float | None = None
-        i = 0
+        seen = [0]  # messages the core has dispatched (kept exact by _dispatch)
         try:
+            tap = self.tap
             if tap is not None:  # the whole batch at once, as it arrived
                 show_messages(tap, "rx", batch)
-            while i < n:
-                # The first endpoint's share needs no dict; others (rare) get one.
-                first: EndpointRecord | None = None
-                share: list[Delivery] = []
-                shares: dict[EndpointRecord, list[Delivery]] | None = None
-                free: list[Release] | None = None
-                stop: Delivery | None = None
-                lock.acquire()
-                held = True
-                try:
-                    while i < n:
-                        item = batch[i]
-                        i += 1
-                        rec = receive(item[0], item[1], item[2])
-                        if core.events or core.notes:
-                            stop = item
-                            break
-                        if rec is first:
-                            if rec is not None:
-                                share.append(item)
-                            elif item[3] is not None:  # consumed without a note (capped)
-                                free = free or []
-                                free.append(item[3])
-                        elif rec is None:
-                            if item[3] is not None:
-                                free = free or []
-                                free.append(item[3])
-                        elif rec.owner.receive_many is None:  # a callback: in order
-                            if first is not None or free is not None:
-                                stop = item
-                                break
-                            lock.release()  # nothing before it pending: hand it on now
-                            held = False
-                            hand(rec, item[0], item[2], item[3])
-                            if i == n:
-                                break
-                            lock.acquire()
-                            held = True
-                        elif first is None:
-                            first = rec
-                            share = [item]
-                        else:
-                            if shares is None:
-                                shares = {}
-                            shares.setdefault(rec, []).append(item)
-                    if stop is not None:
-                        events = core.take_events()
-                        notes = core.take_notes()
-                finally:
-                    if held:
-                        lock.release()
-                # Outside the lock: what was dispatched is handed on, in order.
-                if free is not None:
-                    for rel in free:
-                        rel()
-                if first is not None:
+            stamp: float | None = None
+            # A segment costs two calls more than when this was one function: nothing on a
+            # burst to one or several queue endpoints or to callbacks, ~80 ns a segment
+            # (~8%) on a burst alternating a queue and a callback endpoint (measured).
+            while seen[0] < n:
+                first, share, rest = self._dispatch(batch, seen)
+                if rest is not None:
+                    stamp = self._hand_on(first, share, rest, stamp)
+                elif first is not None:  # the common case, inline: one endpoint's share
                     if stamp is None:
                         stamp = _time()
                     self._put_share(first, share, stamp)
-                    if shares is not None:
-                        for other, items in shares.items():
-                            self._put_share(other, items, stamp)
-                if stop is not None:
-                    if notes:
-                        self._note(notes)
-                    if events:
-                        self._run(events)
-                    if rec is not None:
-                        hand(rec, stop[0], stop[2], stop[3])
-                    elif stop[3] is not None:
-                        stop[3]()
         except BaseException:
             # Only after a bug: give back what the core never saw, then let it propagate.
             log.exception("%s: delivering a batch failed; %d message(s) released unread",
-                          self.name, n - i)
-            for _src, _dst, _payload, unread in batch[i:]:
+                          self.name, n - seen[0])
+            for _src, _dst, _payload, unread in batch[seen[0]:]:
                 if unread is not None:
                     unread()
             raise
+
+    def _dispatch(self, batch: Sequence[Delivery], seen: list[int]) -> _Segment:
+        """The core's dispatch of ``batch`` from ``seen[0]`` on, under one hold of the lock,
+        up to a message with consequences or the end.
+
+        Returns the first endpoint and its share, and the rest, None in the common case
+        (nothing else): the other endpoints' shares, the buffers nobody took and the
+        message that ended the segment with its record, events and notes (each None if
+        there is none). A message for a callback endpoint with nothing dispatched before
+        it is handed on at once, the lock let go meanwhile. This is the per-message loop
+        of every burst: the common case (the same endpoint again) is one test. ``seen[0]``
+        follows the core, even when something raises (a bug).
+        """
+        core = self.core
+        receive = core.receive
+        lock = self.lock
+        n = len(batch)
+        i = seen[0]
+        first: EndpointRecord | None = None
+        share: list[Delivery] = []
+        others: dict[EndpointRecord, list[Delivery]] | None = None
+        free: list[Release] | None = None
+        lock.acquire()
+        held = True
+        try:
+            while i < n:
+                item = batch[i]
+                i += 1
+                rec = receive(item[0], item[1], item[2])
+                if core.events or core.notes:
+                    return first, share, (others, free, (item, rec, core.take_events(),
+                                                         core.take_notes()))
+                if rec is first:
+                    if rec is not None:
+                        share.append(item)
+                        continue
+                elif rec is not None:
+                    if rec.owner.receive_many is not None:
+                        if first is None:
+                            first, share = rec, [item]
+                        else:
+                            others = others if others is not None else {}
+                            others.setdefault(rec, []).append(item)
+                        continue
+                    if first is not None or free is not None:  # a callback, in order
+                        return first, share, (others, free, (item, rec, (), ()))
+                    lock.release()  # nothing before it pending: hand it on now
+                    held = False
+                    self._hand(rec, item[0], item[2], item[3])
+                    lock.acquire()
+                    held = True
+                    continue
+                if item[3] is not None:  # consumed without a note (capped): given back
+                    free = free if free is not None else []
+                    free.append(item[3])
+            if others is None and free is None:
+                return first, share, None
+            return first, share, (others, free, None)
+        finally:
+            seen[0] = i
+            if held:
+                lock.release()
+
+    def _hand_on(self, first: EndpointRecord | None, share: list[Delivery], rest: _Rest,
+                 stamp: float | None) -> float | None:
+        """What :meth:`_dispatch` dispatched besides the common case, outside the lock: the
+        buffers nobody took given back, each endpoint's share queued, then the message
+        that ended the segment. Returns the batch's timestamp (read once, when needed)."""
+        others, free, stop = rest
+        if free is not None:
+            for release in free:
+                release()
+        if first is not None:
+            if stamp is None:
+                stamp = _time()
+            self._put_share(first, share, stamp)
+            if others is not None:
+                for rec, items in others.items():
+                    self._put_share(rec, items, stamp)
+        if stop is not None:
+            self._after_segment(*stop)
+        return stamp
+
+    def _after_segment(self, item: Delivery, rec: EndpointRecord | None,
+                       events: Sequence[Event], notes: Sequence[Note]) -> None:
+        """The message that ended a segment, as :meth:`deliver` does it: its notes and
+        events, then the message to its endpoint (or its buffer back)."""
+        if notes:
+            self._note(notes)
+        if events:
+            self._run(events)
+        if rec is not None:
+            self._hand(rec, item[0], item[2], item[3])
+        elif item[3] is not None:
+            item[3]()
 
     def _put_share(self, rec: EndpointRecord, items: list[Delivery], stamp: float) -> None:
         """One endpoint's messages of a batch into its queue, in one operation."""
@@ -692,7 +730,7 @@ class Device:
             for _ in range(count):
                 tap.event("drop", reason)
 
-    def _note(self, notes: list[Note]) -> None:
+    def _note(self, notes: Sequence[Note]) -> None:
         tap = self.tap
         for note in notes:
             if isinstance(note, Dropped):
@@ -728,42 +766,60 @@ class Device:
 
     # Events -----------------------------------------------------------------------------
 
-    def _run(self, events: list[Event]) -> None:
-        """Carry out core events outside the lock: send NS messages, tell endpoints."""
+    def _run(self, events: Sequence[Event]) -> None:
+        """Carry out core events outside the lock, in order: NS messages to send go to the
+        worker (consecutive ones together), the others to their handler."""
         own: list[OwnMessage] = []
         for ev in events:
             if isinstance(ev, Send):
-                ns = ev.ns
-                label = (f"NS {_NS_NAMES.get(ns.flags, str(int(ns.flags)))} {ns.name!r} at "
-                         f"{ns.addr:#x}" if ns is not None else "")
-                own.append(OwnMessage(ev.src, ev.dst, ev.payload, label))
+                own.append(_own_message(ev))
                 continue
             if own:
                 self._worker.send(own)
                 own = []
-            if isinstance(ev, Bound | Unbound):
-                rec = ev.endpoint
-                if isinstance(ev, Bound):
-                    log.info("%s: endpoint %r at %#x bound to %#x", self.name, rec.name,
-                             rec.addr, ev.dst)
-                else:
-                    log.info("%s: endpoint %r at %#x unbound: %s", self.name, rec.name,
-                             rec.addr, ev.reason)
-                if rec.owner is not None:
-                    cast(EndpointPeer, rec.owner).binding_changed(
-                        isinstance(ev, Bound), getattr(ev, "reason", ""))
-            elif isinstance(ev, ServiceAnnounced):
-                with self.lock:
-                    handlers = [h for n, h in self._service_handlers
-                                if n is None or n == ev.name]
-                    self._state.notify_all()
-                for handler in handlers:
-                    call_user(handler, self, ev.name, ev.addr)
-            elif isinstance(ev, ServiceWithdrawn):
-                with self.lock:
-                    self._state.notify_all()
+            _EVENT_HANDLERS[type(ev)](self, ev)
         if own:
             self._worker.send(own)
 
+    def _on_bound(self, ev: Bound) -> None:
+        rec = ev.endpoint
+        log.info("%s: endpoint %r at %#x bound to %#x", self.name, rec.name, rec.addr, ev.dst)
+        if rec.owner is not None:
+            cast(EndpointPeer, rec.owner).binding_changed(True, "")
+
+    def _on_unbound(self, ev: Unbound) -> None:
+        rec = ev.endpoint
+        log.info("%s: endpoint %r at %#x unbound: %s", self.name, rec.name, rec.addr,
+                 ev.reason)
+        if rec.owner is not None:
+            cast(EndpointPeer, rec.owner).binding_changed(False, ev.reason)
+
+    def _on_announced(self, ev: ServiceAnnounced) -> None:
+        with self.lock:
+            handlers = [h for n, h in self._service_handlers if n is None or n == ev.name]
+            self._state.notify_all()
+        for handler in handlers:
+            call_user(handler, self, ev.name, ev.addr)
+
+    def _on_withdrawn(self, ev: ServiceWithdrawn) -> None:
+        with self.lock:
+            self._state.notify_all()  # wait_service and friends look again
+
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(self.endpoints)
+
+
+def _own_message(ev: Send) -> OwnMessage:
+    """A message the core wants sent, labelled for logs and drops (``NS CREATE 'x' at
+    0x400``)."""
+    ns = ev.ns
+    label = (f"NS {_NS_NAMES.get(ns.flags, str(int(ns.flags)))} {ns.name!r} at {ns.addr:#x}"
+             if ns is not None else "")
+    return OwnMessage(ev.src, ev.dst, ev.payload, label)
+
+
+#: The handler of each core event but Send (:meth:`Device._run`).
+_EVENT_HANDLERS: dict[type, Callable[[Device, Any], None]] = {
+    Bound: Device._on_bound, Unbound: Device._on_unbound,
+    ServiceAnnounced: Device._on_announced, ServiceWithdrawn: Device._on_withdrawn,
+}

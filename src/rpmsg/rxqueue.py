@@ -42,6 +42,8 @@ DEFAULT_HOLD = 1.0
 _time = time.time
 _COPIED, _KEPT, _HOLD_STARTED = Taken.COPIED, Taken.KEPT, Taken.HOLD_STARTED
 _DROPPED_FULL, _DROPPED_CLOSED = Taken.DROPPED_FULL, Taken.DROPPED_CLOSED
+#: What a batch that fits leaves to :meth:`RxQueue.put_many`'s caller: nothing.
+_NO_OVERFLOW: tuple[int, int, bool, list[Release]] = (0, 0, False, [])
 
 
 class RxBuffer:
@@ -227,41 +229,15 @@ class RxQueue:
         if timestamp is None:
             timestamp = _time()
         count = len(items)
-        full = closed = 0
-        started = False
-        dropped: list[Release] = []
         with self.lock:
-            ready = self._ready
-            room = self.capacity - len(ready) if self._accepting else 0
+            room = self.capacity - len(self._ready) if self._accepting else 0
             taken = count if room >= count else max(room, 0)
             part = items if taken == count else items[:taken]
-            append = ready.append
-            if not self.zero_copy:  # plain loops: cheaper than comprehensions here
-                for src, _dst, payload, _rel in part:
-                    append((src, bytes(payload), timestamp))
-            else:
-                addr = self.addr
-                for src, _dst, payload, rel in part:
-                    if rel is None:
-                        append((src, bytes(payload), timestamp))
-                    else:
-                        append((src, RxBuffer(memoryview(payload).toreadonly(), src, addr,
-                                              rel, timestamp), timestamp))
-            self.received += taken
-            if taken < count:
-                for src, _dst, payload, rel in items[taken:]:
-                    verdict = self._overflow_locked(src, payload, rel, timestamp)
-                    if verdict is _HOLD_STARTED:
-                        started = True
-                    elif verdict is not _KEPT:
-                        if verdict is _DROPPED_FULL:
-                            full += 1
-                        else:
-                            closed += 1
-                        if rel is not None:
-                            dropped.append(rel)
-            if taken and self._wake_needed:
-                self._signal_locked()
+            if taken:
+                self._append_locked(part, timestamp)
+            full, closed, started, dropped = (_NO_OVERFLOW if taken == count else
+                                              self._overflow_many_locked(items[taken:],
+                                                                         timestamp))
         if taken and not self.zero_copy:  # copied: their buffers go back now
             for item in part:
                 rel = item[3]
@@ -270,6 +246,45 @@ class RxQueue:
         for rel in dropped:
             rel()
         return full, closed, started
+
+    def _append_locked(self, part: Sequence[Delivery], timestamp: float) -> None:
+        """The messages of a batch that fit, queued (copies, or zero-copy buffers where a
+        release comes with them); one wake-up for all."""
+        append = self._ready.append
+        if not self.zero_copy:  # plain loops: cheaper than comprehensions here
+            for src, _dst, payload, _rel in part:
+                append((src, bytes(payload), timestamp))
+        else:
+            addr = self.addr
+            for src, _dst, payload, rel in part:
+                if rel is None:
+                    append((src, bytes(payload), timestamp))
+                else:
+                    append((src, RxBuffer(memoryview(payload).toreadonly(), src, addr,
+                                          rel, timestamp), timestamp))
+        self.received += len(part)
+        if self._wake_needed:
+            self._signal_locked()
+
+    def _overflow_many_locked(self, rest: Sequence[Delivery], timestamp: float
+                              ) -> tuple[int, int, bool, list[Release]]:
+        """The messages of a batch that did not fit, one by one as :meth:`put` takes them:
+        (dropped full, dropped closed, hold started, the releases of the dropped)."""
+        full = closed = 0
+        started = False
+        dropped: list[Release] = []
+        for src, _dst, payload, rel in rest:
+            verdict = self._overflow_locked(src, payload, rel, timestamp)
+            if verdict is _HOLD_STARTED:
+                started = True
+            elif verdict is not _KEPT:
+                if verdict is _DROPPED_FULL:
+                    full += 1
+                else:
+                    closed += 1
+                if rel is not None:
+                    dropped.append(rel)
+        return full, closed, started, dropped
 
     def _signal_locked(self) -> None:
         """A message is ready: wake one sleeper (once per burst), asyncio waiters, the fd."""
