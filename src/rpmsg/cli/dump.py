@@ -77,6 +77,22 @@ def message_json(rec: CapturedMessage, service: str | None) -> dict[str, Any]:
     return out
 
 
+def event_json(rec: CapturedEvent) -> dict[str, Any]:
+    return {"type": "event", "time": rec.timestamp, "time_ns": rec.timestamp_ns,
+            "link": rec.interface.name, "event": rec.kind, "detail": rec.detail}
+
+
+def frame_json(rec: CapturedFrame) -> dict[str, Any]:
+    return {"type": "frame", "time": rec.timestamp, "time_ns": rec.timestamp_ns,
+            "link": rec.interface.name, "dir": rec.direction, "kind": rec.kind,
+            "info": rec.info, "data": rec.data.hex()}
+
+
+def _prefix(rec: Record) -> str:
+    """What every text line starts with: the time and the link's number."""
+    return f"{clock(rec.timestamp_ns)} #{rec.interface.id}"
+
+
 class Dumper:
     """Filters and formats records; keeps the name-service state of the capture."""
 
@@ -92,44 +108,53 @@ class Dumper:
     def line(self, rec: Record) -> str | None:
         """The output line for ``rec``, or None when the filters leave it out."""
         if isinstance(rec, CapturedMessage):
-            link = rec.interface.id
-            service = self.services.service(link, rec.direction, rec.src, rec.dst)
-            self.services.feed(link, rec.direction, rec.dst, rec.payload)
-            if self.direction and rec.direction != self.direction:
-                return None
-            if self.addrs and rec.src not in self.addrs and rec.dst not in self.addrs:
-                return None
-            if self.names and (service or "") not in self.names:
-                ns = decode_ns(rec.dst, rec.payload)  # an announcement of a wanted service
-                if ns is None or ns.name not in self.names:
-                    return None
-            if self.as_json:
-                return json.dumps(message_json(rec, service))
-            text = describe_message(rec.direction, rec.src, rec.dst, rec.payload, rec.flags,
-                                    service)
-            return f"{clock(rec.timestamp_ns)} #{rec.interface.id} {text}"
+            return self._message(rec)
         if isinstance(rec, CapturedEvent) and rec.kind in RESETS:
             self.services.forget(rec.interface.id)
-        if not self.events or self.names or self.addrs:
+        if not self.events or self.names or self.addrs:  # events and frames: not asked for
             return None
         if isinstance(rec, CapturedEvent):
-            if self.as_json:
-                return json.dumps({"type": "event", "time": rec.timestamp,
-                                   "time_ns": rec.timestamp_ns, "link": rec.interface.name,
-                                   "event": rec.kind, "detail": rec.detail})
-            detail = f" ({rec.detail})" if rec.detail else ""
-            return f"{clock(rec.timestamp_ns)} #{rec.interface.id} -- {rec.kind}{detail}"
+            return self._event(rec)
+        return self._frame(rec)
+
+    def _message(self, rec: CapturedMessage) -> str | None:
+        link = rec.interface.id
+        service = self.services.service(link, rec.direction, rec.src, rec.dst)
+        self.services.feed(link, rec.direction, rec.dst, rec.payload)
+        if not self._wanted(rec, service):
+            return None
+        if self.as_json:
+            return json.dumps(message_json(rec, service))
+        text = describe_message(rec.direction, rec.src, rec.dst, rec.payload, rec.flags,
+                                service)
+        return f"{_prefix(rec)} {text}"
+
+    def _wanted(self, rec: CapturedMessage, service: str | None) -> bool:
+        """Whether the filters keep a message (of a wanted service: its announcement too)."""
+        if self.direction and rec.direction != self.direction:
+            return False
+        if self.addrs and rec.src not in self.addrs and rec.dst not in self.addrs:
+            return False
+        if not self.names or (service or "") in self.names:
+            return True
+        ns = decode_ns(rec.dst, rec.payload)
+        return ns is not None and ns.name in self.names
+
+    def _event(self, rec: CapturedEvent) -> str:
+        if self.as_json:
+            return json.dumps(event_json(rec))
+        detail = f" ({rec.detail})" if rec.detail else ""
+        return f"{_prefix(rec)} -- {rec.kind}{detail}"
+
+    def _frame(self, rec: Record) -> str | None:
         assert isinstance(rec, CapturedFrame)
         if self.direction and rec.direction != self.direction:
             return None
         if self.as_json:
-            return json.dumps({"type": "frame", "time": rec.timestamp,
-                               "time_ns": rec.timestamp_ns, "link": rec.interface.name,
-                               "dir": rec.direction, "kind": rec.kind, "info": rec.info,
-                               "data": rec.data.hex()})
+            return json.dumps(frame_json(rec))
         text = describe_frame(rec.direction, rec.kind, rec.data, rec.info, self.services,
                               rec.interface.id)
-        return f"{clock(rec.timestamp_ns)} #{rec.interface.id} {text}"
+        return f"{_prefix(rec)} {text}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,22 +163,38 @@ def run(args: argparse.Namespace) -> int:
     dumper = Dumper(names=args.name, addrs=args.addr, direction=args.dir,
                     events=not args.no_events, as_json=args.json)
     source: Any = sys.stdin.buffer if args.file == "-" else args.file
-    announced: set[Interface] = set()
     with CaptureReader(source, follow=args.follow) as reader:
         if args.follow:
             print(f"rpmsg dump: following {args.file}; Ctrl-C to stop", file=sys.stderr)
-        for rec in reader:
-            line = dumper.line(rec)
-            if line is not None and not args.json and rec.interface not in announced:
-                announced.add(rec.interface)  # the link's URL once, then its number
-                print(printable(f"# link #{rec.interface.id}: {rec.interface.name}"))
-            if line is not None:  # every text in a capture is the file's word: escaped
-                print(line if args.json else printable(line), flush=args.follow)
-        if reader.skipped:
-            print(f"rpmsg dump: {reader.skipped} packet(s) that are not RPMsg capture records "
-                  "skipped (another link type or dissector: not an rpmsg capture?)",
-                  file=sys.stderr)
-        if reader.malformed:
-            print(printable(f"rpmsg dump: {reader.malformed} malformed record(s) skipped; "
-                            f"first: {reader.first_malformed}"), file=sys.stderr)
+        _print_records(reader, dumper, args.json, args.follow)
+        _say_skipped(reader)
     return 0
+
+
+def _print_records(reader: CaptureReader, dumper: Dumper, as_json: bool,
+                   follow: bool) -> None:
+    """Every line the dumper keeps; in text, each link's URL once before its first line.
+    Every text in a capture is the file's word: printed escaped (JSON escapes its own)."""
+    announced: set[Interface] = set()
+    for rec in reader:
+        line = dumper.line(rec)
+        if line is None:
+            continue
+        if as_json:
+            print(line, flush=follow)
+            continue
+        if rec.interface not in announced:
+            announced.add(rec.interface)
+            print(printable(f"# link #{rec.interface.id}: {rec.interface.name}"))
+        print(printable(line), flush=follow)
+
+
+def _say_skipped(reader: CaptureReader) -> None:
+    """On stderr: the packets that were not RPMsg records and the malformed ones."""
+    if reader.skipped:
+        print(f"rpmsg dump: {reader.skipped} packet(s) that are not RPMsg capture records "
+              "skipped (another link type or dissector: not an rpmsg capture?)",
+              file=sys.stderr)
+    if reader.malformed:
+        print(printable(f"rpmsg dump: {reader.malformed} malformed record(s) skipped; "
+                        f"first: {reader.first_malformed}"), file=sys.stderr)
