@@ -23,7 +23,7 @@ import socket
 import time
 from typing import Any
 
-from rpmsg.errors import ProtocolError
+from rpmsg.errors import ProtocolError, RpmsgError
 from rpmsg.registry import Opening
 from rpmsg.virtio.device import DeviceEngine
 from rpmsg.virtio.kick import (
@@ -230,6 +230,11 @@ class ShmDeviceLink(ShmLink):
         except ProtocolError as exc:
             self.counters["sessions_dropped"] += 1
             return f"dropped {self._driver}, which broke the protocol: {exc}"
+        except (RpmsgError, OSError) as exc:
+            # This session could not be set up (no room for its memory, out of descriptors):
+            # the driver is dropped and the next one served; the device stays up.
+            self.counters["sessions_dropped"] += 1
+            return f"dropped {self._driver}: the session could not be set up: {exc}"
 
     def _rendezvous(self, chan: KickChannel) -> tuple[FlatMemory, KickChannel] | None:
         """Wait for a hello (an rpmsg driver) or DRIVER_OK in the named file (a C driver)."""

@@ -271,6 +271,27 @@ class ShmMissingError(NotAvailableError):
     """The shared-memory file does not exist (yet)."""
 
 
+def reserve(fd: int, size: int, what: str) -> None:
+    """Give the first ``size`` bytes of the file backing store now.
+
+    A mapped page of a tmpfs file (``/dev/shm``, 64 MiB in a default container) or a memfd
+    that the filesystem cannot back when it is first touched kills the process with SIGBUS;
+    reserved up front, a layout that does not fit is a :class:`NotAvailableError` instead.
+    Filesystems that cannot reserve are left as they are.
+    """
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG, errno.EDQUOT):
+            raise NotAvailableError(
+                f"no room for {size} bytes of shared memory in {what} ({exc.strerror}); free "
+                "some space (df) or use a smaller layout (num, buffers, buffer_size)"
+            ) from None
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV):
+            raise NotAvailableError(f"cannot reserve shared memory in {what}: "
+                                    f"{exc.strerror}") from None
+
+
 class ShmFile:
     """A named shared-memory file opened safely (see the module docstring)."""
 
@@ -367,12 +388,14 @@ class ShmFile:
                 os.ftruncate(self.fd, size)
         finally:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
+        reserve(self.fd, size, self.path)
 
     def map(self, size: int) -> FlatMemory:
         """Map the first ``size`` bytes (the file must hold them); unmapped by :meth:`close`."""
         have = self.size()
         if have < size:
             raise NotAvailableError(f"shared memory {self.path} is {have} bytes, {size} needed")
+        reserve(self.fd, size, self.path)
         m = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         memory = FlatMemory(m)
         self._maps.append((m, memory))
@@ -455,6 +478,7 @@ class SealedMemory:
         fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             os.ftruncate(fd, size)
+            reserve(fd, size, "a memfd")
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
             return cls(fd, size)
         except BaseException:
@@ -477,13 +501,19 @@ class SealedMemory:
                 raise NotAvailableError(f"the device's shared memory is {have} bytes, "
                                         f"{size} needed")
             try:
-                return cls(fd, size)
+                memory = cls(fd, size)
             except (OSError, ValueError) as exc:  # sealed against writes, opened read-only
                 raise NotAvailableError(f"the device's shared memory cannot be mapped for "
                                         f"reading and writing: {exc}") from None
         except BaseException:
             os.close(fd)
             raise
+        try:
+            reserve(fd, size, "the device's memfd")
+        except BaseException:
+            memory.close()  # closes fd
+            raise
+        return memory
 
     def close(self) -> None:
         """Unmap and close; idempotent."""
@@ -508,6 +538,7 @@ __all__ = [
     "lock_holders",
     "parse_perm",
     "peer_credentials",
+    "reserve",
     "seal_against_shrink",
     "shm_file_path",
     "take_over_stale_socket",
