@@ -57,3 +57,17 @@ def test_demo_over_loop_binds_echoes_and_measures() -> None:
     assert result["echo_ok"] is True and result["mtu"] == 496
     assert [r["size"] for r in result["rows"]] == [17, 496, 16, 496]
     assert all(r["ok"] for r in result["rows"])
+
+
+def test_stats_line_of_each_kind_of_counter() -> None:
+    from rpmsg.cli.stats import stats_line
+
+    now = {"tx_messages": 120, "tx_bytes": 7680, "link_rx_messages": 50,
+           "dropped_queue_full": 2, "link_framing_errors": 0, "ns_send_failures": 1,
+           "link_restarts": 1, "reconnects": 2}
+    before = {"tx_messages": 20, "link_rx_messages": 10}
+    assert stats_line(now, before, 2.0) == (
+        "tx 120 msg 7680 B (50 msg/s) | rx 50 msg (20 msg/s) | "
+        "drops: dropped_queue_full=2 ns_send_failures=1 | reconnects 3")
+    assert stats_line(now, None, 1.0).startswith("tx 120 msg 7680 B | rx 50 msg | ")
+    assert stats_line({}, None, 1.0) == "drops: none | reconnects 0"

@@ -1,4 +1,4 @@
-"""Argument types and checks shared by the commands: seconds, counts, output files.
+"""Argument types and checks shared by the commands: seconds, counts, output files, policies.
 
 Each is the :mod:`rpmsg.checks` rule turned into an ``argparse`` type, so a wrong value is a
 usage error (exit 2) before anything is opened, never a wait or a traceback later.
@@ -10,7 +10,15 @@ import argparse
 from typing import IO
 
 from rpmsg import checks
+from rpmsg.core.policy import PRESETS
 from rpmsg.errors import InvalidArgumentError, RpmsgError
+
+
+def add_policy(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--policy``: one of the peer behaviour presets (:data:`rpmsg.core.policy.PRESETS`)."""
+    what = default or "the transport's"
+    parser.add_argument("--policy", choices=sorted(PRESETS), default=default,
+                        help=f"peer behaviour preset (default: {what})")
 
 
 def seconds(text: str) -> float | None:
@@ -49,4 +57,4 @@ def open_output(path: str, what: str) -> IO[str]:
                                    f"{exc.strerror or exc}") from None
 
 
-__all__ = ["count", "finite_seconds", "open_output", "seconds"]
+__all__ = ["add_policy", "count", "finite_seconds", "open_output", "seconds"]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 import rpmsg
-from rpmsg.cli.args import count, open_output, seconds
+from rpmsg.cli.args import add_policy, count, open_output, seconds
 from rpmsg.cli.serve import serve_until_interrupted
 from rpmsg.cli.terminal import Terminal, log_text, printable, strip_sgr, waiting
 from rpmsg.device import Device
@@ -51,8 +51,7 @@ def register(sub: Any) -> None:
 
 def _common(p: argparse.ArgumentParser, rtc: bool = True) -> None:
     p.add_argument("url", help="transport URL, e.g. uart:/dev/ttyUSB0?baudrate=921600")
-    p.add_argument("--policy", choices=["linux", "openamp", "nuttx"], default="nuttx",
-                   help="peer behaviour preset (default nuttx)")
+    add_policy(p, default="nuttx")
     if rtc:
         p.add_argument("--no-rtc", action="store_true",
                        help="do not serve the host's time to the chip (rpmsg-rtc)")

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import rpmsg
-from rpmsg.cli.args import count, finite_seconds
+from rpmsg.cli.args import add_policy, count, finite_seconds
 from rpmsg.cli.stats import StatsReporter
 from rpmsg.cli.terminal import waiting
 from rpmsg.device import Device
@@ -38,8 +38,7 @@ def register(sub: Any) -> None:
     p.add_argument("--timeout", type=finite_seconds, default=5.0, metavar="S",
                    help="seconds to wait for the peer (the open), the binding and each reply "
                    "(default 5)")
-    p.add_argument("--policy", choices=["linux", "openamp", "nuttx"],
-                   help="peer behaviour preset (default: the transport's)")
+    add_policy(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--stats", action="store_true",
                    help="print the link counters once a second on stderr")

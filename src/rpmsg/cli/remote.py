@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 import rpmsg
+from rpmsg.cli.args import add_policy
 from rpmsg.cli.serve import serve_until_interrupted
 from rpmsg.cli.stats import StatsReporter
 from rpmsg.device import Device
@@ -33,8 +34,7 @@ def register(sub: Any) -> None:
                    f"{LINUX_TTY_NAME!r}: /dev/ttyRPMSGn in the guest); echo unless --tty-exec")
     p.add_argument("--tty-exec", metavar="CMD",
                    help="connect each --tty to CMD's stdin/stdout instead of echoing")
-    p.add_argument("--policy", choices=["linux", "openamp", "nuttx"],
-                   help="peer behaviour preset (default: the transport's)")
+    add_policy(p)
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing once serving")
     p.add_argument("--stats", action="store_true",
                    help="print the link counters once a second on stderr")

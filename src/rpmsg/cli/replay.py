@@ -11,7 +11,7 @@ from typing import Any
 import rpmsg
 from rpmsg.capture import read_capture
 from rpmsg.capture.replay import Replayer, plan_replay
-from rpmsg.cli.args import finite_seconds, seconds
+from rpmsg.cli.args import add_policy, finite_seconds, seconds
 from rpmsg.registry import require_other_process
 
 
@@ -46,8 +46,7 @@ def register(sub: Any) -> None:
                    "holds several")
     p.add_argument("--side", choices=["host", "remote"], default="host",
                    help="which end of URL to be (default host)")
-    p.add_argument("--policy", choices=["linux", "openamp", "nuttx"],
-                   help="peer behaviour preset (default: the transport's)")
+    add_policy(p)
     p.add_argument("--timeout", type=seconds, default=10.0, metavar="S",
                    help="seconds to wait for the peer (the open), each binding and each "
                    "send (default 10)")

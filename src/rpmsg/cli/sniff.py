@@ -73,29 +73,39 @@ class SniffOutput:
                 sys.stdout.flush()
 
     def _one(self, port: str, ev: SniffEvent) -> None:
-        d = ev.direction
         if isinstance(ev, SniffedFrame):
-            info = ev.info(self.protocol)
-            text = describe_frame(d, "port", ev.data, info, self.services, None)
-            if self.tap is not None:
-                if self.level == "frames":
-                    self.tap.frame(d, "port", ev.data, info)
-                elif ev.crc != "bad":
-                    inner = inner_message("port", ev.data)
-                    if inner is not None:
-                        self.tap.message(d, *inner)
+            text = self._frame(ev)
         elif isinstance(ev, SniffedControl):
-            text = f"{d} uart-control {ev.name} ({ev.byte:#04x})"
-            if self.tap is not None and self.level == "frames":
-                self.tap.frame(d, "uart-control", bytes([ev.byte]),
-                               {"name": ev.name, "byte": ev.byte})
+            text = self._control(ev)
         else:
-            assert isinstance(ev, SniffedError)
-            text = f"{d} framing error: {ev.reason} ({ev.size} bytes)"
-            if self.tap is not None:
-                self.tap.event("drop", f"{d} framing: {ev.reason} ({ev.size} bytes)")
+            text = self._error(ev)
         if not self.quiet:
             print(printable(f"{clock(time.time_ns())} {port} {text}"))  # the line's word
+
+    def _frame(self, ev: SniffedFrame) -> str:
+        """A frame: recorded as a frame, or (``--level messages``) the message in a good one."""
+        info = ev.info(self.protocol)
+        if self.tap is not None:
+            if self.level == "frames":
+                self.tap.frame(ev.direction, "port", ev.data, info)
+            elif ev.crc != "bad":
+                inner = inner_message("port", ev.data)
+                if inner is not None:
+                    self.tap.message(ev.direction, *inner)
+        return describe_frame(ev.direction, "port", ev.data, info, self.services, None)
+
+    def _control(self, ev: SniffedControl) -> str:
+        if self.tap is not None and self.level == "frames":
+            self.tap.frame(ev.direction, "uart-control", bytes([ev.byte]),
+                           {"name": ev.name, "byte": ev.byte})
+        return f"{ev.direction} uart-control {ev.name} ({ev.byte:#04x})"
+
+    def _error(self, ev: SniffEvent) -> str:
+        assert isinstance(ev, SniffedError)
+        what = f"{ev.reason} ({ev.size} bytes)"
+        if self.tap is not None:
+            self.tap.event("drop", f"{ev.direction} framing: {what}")
+        return f"{ev.direction} framing error: {what}"
 
 
 def _reader(stream: Stream, port: str, sniffer: LineSniffer, out: SniffOutput,
@@ -113,7 +123,6 @@ def _reader(stream: Stream, port: str, sniffer: LineSniffer, out: SniffOutput,
 
 
 def run(args: argparse.Namespace) -> int:
-    protocol = get_protocol(args.protocol)
     ports = [args.port] + ([args.port2] if args.port2 else [])
     streams: list[Stream] = []
     tap: Tap | None = None
@@ -124,23 +133,10 @@ def run(args: argparse.Namespace) -> int:
             from rpmsg.capture import open_capture
             tap = open_capture(args.write, link_name="sniff:" + "+".join(ports),
                                level=args.level)
-        out = SniffOutput(tap, args.level, args.protocol, args.quiet)
-        stop = threading.Event()
-        errors: list[str] = []
-        threads = [threading.Thread(target=_reader, daemon=True, name=f"sniff {port}",
-                                    args=(s, port, LineSniffer(d, protocol, args.crc), out,
-                                          stop, errors))
-                   for s, port, d in zip(streams, ports, DIRECTIONS, strict=False)]
-        print(f"rpmsg sniff: listening on {', '.join(ports)} ({args.protocol} protocol, "
-              f"crc {args.crc}); Ctrl-C to stop", file=sys.stderr)
-        for t in threads:
-            t.start()
-        while not stop.wait(0.2):
-            pass
-        for t in threads:
-            t.join(5)
+        errors = _sniff(args, streams, ports, SniffOutput(tap, args.level, args.protocol,
+                                                          args.quiet))
         for err in errors:
-            print(f"rpmsg sniff: {err}", file=sys.stderr)
+            print(printable(f"rpmsg sniff: {err}"), file=sys.stderr)
         return 1 if errors else 0
     finally:
         for s in streams:
@@ -150,6 +146,27 @@ def run(args: argparse.Namespace) -> int:
                 pass
         if tap is not None:
             tap.close()
+
+
+def _sniff(args: argparse.Namespace, streams: list[Stream], ports: list[str],
+           out: SniffOutput) -> list[str]:
+    """Read every port on a thread of its own until Ctrl-C or a port fails; the errors."""
+    protocol = get_protocol(args.protocol)
+    stop = threading.Event()
+    errors: list[str] = []
+    threads = [threading.Thread(target=_reader, daemon=True, name=f"sniff {port}",
+                                args=(s, port, LineSniffer(d, protocol, args.crc), out,
+                                      stop, errors))
+               for s, port, d in zip(streams, ports, DIRECTIONS, strict=False)]
+    print(f"rpmsg sniff: listening on {', '.join(ports)} ({args.protocol} protocol, "
+          f"crc {args.crc}); Ctrl-C to stop", file=sys.stderr)
+    for t in threads:
+        t.start()
+    while not stop.wait(0.2):
+        pass
+    for t in threads:
+        t.join(5)
+    return errors
 
 
 __all__ = ["SniffOutput", "run"]

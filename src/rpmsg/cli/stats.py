@@ -36,22 +36,28 @@ def _is_reconnect(key: str) -> bool:
     return "restart" in key or "reconnect" in key
 
 
+def _flow(name: str, stats: Mapping[str, int], prev: Mapping[str, int] | None,
+          seconds: float, mkeys: tuple[str, ...], bkeys: tuple[str, ...]) -> str | None:
+    """``tx 120 msg 7680 B (100 msg/s)``, or None where the link counts nothing of it."""
+    msgs = _first(stats, mkeys)
+    if msgs is None:
+        return None
+    text = f"{name} {msgs} msg"
+    nbytes = _first(stats, bkeys)
+    if nbytes is not None:
+        text += f" {nbytes} B"
+    if prev is not None and seconds > 0:
+        before = _first(prev, mkeys) or 0
+        text += f" ({(msgs - before) / seconds:.0f} msg/s)"
+    return text
+
+
 def stats_line(stats: Mapping[str, int], prev: Mapping[str, int] | None,
                seconds: float) -> str:
     """``tx 120 msg 7680 B (100 msg/s) | rx ... | drops: reason=n ... | reconnects n``."""
-    parts = []
-    for name, mkeys, bkeys in (("tx", TX_MESSAGES, TX_BYTES), ("rx", RX_MESSAGES, RX_BYTES)):
-        msgs = _first(stats, mkeys)
-        if msgs is None:
-            continue
-        text = f"{name} {msgs} msg"
-        nbytes = _first(stats, bkeys)
-        if nbytes is not None:
-            text += f" {nbytes} B"
-        if prev is not None and seconds > 0:
-            before = _first(prev, mkeys) or 0
-            text += f" ({(msgs - before) / seconds:.0f} msg/s)"
-        parts.append(text)
+    flows = (_flow("tx", stats, prev, seconds, TX_MESSAGES, TX_BYTES),
+             _flow("rx", stats, prev, seconds, RX_MESSAGES, RX_BYTES))
+    parts = [flow for flow in flows if flow is not None]
     drops = [f"{k}={v}" for k, v in stats.items() if v and _is_drop(k)]
     parts.append("drops: " + (" ".join(drops) if drops else "none"))
     reconnects = sum(v for k, v in stats.items() if _is_reconnect(k))

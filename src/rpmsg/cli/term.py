@@ -15,8 +15,9 @@ import threading
 from typing import Any
 
 import rpmsg
-from rpmsg.cli.args import seconds
-from rpmsg.cli.terminal import Terminal, waiting
+from rpmsg.cli.args import add_policy, seconds
+from rpmsg.cli.terminal import Terminal, printable, waiting
+from rpmsg.cli.tools import open_endpoint
 from rpmsg.endpoint import Endpoint
 from rpmsg.errors import (
     EndpointClosedError,
@@ -25,6 +26,7 @@ from rpmsg.errors import (
     RpmsgError,
 )
 from rpmsg.registry import require_other_process
+from rpmsg.wire.rpmsg import ADDR_ANY
 
 
 def register(sub: Any) -> None:
@@ -38,37 +40,38 @@ def register(sub: Any) -> None:
     p.add_argument("--timeout", type=seconds, default=30.0, metavar="S",
                    help="seconds to wait for the peer and the binding, the open included, "
                    "and for each send (default 30)")
-    p.add_argument("--policy", choices=["linux", "openamp", "nuttx"],
-                   help="peer behaviour preset (default: the transport's)")
+    add_policy(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     require_other_process(args.url, "`rpmsg term`")
     with rpmsg.open(args.url, policy=args.policy, timeout=args.timeout) as device:
-        ept = device.create_endpoint() if args.name == "-" else device.create_endpoint(
-            args.name)
+        ept = open_endpoint(device, args.name, ADDR_ANY, ADDR_ANY)
         try:
             with waiting(f"{args.name!r} to be bound on {args.url} (the remote must serve "
                          "or announce it)"):
                 ept.wait_bound(args.timeout)
-            holder: list[Terminal] = []
-
-            def send(line: bytes) -> None:
-                try:
-                    ept.send(line, timeout=args.timeout)
-                except MessageTooLargeError as exc:  # say so and keep the session
-                    holder[0].note(f"rpmsg term: line not sent: {exc}")
-
-            term = Terminal(send, mode="line")
-            holder.append(term)
-            reader = threading.Thread(target=_receive, args=(ept, term), daemon=True,
-                                      name="term-rx")
-            reader.start()
-            code = term.run()
-            return code
+            return _session(ept, args.timeout)
         finally:
             ept.close()
+
+
+def _session(ept: Endpoint, timeout: float | None) -> int:
+    """The terminal on ``ept``: lines typed are sent, messages received printed (on a
+    thread of their own) until Ctrl-], the end of input or the peer's leaving."""
+    holder: list[Terminal] = []
+
+    def send(line: bytes) -> None:
+        try:
+            ept.send(line, timeout=timeout)
+        except MessageTooLargeError as exc:  # say so and keep the session
+            holder[0].note(f"rpmsg term: line not sent: {exc}")
+
+    term = Terminal(send, mode="line")
+    holder.append(term)
+    threading.Thread(target=_receive, args=(ept, term), daemon=True, name="term-rx").start()
+    return term.run()
 
 
 def _receive(ept: Endpoint, term: Terminal) -> None:
@@ -78,11 +81,11 @@ def _receive(ept: Endpoint, term: Terminal) -> None:
         except EndpointClosedError:
             return
         except RemoteDisconnectedError as exc:
-            term.note(f"rpmsg term: {exc}")
+            term.note(printable(f"rpmsg term: {exc}"))
             term.stop()
             return
         except RpmsgError as exc:
-            print(f"rpmsg: error: {exc}", file=sys.stderr)
+            print(printable(f"rpmsg: error: {exc}"), file=sys.stderr)
             term.stop()
             return
 

@@ -159,53 +159,67 @@ class Terminal:
     def _run(self) -> int:
         fd = self.stdin.fileno()
         interactive = os.isatty(fd)
-        saved = None
-        if interactive and self.mode == "raw":
-            import termios
-            import tty
-
-            saved = termios.tcgetattr(fd)
-            tty.setraw(fd)
-            self.raw_active = True
-        if interactive:
-            self.note("--- Ctrl-] to leave ---")
-        pending = b""
         try:
-            while True:
-                ready, _, _ = select.select([fd, self._stop_r], [], [])
-                if self._stop_r in ready:
-                    return 0
-                data = os.read(fd, 4096)
-                if not data:
-                    break
-                at = data.find(self.exit_char)
-                if at >= 0:
-                    data = data[:at]
-                if self.mode == "raw":
-                    if data:
-                        self.send(data)
-                else:
-                    pending += data
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        self.send(line.rstrip(b"\r"))
-                if at >= 0:
-                    return 0
-            if pending:
-                self.send(pending)
-            if not interactive:
-                self._linger()
+            with self._raw(fd, interactive and self.mode == "raw"):
+                if interactive:
+                    self.note("--- Ctrl-] to leave ---")
+                if self._forward(fd) and not interactive:
+                    self._linger()
             return 0
         finally:
-            if saved is not None:
-                import termios
-
-                termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-                self.raw_active = False
             with self._out_lock:
                 os.close(self._stop_r)
                 os.close(self._stop_w)
                 self._stop_r = self._stop_w = -1
+
+    @contextlib.contextmanager
+    def _raw(self, fd: int, raw: bool) -> Iterator[None]:
+        """The terminal ``fd`` in raw mode while in the block (if ``raw``), then restored."""
+        if not raw:
+            yield
+            return
+        import termios
+        import tty
+
+        saved = termios.tcgetattr(fd)
+        tty.setraw(fd)
+        self.raw_active = True
+        try:
+            yield
+        finally:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+            self.raw_active = False
+
+    def _forward(self, fd: int) -> bool:
+        """Send what is typed on ``fd`` (raw: as it comes; line: a message a line) until
+        Ctrl-] or :meth:`stop` (False) or the end of input (True)."""
+        pending = b""
+        while True:
+            ready, _, _ = select.select([fd, self._stop_r], [], [])
+            if self._stop_r in ready:
+                return False
+            data = os.read(fd, 4096)
+            if not data:
+                break
+            at = data.find(self.exit_char)
+            pending = self._typed(data if at < 0 else data[:at], pending)
+            if at >= 0:
+                return False
+        if pending:
+            self.send(pending)
+        return True
+
+    def _typed(self, data: bytes, pending: bytes) -> bytes:
+        """Input for the peer: sent at once (raw), or line by line (line mode: what
+        follows the last newline is returned, to wait for the rest of its line)."""
+        if self.mode == "raw":
+            if data:
+                self.send(data)
+            return pending
+        *lines, pending = (pending + data).split(b"\n")
+        for line in lines:
+            self.send(line.rstrip(b"\r"))
+        return pending
 
     def _linger(self) -> None:
         """After piped input ended: show output until the peer is quiet."""

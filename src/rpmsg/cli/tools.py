@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 import rpmsg
-from rpmsg.cli.args import count, finite_seconds, seconds
+from rpmsg.cli.args import add_policy, count, finite_seconds, seconds
 from rpmsg.cli.linux_cmds import parse_addr_arg
 from rpmsg.cli.terminal import printable, waiting
 from rpmsg.device import Device
@@ -44,8 +44,7 @@ LINUX_INTERNAL = ("rpmsg_ctrl", "rpmsg_ns")
 def _common(p: argparse.ArgumentParser, *, timeout_help: str,
             timeout: float | None = DEFAULT_TIMEOUT) -> None:
     p.add_argument("--timeout", type=seconds, default=timeout, metavar="S", help=timeout_help)
-    p.add_argument("--policy", choices=["linux", "openamp", "nuttx"],
-                   help="peer behaviour preset (default: the transport's)")
+    add_policy(p)
 
 
 def register(sub: Any) -> None:
