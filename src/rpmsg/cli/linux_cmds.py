@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rpmsg.cli import rproc_cmds
@@ -83,30 +84,36 @@ def register(subparsers: Any) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     sysfs = default_sysfs()
-    channels, endpoints, controls = sysfs.channels(), sysfs.endpoints(), sysfs.controls()
+    devices: dict[str, Sequence[Any]] = {"channels": sysfs.channels(),
+                                         "endpoints": sysfs.endpoints(),
+                                         "controls": sysfs.controls()}
     procs = list_remoteprocs(sysfs)
     if args.json:
         json.dump({"remoteprocs": [p.to_dict() for p in procs],
-                   "channels": [c.to_dict() for c in channels],
-                   "endpoints": [e.to_dict() for e in endpoints],
-                   "controls": [c.to_dict() for c in controls]}, sys.stdout, indent=2)
+                   **{kind: [d.to_dict() for d in items] for kind, items in devices.items()}},
+                  sys.stdout, indent=2)
         print()
         return 0
     if procs:
         print("remote processors:")
         for proc in procs:
             rproc_cmds.print_remoteproc(proc, indent="  ")
-    if not (channels or endpoints or controls):
+    if not any(devices.values()):
         print(f"no rpmsg devices ({sysfs.class_dir} and {sysfs.bus_dir} are empty or absent)")
         return 0
-    # Channel and endpoint names are the remote's words: escaped (printable) when shown.
-    for title, lines in (("channels", map(_channel_line, channels)),
-                         ("endpoints", map(_endpoint_line, endpoints)),
-                         ("controls", map(_control_line, controls))):
-        print(f"{title}:")
-        for line in lines:
-            print(printable(f"  {line}"))
+    _print_devices(devices)
     return 0
+
+
+def _print_devices(devices: dict[str, Sequence[Any]]) -> None:
+    """Channels, endpoint and control devices, one line each below a title. The channel and
+    endpoint names are the remote's words: escaped (printable)."""
+    lines: dict[str, Callable[[Any], str]] = {
+        "channels": _channel_line, "endpoints": _endpoint_line, "controls": _control_line}
+    for kind, items in devices.items():
+        print(f"{kind}:")
+        for item in items:
+            print(printable(f"  {lines[kind](item)}"))
 
 
 def _channel_line(c: Channel) -> str:

@@ -200,36 +200,37 @@ def _is_terminal(stream: IO[str]) -> bool:
         return False
 
 
+class _LogPrinter:
+    """Writes each log line to ``out`` until ``count`` of them (None: no limit), then sets
+    :attr:`done`. Called on the transport's thread."""
+
+    def __init__(self, out: IO[str], args: argparse.Namespace) -> None:
+        self.out = out
+        self.as_json = args.json
+        self.colour = not args.output and not args.json and _is_terminal(out)
+        self.count = args.count
+        self.seen = 0
+        self.done = threading.Event()
+
+    def __call__(self, line: SyslogLine) -> None:
+        if self.done.is_set():
+            return
+        self.out.write(format_line(line, self.as_json, colour=self.colour) + "\n")
+        self.out.flush()
+        self.seen += 1
+        if self.count is not None and self.seen >= self.count:
+            self.done.set()
+
+
 def run_syslog(args: argparse.Namespace) -> int:
     out: IO[str] = open_output(args.output, "log") if args.output else sys.stdout
-    colour = not args.output and not args.json and _is_terminal(out)
-    done = threading.Event()
-    seen = 0
-
-    def on_line(line: SyslogLine) -> None:
-        nonlocal seen
-        if done.is_set():
-            return
-        out.write(format_line(line, args.json, colour=colour) + "\n")
-        out.flush()
-        seen += 1
-        if args.count is not None and seen >= args.count:
-            done.set()
-
+    printer = _LogPrinter(out, args)
     try:
         with _open(args) as device:
             rtc = _rtc(device, args)
-            server = SyslogServer(device, on_line)
+            server = SyslogServer(device, printer)
             try:
-                with waiting(f"the chip's log (rpmsg-syslog) on {args.url}"):
-                    while not server.bound and not done.is_set():
-                        device.check_not_broken()
-                        if done.wait(0.1):
-                            break
-                print(f"rpmsg syslog: receiving the chip's log on {args.url}; Ctrl-C to stop",
-                      file=sys.stderr, flush=True)
-                while not done.wait(0.2):
-                    device.check_not_broken()
+                _receive_log(device, server, printer.done, args.url)
             except KeyboardInterrupt:
                 pass
             finally:
@@ -240,6 +241,21 @@ def run_syslog(args: argparse.Namespace) -> int:
         if out is not sys.stdout:
             out.close()
     return 0
+
+
+def _receive_log(device: Device, server: SyslogServer, done: threading.Event,
+                 url: str) -> None:
+    """Wait for the chip to bind (saying so after a second), then until ``done``; a broken
+    transport ends it with its error."""
+    with waiting(f"the chip's log (rpmsg-syslog) on {url}"):
+        while not server.bound and not done.is_set():
+            device.check_not_broken()
+            if done.wait(0.1):
+                break
+    print(f"rpmsg syslog: receiving the chip's log on {url}; Ctrl-C to stop",
+          file=sys.stderr, flush=True)
+    while not done.wait(0.2):
+        device.check_not_broken()
 
 
 # fs-serve --------------------------------------------------------------------------------------
