@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -285,31 +285,35 @@ class CaptureReader:
                                                 "the file is empty: not a pcapng capture")
                 return
             btype, total = BLOCK_HEADER.unpack(head)
-            if not self._section_seen and btype != BT_SHB:
-                raise DecodeError("pcapng_block", "type", base,
-                                  f"not a pcapng capture (first block type {btype:#x}, "
-                                  f"expected a section header {BT_SHB:#x})")
-            if total < MIN_BLOCK_SIZE or total % 4 or total > MAX_BLOCK_SIZE:
-                if btype == BT_SHB and MIN_BLOCK_SIZE <= int.from_bytes(head[4:8], "big") \
-                        <= MAX_BLOCK_SIZE:
-                    raise DecodeError("pcapng_shb", "magic", base + 8,
-                                      "big-endian pcapng sections are not supported")
-                raise DecodeError("pcapng_block", "total_len", base + 4,
-                                  f"block length {total} is not a multiple of 4 in "
-                                  f"{MIN_BLOCK_SIZE}..{MAX_BLOCK_SIZE}")
+            self._check_header(btype, total, head, base)
             rest = self._read(total - BLOCK_HEADER.size)
             if rest is None:
                 raise TruncatedCaptureError("pcapng_block", "total_len", base,
                                             f"the file ends after the header of a block of "
                                             f"{total} bytes (truncated capture)")
-            body = rest[:-BLOCK_TRAILER.size]
             (trailer,) = BLOCK_TRAILER.unpack(rest, len(rest) - BLOCK_TRAILER.size)
             if trailer != total:
                 raise DecodeError("pcapng_block_trailer", "total_len", base + total - 4,
                                   f"trailing length {trailer} differs from the leading "
                                   f"{total}")
             self.offset = base + total
-            yield btype, body, base
+            yield btype, rest[:-BLOCK_TRAILER.size], base
+
+    def _check_header(self, btype: int, total: int, head: bytes, base: int) -> None:
+        """A block header at ``base`` that can start a block here, or DecodeError."""
+        if not self._section_seen and btype != BT_SHB:
+            raise DecodeError("pcapng_block", "type", base,
+                              f"not a pcapng capture (first block type {btype:#x}, "
+                              f"expected a section header {BT_SHB:#x})")
+        if MIN_BLOCK_SIZE <= total <= MAX_BLOCK_SIZE and not total % 4:
+            return
+        if btype == BT_SHB and MIN_BLOCK_SIZE <= int.from_bytes(head[4:8], "big") \
+                <= MAX_BLOCK_SIZE:
+            raise DecodeError("pcapng_shb", "magic", base + 8,
+                              "big-endian pcapng sections are not supported")
+        raise DecodeError("pcapng_block", "total_len", base + 4,
+                          f"block length {total} is not a multiple of 4 in "
+                          f"{MIN_BLOCK_SIZE}..{MAX_BLOCK_SIZE}")
 
     # Records ----------------------------------------------------------------------------------
 
@@ -398,31 +402,45 @@ class CaptureReader:
                                f"{RECORD_VERSION}")
         if RECORD.size + info_len > len(rec):
             raise RECORD.error("info_len", f"{info_len} bytes of info overrun the record")
-        info = rec[RECORD.size:RECORD.size + info_len].decode("utf-8", "replace")
-        data = rec[RECORD.size + info_len:]
         dname = DIRECTION_NAMES.get(direction)
         if dname is None:
             raise RECORD.error("direction", f"unknown direction {direction}")
-        if rtype == REC_MESSAGE:
-            if not dname:
-                raise RECORD.error("direction", "a message needs a direction")
-            src, dst, reserved, length, flags = RPMSG_HEADER.unpack(data)
-            payload = data[HEADER_SIZE:]
-            if length != len(payload):
-                raise RPMSG_HEADER.error("len", f"length {length} differs from the "
-                                         f"{len(payload)} bytes captured", RECORD.size)
-            return CapturedMessage(ts_ns, iface, dname, src, dst, payload, flags, reserved,
-                                   length)
-        if rtype == REC_EVENT:
-            if kind >= len(EVENT_KINDS) or not EVENT_KINDS[kind]:
-                raise RECORD.error("kind", f"unknown event kind {kind}")
-            return CapturedEvent(ts_ns, iface, EVENT_KINDS[kind], info)
-        if rtype == REC_FRAME:
-            if kind >= len(FRAME_KINDS) or not FRAME_KINDS[kind]:
-                raise RECORD.error("kind", f"unknown frame kind {kind}")
-            return CapturedFrame(ts_ns, iface, dname, FRAME_KINDS[kind], parse_info(info),
-                                 data)
-        raise RECORD.error("type", f"unknown record type {rtype}")
+        make = _RECORD_TYPES.get(rtype)
+        if make is None:
+            raise RECORD.error("type", f"unknown record type {rtype}")
+        info = rec[RECORD.size:RECORD.size + info_len].decode("utf-8", "replace")
+        return make(ts_ns, iface, dname, kind, info, rec[RECORD.size + info_len:])
+
+
+def _message(ts_ns: int, iface: Interface, dname: str, kind: int, info: str,
+             data: bytes) -> Record:
+    if not dname:
+        raise RECORD.error("direction", "a message needs a direction")
+    src, dst, reserved, length, flags = RPMSG_HEADER.unpack(data)
+    payload = data[HEADER_SIZE:]
+    if length != len(payload):
+        raise RPMSG_HEADER.error("len", f"length {length} differs from the "
+                                 f"{len(payload)} bytes captured", RECORD.size)
+    return CapturedMessage(ts_ns, iface, dname, src, dst, payload, flags, reserved, length)
+
+
+def _event(ts_ns: int, iface: Interface, dname: str, kind: int, info: str,
+           data: bytes) -> Record:
+    if kind >= len(EVENT_KINDS) or not EVENT_KINDS[kind]:
+        raise RECORD.error("kind", f"unknown event kind {kind}")
+    return CapturedEvent(ts_ns, iface, EVENT_KINDS[kind], info)
+
+
+def _frame(ts_ns: int, iface: Interface, dname: str, kind: int, info: str,
+           data: bytes) -> Record:
+    if kind >= len(FRAME_KINDS) or not FRAME_KINDS[kind]:
+        raise RECORD.error("kind", f"unknown frame kind {kind}")
+    return CapturedFrame(ts_ns, iface, dname, FRAME_KINDS[kind], parse_info(info), data)
+
+
+#: How each record type of the capture's RPMsg records is read (after the common header).
+_RECORD_TYPES: dict[int, Callable[[int, Interface, str, int, str, bytes], Record]] = {
+    REC_MESSAGE: _message, REC_EVENT: _event, REC_FRAME: _frame}
 
 
 def read_capture(source: str | os.PathLike[str] | BinaryIO | bytes) -> list[Record]:

@@ -76,14 +76,24 @@ class ReplayResult:
                              for k, v in self.bindings.items()}}
 
 
+_Link = tuple[Interface, list[ReplayItem]]
+
+
 def plan_replay(records: Iterable[Record], direction: str = "tx",
                 link: str | int | None = None) -> ReplayPlan:
     """Pick the messages to replay. ``link`` chooses the captured interface by index or
     name when the capture holds several; by default the only one with such messages."""
     if direction not in ("tx", "rx"):
         raise InvalidArgumentError(f"direction must be tx or rx, not {direction!r}")
+    iface, items = _one_link(_items_by_link(records, direction), direction, link)
+    return ReplayPlan(iface, direction, items)
+
+
+def _items_by_link(records: Iterable[Record], direction: str) -> list[_Link]:
+    """Each captured link's messages of ``direction`` (not name-service ones), with the
+    service each belongs to, as the capture's name-service messages tell."""
     tracker = ServiceTracker()
-    by_iface: dict[int, tuple[Interface, list[ReplayItem]]] = {}
+    by_iface: dict[int, _Link] = {}
     for rec in records:
         if isinstance(rec, CapturedEvent) and rec.kind in RESETS:
             tracker.forget(rec.interface.id)
@@ -93,13 +103,21 @@ def plan_replay(records: Iterable[Record], direction: str = "tx",
         entry = by_iface.setdefault(iface.id, (iface, []))
         service, to_peer = tracker.lookup(iface.id, rec.direction, rec.src, rec.dst)
         tracker.feed(iface.id, rec.direction, rec.dst, rec.payload)
-        if rec.direction != direction or rec.dst == NS_ADDR:
-            continue
-        entry[1].append(ReplayItem(rec, service, to_peer))
-    candidates = [e for e in by_iface.values() if e[1]]
+        if rec.direction == direction and rec.dst != NS_ADDR:
+            entry[1].append(ReplayItem(rec, service, to_peer))
+    return list(by_iface.values())
+
+
+def _names(iface: Interface, link: str | int) -> bool:
+    """Whether ``--link`` names ``iface`` (by index, as a number or text, or by name)."""
+    return iface.id == link or iface.name == link or str(iface.id) == link
+
+
+def _one_link(links: list[_Link], direction: str, link: str | int | None) -> _Link:
+    """The link to replay: the one ``link`` names, else the only one with messages."""
+    candidates = [e for e in links if e[1]]
     if link is not None:
-        candidates = [e for e in candidates
-                      if e[0].id == link or e[0].name == link or str(e[0].id) == link]
+        candidates = [e for e in candidates if _names(e[0], link)]
         if not candidates:
             raise InvalidArgumentError(f"the capture has no {direction} messages on link "
                                        f"{link!r}")
@@ -109,8 +127,7 @@ def plan_replay(records: Iterable[Record], direction: str = "tx",
         names = ", ".join(f"{e[0].id}: {e[0].name}" for e in candidates)
         raise InvalidArgumentError(f"the capture holds {direction} messages of several links "
                                    f"({names}); choose one with --link")
-    iface, items = candidates[0]
-    return ReplayPlan(iface, direction, items)
+    return candidates[0]
 
 
 class Replayer:

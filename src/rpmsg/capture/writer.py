@@ -28,7 +28,12 @@ from typing import Protocol
 
 from rpmsg import __version__
 from rpmsg.capture.blocks import Blocks, interface_description, section_header
-from rpmsg.errors import AccessDeniedError, InvalidArgumentError, NotAvailableError
+from rpmsg.errors import (
+    AccessDeniedError,
+    InvalidArgumentError,
+    NotAvailableError,
+    RpmsgError,
+)
 
 log = logging.getLogger("rpmsg.capture")
 
@@ -84,31 +89,10 @@ def open_private(path: str) -> int:
     try:
         fd = os.open(path, flags, 0o600)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise AccessDeniedError(f"capture file {path!r} is a symbolic link; "
-                                    "refusing to follow it (give the real path)") from None
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise AccessDeniedError(f"cannot create capture file {path!r}: "
-                                    f"{exc.strerror}") from None
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            raise NotAvailableError(f"cannot create capture file {path!r}: "
-                                    f"{exc.strerror} (does the directory exist?)") from None
-        if exc.errno in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):  # FIFO, socket...
-            raise AccessDeniedError(f"capture path {path!r} is not a regular file") from None
-        if exc.errno == errno.EISDIR:
-            raise InvalidArgumentError(f"capture path {path!r} is a directory") from None
-        raise NotAvailableError(f"cannot create capture file {path!r}: "
-                                f"{exc.strerror}") from None
+        raise _create_error(path, exc) from None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise AccessDeniedError(f"capture path {path!r} is not a regular file")
-        if st.st_uid != os.geteuid():
-            raise AccessDeniedError(f"capture file {path!r} belongs to uid {st.st_uid}, "
-                                    "not to us; remove it or choose another path")
-        if st.st_nlink != 1:
-            raise AccessDeniedError(f"capture file {path!r} has {st.st_nlink} hard links; "
-                                    "refusing to overwrite it")
+        _check_private(path, st)
         os.set_blocking(fd, True)
         os.ftruncate(fd, 0)
         if stat.S_IMODE(st.st_mode) != 0o600:
@@ -117,6 +101,36 @@ def open_private(path: str) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _create_error(path: str, exc: OSError) -> RpmsgError:
+    """The typed error of a capture file that could not be opened, saying why."""
+    code = exc.errno
+    if code == errno.ELOOP:
+        return AccessDeniedError(f"capture file {path!r} is a symbolic link; "
+                                 "refusing to follow it (give the real path)")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return AccessDeniedError(f"cannot create capture file {path!r}: {exc.strerror}")
+    if code in (errno.ENOENT, errno.ENOTDIR):
+        return NotAvailableError(f"cannot create capture file {path!r}: "
+                                 f"{exc.strerror} (does the directory exist?)")
+    if code in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):  # FIFO, socket...
+        return AccessDeniedError(f"capture path {path!r} is not a regular file")
+    if code == errno.EISDIR:
+        return InvalidArgumentError(f"capture path {path!r} is a directory")
+    return NotAvailableError(f"cannot create capture file {path!r}: {exc.strerror}")
+
+
+def _check_private(path: str, st: os.stat_result) -> None:
+    """The file opened is ours alone to overwrite: regular, our uid, one link."""
+    if not stat.S_ISREG(st.st_mode):
+        raise AccessDeniedError(f"capture path {path!r} is not a regular file")
+    if st.st_uid != os.geteuid():
+        raise AccessDeniedError(f"capture file {path!r} belongs to uid {st.st_uid}, "
+                                "not to us; remove it or choose another path")
+    if st.st_nlink != 1:
+        raise AccessDeniedError(f"capture file {path!r} has {st.st_nlink} hard links; "
+                                "refusing to overwrite it")
 
 
 class CaptureFile:
@@ -255,21 +269,29 @@ class CaptureFile:
                 pending = self._fit(pending)
                 if not pending:
                     return
-            total = 0
-            try:
-                for i in range(0, len(pending), _IOV_MAX):  # no join: the kernel gathers
-                    chunk = pending[i:i + _IOV_MAX]
-                    want = sum(map(len, chunk))
-                    done = os.writev(self._fd, chunk)
-                    total += done
-                    if done != want:  # the disk or the file size limit is full
-                        raise OSError(errno.ENOSPC, "short write (disk or file size limit "
-                                      "full)")
-            except OSError as exc:
-                self._write_failed(exc, pending, total)
+            total, error = self._writev(pending)
+            if error is not None:
+                self._write_failed(error, pending, total)
                 return
             self.size += total
             self.written += _count(pending)
+
+    def _writev(self, pending: list[Chunk]) -> tuple[int, OSError | None]:
+        """Write ``pending`` in gathered writes (no join: the kernel gathers): the bytes
+        written and the error that stopped the writing, if one did."""
+        total = 0
+        for i in range(0, len(pending), _IOV_MAX):
+            chunk = pending[i:i + _IOV_MAX]
+            want = sum(map(len, chunk))
+            try:
+                done = os.writev(self._fd, chunk)
+            except OSError as exc:
+                return total, exc
+            total += done
+            if done != want:  # the disk or the file size limit is full
+                return total, OSError(errno.ENOSPC, "short write (disk or file size limit "
+                                      "full)")
+        return total, None
 
     def _fit(self, pending: list[Chunk]) -> list[Chunk]:
         """What still fits under ``max_bytes``, whole blocks only (a batch may be cut)."""
