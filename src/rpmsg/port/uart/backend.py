@@ -60,6 +60,10 @@ BURST_BYTES = 16384
 #: Decoded input (bytes) the RX thread may hold while it waits for a buffer; past it, it
 #: stops reading and the line applies the back-pressure.
 RX_BACKLOG_BYTES = 64 * 1024
+#: What a parked event other than a frame counts against that backlog besides its bytes
+#: (about its size in memory): a flood of control bytes or broken frames from the peer is
+#: held back by the line too, instead of growing the backlog without bound.
+EVENT_COST = 64
 #: Seconds of line time a real UART's output backlog may hold before more data is written,
 #: so a control byte written next goes out within about this long.
 TX_BACKLOG_SECONDS = 0.01
@@ -349,8 +353,7 @@ class UartBackend:
                     self._tap_control("rx", ev.byte)
                 self._handle_control(ev.byte)
                 continue
-            if type(ev) is Frame:
-                self._deferred_bytes += len(ev.data)
+            self._deferred_bytes += _cost(ev)
             deferred.append(ev)
 
     def _rx_main(self) -> None:
@@ -379,6 +382,7 @@ class UartBackend:
         if type(ev) is Frame:
             return self._receive_frame(ev)
         self._deferred.popleft()
+        self._deferred_bytes -= _cost(ev)
         if type(ev) is Control:
             if self.port is not None and self.port.tap is not None:
                 self._tap_control("rx", ev.byte)
@@ -665,6 +669,15 @@ class UartBackend:
                     self._cond.wait(min(TX_BACKLOG_SECONDS, (backlog - limit) / rate))
                 ctrl = self._take_ctrl_locked()
             self._write_controls(ctrl)
+
+
+def _cost(ev: Event) -> int:
+    """What a parked event counts against :data:`RX_BACKLOG_BYTES`."""
+    if type(ev) is Frame:
+        return len(ev.data)
+    if type(ev) is FrameError:
+        return len(ev.data) + EVENT_COST
+    return EVENT_COST
 
 
 def make_uart_port(stream: Stream, config: PortConfig | None = None, *, crc: str = "none",
