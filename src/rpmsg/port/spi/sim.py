@@ -40,6 +40,9 @@ _LINE = b"L"  # level byte 0/1 of the sender's request line
 _XFER = b"X"  # master → slave: buflen bytes clocked out on MOSI
 _REPLY = b"R"  # slave → master: buflen bytes shifted out on MISO in the same transfer
 _RETRY = 0.02
+#: Seconds an accepted connection has to say hello: one that says nothing would otherwise
+#: hold the bus, and the real peer waiting behind it would never be served.
+HELLO_TIMEOUT = 5.0
 
 
 class _PeerGone(Exception):
@@ -214,7 +217,7 @@ class SimBus(SpiPhys):
                     if self.closed:
                         return None
                     raise
-                conn.settimeout(None)
+                conn.settimeout(HELLO_TIMEOUT)  # until its hello (see _serve)
                 return conn
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -275,7 +278,12 @@ class SimBus(SpiPhys):
                     self._stats["peer_connects"] += 1
                     if self._my_level != level:
                         conn.sendall(_LINE + (b"\x01" if self._my_level else b"\x00"))
-            hello = self._read(rfile, 4)
+            try:
+                hello = self._read(rfile, 4)
+            except TimeoutError:
+                raise _BadPeer(f"spisim:{self.path}: what connected said nothing within "
+                               f"{HELLO_TIMEOUT} s") from None
+            conn.settimeout(None)
             if hello[:1] != _HELLO or hello[1:2] not in (b"M", b"S"):
                 raise _BadPeer(f"spisim:{self.path}: what connected is not a simulated bus "
                                f"(it sent {hello!r})")
