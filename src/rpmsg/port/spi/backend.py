@@ -184,6 +184,9 @@ class SpiBackend:
                          "protocol were dropped")
         if bus.get("underruns"):
             facts.append(f"{bus['underruns']} transfers found no armed slave buffer")
+        last = getattr(self.phys, "last_error", None)
+        if last:
+            facts.append(f"last peer dropped: {last}")
         return "; ".join(facts)
 
     def describe(self) -> dict[str, Any]:

@@ -53,6 +53,16 @@ class _BadPeer(_PeerGone):
     """Whatever connected does not speak the bus protocol: dropped, the bus waits on."""
 
 
+class _Mismatch(_BadPeer):
+    """The peer speaks the bus protocol but is set up differently (same role, another
+    buflen): dropped and named, and the bus waits for a peer set up to match; one
+    misconfigured process must not break the link for the one that comes next."""
+
+
+#: Pause before connecting again after a peer that does not match.
+_MISMATCH_PAUSE = 0.5
+
+
 class SimBus(SpiPhys):
     """One end (``master`` or ``slave``) of a simulated SPI bus at ``path``.
 
@@ -98,6 +108,8 @@ class SimBus(SpiPhys):
         self._generation = 0
         self._stats = {"transfers": 0, "edges": 0, "underruns": 0, "no_peer_transfers": 0,
                        "peer_connects": 0, "peer_losses": 0, "bus_ns": 0, "bad_peers": 0}
+        #: Why the last peer was dropped (for ``seen()`` and timeout errors).
+        self.last_error: str | None = None
 
     @classmethod
     def pair(cls, buflen: int, *, hz: int = 10_000_000) -> tuple[SimBus, SimBus]:
@@ -117,7 +129,7 @@ class SimBus(SpiPhys):
 
     def describe(self) -> dict[str, Any]:
         return {"phys": "spisim", "path": self.path, "hz": self.hz,
-                "bus_owner": self._listener is not None}
+                "bus_owner": self._listener is not None, "last_error": self.last_error}
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -191,7 +203,15 @@ class SimBus(SpiPhys):
                         raise TransportBrokenError(str(exc)) from None
                     with self._lock:
                         self._stats["bad_peers"] += 1
-                    log.warning("%s; connection dropped, waiting for a real peer", exc)
+                        said, self.last_error = self.last_error, str(exc)
+                    if str(exc) != said:  # once per reason, not at every reconnection
+                        log.warning("%s; connection dropped, waiting for %s", exc,
+                                    "a peer set up to match" if isinstance(exc, _Mismatch)
+                                    else "a real peer")
+                    if isinstance(exc, _Mismatch):
+                        with self._lock:  # do not hammer the peer; close() cuts this short
+                            if not self._closed:
+                                self._lock.wait(_MISMATCH_PAUSE)
                 except (_PeerGone, OSError):
                     pass
                 finally:
@@ -290,11 +310,11 @@ class SimBus(SpiPhys):
             peer_buflen = int.from_bytes(hello[2:4], "little")
             if hello[1:2] == me:
                 other = "slave" if self.role == "master" else "master"
-                raise TransportBrokenError(
+                raise _Mismatch(
                     f"spisim:{self.path}: both ends are {self.role}s; one must be "
                     f"role={other}")
             if peer_buflen != self.buflen:
-                raise TransportBrokenError(
+                raise _Mismatch(
                     f"spisim:{self.path}: buflen {self.buflen} here, {peer_buflen} at the peer; "
                     "both chips must use the same buffer length")
             while True:
