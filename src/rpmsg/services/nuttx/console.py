@@ -210,14 +210,8 @@ class Console:
         """
         deadline = Deadline(timeout)
         with self._cond:
-            while not self._buf:
-                self._check_open()
-                if timeout == 0:
-                    return b""
-                if self._gone is not None and not self.endpoint.bound:
-                    raise RemoteDisconnectedError(self._gone)
-                if not self._cond.wait(deadline.remaining()) and deadline.expired():
-                    raise deadline.timeout_error(f"reading from {self.name}")
+            if not self._wait_output(deadline, timeout):
+                return b""
             n = len(self._buf) if size < 0 else min(size, len(self._buf))
             out = bytes(self._buf[:n])
             del self._buf[:n]
@@ -227,6 +221,19 @@ class Console:
         if wake:
             self._send_wakeup(self.endpoint)
         return out
+
+    def _wait_output(self, deadline: Deadline, timeout: float | None) -> bool:
+        """Under the lock: wait until there is output (True); False at once for
+        ``timeout=0``; the errors of :meth:`read` else."""
+        while not self._buf:
+            self._check_open()
+            if timeout == 0:
+                return False
+            if self._gone is not None and not self.endpoint.bound:
+                raise RemoteDisconnectedError(self._gone)
+            if not self._cond.wait(deadline.remaining()) and deadline.expired():
+                raise deadline.timeout_error(f"reading from {self.name}")
+        return True
 
     def read_until(self, expected: bytes | re.Pattern[bytes],
                    timeout: float | None = None) -> bytes:

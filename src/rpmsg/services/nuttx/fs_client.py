@@ -128,28 +128,13 @@ class FsClient:
         with self._lock:
             cookie = next(self._cookies)
             with self._cond:
-                if self._closed:
-                    raise EndpointClosedError(f"{self.name} is closed")
+                self._check_open()
                 self._cookie, self._responses = cookie, []
             try:
                 self.endpoint.wait_bound(deadline.remaining())
                 self.endpoint.send(encode_request(command, cookie, **fields),  # type: ignore[arg-type]
                                    timeout=deadline.remaining())
-                with self._cond:
-                    while True:
-                        if self._responses and not until_done:
-                            break
-                        if until_done:
-                            got = sum(max(r.result, 0) for r in self._responses)
-                            if got >= expect or any(r.result <= 0 for r in self._responses):
-                                break
-                        if self._closed:
-                            raise EndpointClosedError(f"{self.name} is closed")
-                        if self._gone is not None:
-                            raise RemoteDisconnectedError(self._gone)
-                        if not self._cond.wait(deadline.remaining()) and deadline.expired():
-                            raise deadline.timeout_error(f"{command.name} on {self.name}")
-                    responses = list(self._responses)
+                responses = self._answers(command, deadline, until_done, expect)
             finally:
                 with self._cond:
                     self._cookie = None
@@ -157,6 +142,29 @@ class FsClient:
             if r.command != command:
                 self._violation(f"{command.name} answered with command {r.command.name}")
         return responses
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EndpointClosedError(f"{self.name} is closed")
+
+    def _answers(self, command: FsCommand, deadline: Deadline, until_done: bool,
+                 expect: int) -> list[FsResponse]:
+        """Wait for the answer to the pending request (all of it with ``until_done``)."""
+        with self._cond:
+            while not self._answered(until_done, expect):
+                self._check_open()
+                if self._gone is not None:
+                    raise RemoteDisconnectedError(self._gone)
+                if not self._cond.wait(deadline.remaining()) and deadline.expired():
+                    raise deadline.timeout_error(f"{command.name} on {self.name}")
+            return list(self._responses)
+
+    def _answered(self, until_done: bool, expect: int) -> bool:
+        """Whether the answers so far are all (READ: ``expect`` bytes, or a last chunk)."""
+        if not until_done:
+            return bool(self._responses)
+        got = sum(max(r.result, 0) for r in self._responses)
+        return got >= expect or any(r.result <= 0 for r in self._responses)
 
     def _call(self, command: FsCommand, path: str | None = None,
               **kwargs: int | bytes) -> FsResponse:

@@ -28,6 +28,7 @@ from rpmsg.wire.nuttx_rtc import (
     RTC_NAME,
     SERVER_COMMANDS,
     RtcCommand,
+    RtcMessage,
     RtcTime,
     decode_rtc,
     reply,
@@ -118,23 +119,13 @@ class RtcServer:
     def _on_message(self, ept: Endpoint, data: bytes, src: int) -> None:
         if src != ept.dst or self._is_server(ept):
             return
-        try:
-            msg = decode_rtc(data)
-        except DecodeError as exc:
-            self.stats.bad_requests += 1
-            log.warning("rpmsg-rtc: bad request: %s", exc)
-            if len(data) >= 16:
-                self._send(ept, reply(data, neg("EINVAL")))
+        msg = self._decode(ept, data)
+        if msg is None:
             return
         if msg.command in SERVER_COMMANDS:
             self._ignore(ept, f"it sent {RtcCommand(msg.command).name}")
-            return
-        if isinstance(msg, RtcTime) and msg.command == RtcCommand.GET:
-            self.stats.gets += 1
-            now = self._sync()
-            answer = RtcTime(RtcCommand.GET, now.sec, now.nsec, msg.base_sec, msg.base_nsec,
-                             msg.cookie, 0)
-            self._send(ept, answer.encode())
+        elif isinstance(msg, RtcTime) and msg.command == RtcCommand.GET:
+            self._get(ept, msg)
         elif isinstance(msg, RtcTime) and msg.command == RtcCommand.SET and self.on_set:
             self.on_set(msg.time_ns)
             self._send(ept, reply(data, 0))
@@ -143,6 +134,25 @@ class RtcServer:
             result = neg("EPERM") if msg.command == RtcCommand.SET else neg("ENOSYS")
             self.stats.refused += 1
             self._send(ept, reply(data, result))
+
+    def _decode(self, ept: Endpoint, data: bytes) -> RtcMessage | None:
+        """The chip's request, or None (counted, logged, answered -EINVAL if long enough
+        to carry a cookie)."""
+        try:
+            return decode_rtc(data)
+        except DecodeError as exc:
+            self.stats.bad_requests += 1
+            log.warning("rpmsg-rtc: bad request: %s", exc)
+            if len(data) >= 16:
+                self._send(ept, reply(data, neg("EINVAL")))
+            return None
+
+    def _get(self, ept: Endpoint, msg: RtcTime) -> None:
+        """GET: the host's time, with the chip's base and cookie echoed."""
+        self.stats.gets += 1
+        now = self._sync()
+        self._send(ept, RtcTime(RtcCommand.GET, now.sec, now.nsec, msg.base_sec,
+                                msg.base_nsec, msg.cookie, 0).encode())
 
     def _send(self, ept: Endpoint, data: bytes) -> None:
         try:

@@ -438,6 +438,23 @@ class SimRtcClient:
 # The shell -----------------------------------------------------------------------------------
 
 
+def _mount_options(args: list[str]) -> tuple[str, dict[str, str]]:
+    """``mount``'s ``-t TYPE`` and ``-o key=value,...`` before its last word, the target
+    (other words skipped)."""
+    fstype = ""
+    opts: dict[str, str] = {}
+    i = 0
+    while i < len(args) - 1:
+        if args[i] == "-t":
+            fstype, i = args[i + 1], i + 2
+        elif args[i] == "-o":
+            opts = dict(o.split("=", 1) for o in args[i + 1].split(",") if "=" in o)
+            i += 2
+        else:
+            i += 1
+    return fstype, opts
+
+
 class NuttxSim:
     """A simulated NuttX chip on ``device`` (see the module docstring)."""
 
@@ -495,24 +512,29 @@ class NuttxSim:
         line = bytearray()
         last = 0
         while not self._closed:
-            data = self.tty.read_input(0.2)
-            for b in data:
-                if b in (0x0D, 0x0A):
-                    if not (b == 0x0A and last == 0x0D):
-                        self.tty.write(b"\r\n")
-                        out = self.execute(line.decode("utf-8", "replace"))
-                        line.clear()
-                        if out:
-                            self.tty.write(out.replace("\n", "\r\n").encode())
-                        self.tty.write(self.prompt)
-                elif b in (0x08, 0x7F):
-                    if line:
-                        line.pop()
-                        self.tty.write(b"\b \b")
-                elif b >= 0x20 or b == 0x09:
-                    line.append(b)
-                    self.tty.write(bytes([b]))
+            for b in self.tty.read_input(0.2):
+                self._key(b, last, line)
                 last = b
+
+    def _key(self, b: int, last: int, line: bytearray) -> None:
+        """One byte typed (after ``last``): a line end runs ``line`` (CR LF is one end),
+        backspace/DEL erases, printable bytes and tab are echoed; the rest is ignored."""
+        if b in (0x0D, 0x0A):
+            if b == 0x0A and last == 0x0D:
+                return
+            self.tty.write(b"\r\n")
+            out = self.execute(line.decode("utf-8", "replace"))
+            line.clear()
+            if out:
+                self.tty.write(out.replace("\n", "\r\n").encode())
+            self.tty.write(self.prompt)
+        elif b in (0x08, 0x7F):
+            if line:
+                line.pop()
+                self.tty.write(b"\b \b")
+        elif b >= 0x20 or b == 0x09:
+            line.append(b)
+            self.tty.write(bytes([b]))
 
     # Commands --------------------------------------------------------------------------------
 
@@ -583,18 +605,7 @@ class NuttxSim:
     def _cmd_mount(self, args: list[str]) -> str:
         if not args:
             return "".join(f"  {p} type rpmsgfs\n" for p in self.mounts)
-        opts: dict[str, str] = {}
-        fstype = ""
-        target = args[-1]
-        i = 0
-        while i < len(args) - 1:
-            if args[i] == "-t":
-                fstype, i = args[i + 1], i + 2
-            elif args[i] == "-o":
-                opts = dict(o.split("=", 1) for o in args[i + 1].split(",") if "=" in o)
-                i += 2
-            else:
-                i += 1
+        fstype, opts = _mount_options(args)
         if fstype != "rpmsgfs":
             return "nsh: mount: mount failed: 19\n"
         if opts.get("cpu") != self.peer_cpu:
@@ -608,7 +619,7 @@ class NuttxSim:
         except RpmsgError:
             mount.shutdown()
             return "nsh: mount: mount failed: 110\n"
-        self.mounts[target.rstrip("/")] = mount
+        self.mounts[args[-1].rstrip("/")] = mount
         return ""
 
     def _cmd_umount(self, args: list[str]) -> str:
