@@ -94,15 +94,21 @@ class AsyncEndpoint:
             items = rx.get_many(count, 0, check)
             if items:
                 return items
+        return await self._wait_queued(checked, count)
+
+    async def _wait_queued(self, timeout: float | None, count: int) -> list[Item]:
+        """Await messages in the queue (a future the queue resolves), up to ``timeout``."""
+        ept = self.endpoint
+        rx = ept._rx
         loop = asyncio.get_running_loop()
-        end = None if checked is None else time.monotonic() + checked
+        end = None if timeout is None else time.monotonic() + timeout
         while True:
             fut: asyncio.Future[None] = loop.create_future()
-            items = rx.get_many_or_wait(count, loop, fut, check)
+            items = rx.get_many_or_wait(count, loop, fut, ept._check_receivable)
             if items:
                 return items
             if not await _wait(loop, fut, end, rx.remove_async_waiter):
-                raise ept._recv_timeout(checked)
+                raise ept._recv_timeout(timeout)
 
     async def _next_direct(self, timeout: float | None, count: int) -> list[Item]:
         """A direct endpoint (Link.read_direct): wait for its descriptor on the loop, then
@@ -174,11 +180,11 @@ class AsyncEndpoint:
                 if checked == 0:
                     raise
             except (NotBoundError, RemoteDisconnectedError):
-                if checked == 0 or ept.bound or not ept._host.policy.wait_bound_on_send:
+                if ept.bound or not ept._waits_to_send(checked):
                     raise
         payload = checks.payload(data)
         deadline = Deadline(checked)
-        if not ept.bound and checked != 0 and ept._host.policy.wait_bound_on_send:
+        if not ept.bound and ept._waits_to_send(checked):
             await self.wait_bound(deadline.remaining())
         await self._queue(lambda t: ept.send(payload, t), deadline)
 
@@ -303,29 +309,41 @@ class _Sender:
 
     def _run(self) -> None:
         while True:
-            with self._lock:
-                while not self._jobs:
-                    if self._closed or (not self._cond.wait(SENDER_LINGER) and not self._jobs):
-                        self._thread = None
-                        return
-                send, deadline, loop, fut = self._jobs[0]
-            error: BaseException | None = None
-            if not fut.cancelled():
-                try:
-                    send(deadline.remaining())
-                except NoBufferError as exc:
-                    # The send waited its turn behind earlier ones until its time ran out:
-                    # a timeout, not the "timeout=0 and no buffer" of the sync API.
-                    error = exc if deadline.timeout == 0 else deadline.timeout_error(
-                        f"waiting for a transmit buffer on {self.name!r}")
-                except BaseException as exc:
-                    error = exc
+            job = self._next_job()
+            if job is None:
+                return
+            send, deadline, loop, fut = job
+            error = None if fut.cancelled() else self._send(send, deadline)
             with self._lock:
                 self._jobs.popleft()
             try:
                 loop.call_soon_threadsafe(_settle, fut, error)
             except RuntimeError:  # the loop is closed
                 pass
+
+    def _next_job(self) -> _Job | None:
+        """The oldest job (left queued until done, so that :attr:`idle` stays false), or
+        None once closed or idle for :data:`SENDER_LINGER` s (the thread then ends)."""
+        with self._lock:
+            while not self._jobs:
+                if self._closed or (not self._cond.wait(SENDER_LINGER) and not self._jobs):
+                    self._thread = None
+                    return None
+            return self._jobs[0]
+
+    def _send(self, send: Callable[[float | None], None],
+              deadline: Deadline) -> BaseException | None:
+        """One queued send; the error for its awaiting coroutine, if any."""
+        try:
+            send(deadline.remaining())
+        except NoBufferError as exc:
+            # The send waited its turn behind earlier ones until its time ran out: a
+            # timeout, not the "timeout=0 and no buffer" of the sync API.
+            return exc if deadline.timeout == 0 else deadline.timeout_error(
+                f"waiting for a transmit buffer on {self.name!r}")
+        except BaseException as exc:
+            return exc
+        return None
 
     def close(self) -> None:
         """The endpoint closed: queued sends fail with EndpointClosedError (by themselves)."""

@@ -206,17 +206,27 @@ class Endpoint:
             raise MessageTooLargeError(len(payload), self._mtu)
         dst = self._rec.dst
         if dst == ADDR_ANY:
-            if not self._host.policy.wait_bound_on_send or timeout == 0:
-                raise self._unbound_error()
-            deadline = Deadline(timeout)
-            dst = self.wait_bound(timeout)
-            try:
-                self._host.transmit(self._rec.addr, dst, payload, deadline.remaining())
-            except NoBufferError:  # the binding took the whole timeout: a timeout it is
-                raise deadline.timeout_error(f"sending on {self.name!r}",
-                                             self._host.seen()) from None
+            self._send_once_bound(payload, timeout)
             return
         self._host.transmit(self._rec.addr, dst, payload, timeout)
+
+    def _waits_to_send(self, timeout: float | None) -> bool:
+        """Whether a send while unbound waits for the binding: as the policy says (Linux's
+        does not), never with ``timeout=0``. The rule of the sync and the asyncio API."""
+        return timeout != 0 and self._host.policy.wait_bound_on_send
+
+    def _send_once_bound(self, payload: Buffer, timeout: float | None) -> None:
+        """:meth:`send` while unbound: wait for the binding within ``timeout`` where the
+        policy says so, else NotBoundError (RemoteDisconnectedError if the remote left)."""
+        if not self._waits_to_send(timeout):
+            raise self._unbound_error()
+        deadline = Deadline(timeout)
+        dst = self.wait_bound(timeout)
+        try:
+            self._host.transmit(self._rec.addr, dst, payload, deadline.remaining())
+        except NoBufferError:  # the binding took the whole timeout: a timeout it is
+            raise deadline.timeout_error(f"sending on {self.name!r}",
+                                         self._host.seen()) from None
 
     def send_to(self, dst: int, data: Buffer, timeout: float | None = None) -> None:
         """Send ``data`` to an explicit destination address (OpenAMP ``rpmsg_sendto``)."""
