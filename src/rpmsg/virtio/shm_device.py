@@ -82,7 +82,8 @@ class ShmDeviceLink(ShmLink):
         # A driver that connects must complete its handshake within the open's timeout
         # (no limit: 30 s; a driver must not hold the device forever).
         timeout = opening.timeout if opening.timeout is not None else 30.0
-        file = ShmFile.create(config.path, perm=config.perm, allow_foreign=config.allow_foreign)
+        file = ShmFile.create(config.path, perm=config.perm, allow_foreign=config.allow_foreign,
+                              table_at=config.layout.rsc_offset)
         try:
             file.lock(config.url)
             leftover = not file.created and _is_rpmsg_table(file, config)

@@ -36,8 +36,10 @@ from rpmsg.errors import (
     AlreadyOpenError,
     InvalidURLError,
     NotAvailableError,
+    ProtocolError,
 )
 from rpmsg.virtio.memory import FlatMemory
+from rpmsg.wire.virtio import ResourceTable
 
 log = logging.getLogger("rpmsg.shm")
 
@@ -177,6 +179,11 @@ def take_over_stale_socket(path: str, what: str) -> None:
         st = os.lstat(path)
     except FileNotFoundError:
         return
+    except PermissionError as exc:  # a directory on the way we may not search
+        raise AccessDeniedError(f"no permission to look at the {what} {path}: "
+                                f"{exc.strerror}; choose another path") from None
+    except OSError as exc:  # a file where a directory should be, a name too long
+        raise NotAvailableError(f"cannot use {path} for the {what}: {exc.strerror}") from None
     if not stat.S_ISSOCK(st.st_mode):
         raise NotAvailableError(f"{path} exists and is not a socket; refusing to replace "
                                 f"it: remove it or choose another path for the {what}")
@@ -267,6 +274,10 @@ def lock_holders(st: os.stat_result) -> list[int]:
 
 # Named files -----------------------------------------------------------------------------
 
+#: Bytes of an existing file read to tell shared memory from anything else.
+TABLE_PROBE = 4096
+
+
 class ShmMissingError(NotAvailableError):
     """The shared-memory file does not exist (yet)."""
 
@@ -305,14 +316,30 @@ class ShmFile:
         self._maps: list[tuple[mmap.mmap, FlatMemory]] = []
 
     @classmethod
-    def create(cls, path: str, *, perm: int = DEFAULT_PERM,
-               allow_foreign: bool = False) -> ShmFile:
-        """Device: create ``path`` (mode ``perm``) or take over an existing one we may use."""
+    def create(cls, path: str, *, perm: int = DEFAULT_PERM, allow_foreign: bool = False,
+               table_at: int = 0) -> ShmFile:
+        """Device: create ``path`` (mode ``perm``) or take over an existing one we may use.
+
+        An existing file is taken over only if it can be shared memory of a virtio device:
+        empty or zeros where the resource table goes (a C peer created it) or holding a
+        resource table at ``table_at`` (a device's leftover). Anything else (``shm:/etc/passwd``,
+        a typo naming a document) is refused untouched: the device would truncate it and
+        write its table over the first bytes.
+        """
         flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, perm)
         except FileExistsError:
-            return cls.open(path, allow_foreign=allow_foreign, perm=perm)
+            file = cls.open(path, allow_foreign=allow_foreign)
+            try:
+                file._check_shared_memory(table_at)
+                st = os.fstat(file.fd)
+                if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != perm:
+                    os.fchmod(file.fd, perm)
+            except BaseException:
+                file.close()
+                raise
+            return file
         except OSError as exc:
             raise _open_error(path, exc) from None
         try:
@@ -349,6 +376,23 @@ class ShmFile:
             os.close(fd)
             raise
         return cls(path, fd, created=False)
+
+    def _check_shared_memory(self, table_at: int) -> None:
+        """NotAvailableError unless this file can be shared memory (see :meth:`create`)."""
+        if self.size() == 0:
+            return
+        head = self.pread(table_at, TABLE_PROBE)
+        if not head.strip(b"\0"):
+            return
+        try:
+            ResourceTable.decode(head).vdev()
+            return
+        except (ProtocolError, LookupError, ValueError):
+            pass
+        raise NotAvailableError(
+            f"{self.path} exists and holds data that is not shared memory of a virtio device "
+            f"({self.size()} bytes, no resource table); refusing to overwrite it: remove it "
+            "or choose another name")
 
     # The device's lifetime lock -------------------------------------------------------
 
