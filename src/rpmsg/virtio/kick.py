@@ -291,6 +291,10 @@ def connect(path: str, kind: str = "socket", opening: Opening | None = None, *,
             raise AccessDeniedError(
                 f"no permission to connect to the kick socket {path} ({exc.strerror}); its "
                 "owner may widen it with perm=0660 or perm=0666") from None
+        except OSError as exc:  # a file on the way where a directory should be, ...
+            sock.close()
+            raise NotAvailableError(f"cannot connect to the kick socket {path}: "
+                                    f"{exc.strerror}") from None
         except BaseException:
             sock.close()
             raise
