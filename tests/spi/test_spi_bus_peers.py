@@ -11,6 +11,10 @@ A peer set up differently (another buflen): both ends were marked broken for goo
 the misconfigured process was fixed and restarted the other end still refused to work until
 it was restarted too. Now the mismatch is named (log, ``seen()``, timeout errors), that peer
 is dropped, and the bus waits for one set up to match.
+
+The bus's lock file is ``PATH.lock``: an existing file of that name with data in it
+(``spisim:yarn`` next to ``yarn.lock``) was adopted as the lock file and removed at close. A
+lock file holds no data; one with some is refused and left alone.
 """
 
 from __future__ import annotations
@@ -85,3 +89,15 @@ def test_a_peer_with_another_buflen_is_dropped_and_the_right_one_served(bus: str
             assert srv.recv(timeout=10) == b"matched"
     finally:
         m.close()
+
+
+def test_a_file_with_data_where_the_lock_file_goes_is_refused_and_kept(bus: str) -> None:
+    lock = bus + ".lock"
+    with open(lock, "w") as f:
+        f.write("# yarn lockfile v1\n")
+    with pytest.raises(rpmsg.NotAvailableError, match="not a bus lock file"):
+        rpmsg.open(f"spisim:{bus}?hz=0")
+    with open(lock) as f:
+        assert f.read() == "# yarn lockfile v1\n"
+    assert not os.path.exists(bus)  # no socket made either
+    os.unlink(lock)

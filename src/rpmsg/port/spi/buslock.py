@@ -6,10 +6,12 @@ process dies (``kill -9`` included). Byte 0 is held by the end that owns (listen
 socket, byte 1 by the master, byte 2 by the slave: a second master or slave gets
 :class:`~rpmsg.errors.AlreadyOpenError` at once instead of waiting on a bus it can never join.
 
-The file is created ``perm`` (0600 unless widened), never through a symlink, and must be a
-regular file owned by us (or, with ``perm`` widened for a group, by a user of that group's
-choosing: then only its type is checked). The last end to close removes it, and only while
-holding a lock on the whole file and after checking that the path still names the file it
+The file is created ``perm`` (0600 unless widened), never through a symlink, and must be an
+empty regular file (a lock file holds no data: one with some is somebody else's, e.g.
+``spisim:yarn`` next to ``yarn.lock``) owned by us (or, with ``perm`` widened for a group,
+by a user of that group's choosing: then only its type is checked). The last end to close
+removes it, and only while holding a lock on the whole file and after checking that the
+path still names the file it
 locked, so a file another end just created is never removed.
 """
 
@@ -133,7 +135,8 @@ class BusLock:
         """Drop every lock; remove the file if no other end holds a lock on it."""
         fd = self.fd
         try:
-            if _lock(fd, fcntl.F_WRLCK, 0, 0) and _same_file(fd, self.path):
+            if _lock(fd, fcntl.F_WRLCK, 0, 0) and _same_file(fd, self.path) \
+                    and not os.fstat(fd).st_size:
                 os.unlink(self.path)
         except OSError:
             pass
@@ -156,6 +159,10 @@ def check_ours(fd: int, path: str, bus: str, *, shared: bool) -> None:
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         raise AccessDeniedError(f"spisim:{bus}: {path} is not a regular file; refusing it")
+    if st.st_size:  # a lock file stays empty: this is somebody's file (yarn.lock, ...)
+        raise NotAvailableError(
+            f"spisim:{bus}: {path} exists and is not a bus lock file ({st.st_size} bytes); "
+            "refusing to use or remove it: choose another bus path")
     if st.st_uid != os.geteuid() and not shared:
         raise AccessDeniedError(
             f"spisim:{bus}: {path} belongs to uid {st.st_uid}, not to us; remove it, or "
