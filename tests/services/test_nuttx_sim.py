@@ -155,6 +155,9 @@ def test_syslog_server_counts_and_flushes(pair: tuple[rpmsg.Device, rpmsg.Device
     try:
         for i in range(200):  # more than the 4 KiB ring holds while nobody reads: chunked
             sim.log(f"line {i} " + "y" * 40)
+        deadline = time.monotonic() + 60  # the binding may take a while on a loaded machine
+        while not server.bound and time.monotonic() < deadline:  # (flush asks bound chips)
+            time.sleep(0.01)
         assert server.flush(10) == 1
         got = []
         while True:
