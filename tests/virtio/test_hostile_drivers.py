@@ -85,3 +85,51 @@ def test_a_refused_drivers_command_line_cannot_forge_log_lines(
         assert all("\x1b" not in m and "\n" not in m for m in refused)
     finally:
         device.close()
+
+
+def test_a_second_polling_driver_is_refused_instead_of_sharing_the_rings(name: str) -> None:
+    """With kick=poll there is no kick socket on which the device could answer "busy": a
+    second driver re-initialised the rings of the first, and both broke each other's
+    sessions (ring errors, lost messages). It is AlreadyOpenError naming the first now."""
+    device = rpmsg.open(f"shm:{name}?kick=poll&timeout=60", side="remote")
+    device.create_endpoint("echo", callback=lambda e, data, src: e.send_to(src, data))
+    try:
+        first = rpmsg.open(f"shm:{name}?kick=poll&timeout=20")
+        try:
+            ept = first.create_endpoint("echo")
+            ept.wait_bound(20)
+            with pytest.raises(rpmsg.AlreadyOpenError, match=f"pid {os.getpid()} .*drives"):
+                rpmsg.open(f"shm:{name}?kick=poll&timeout=5")
+            for i in range(20):  # the first session never noticed
+                ept.send(b"%d" % i, timeout=10)
+                assert ept.recv(timeout=10) == b"%d" % i
+        finally:
+            first.close()
+        with rpmsg.open(f"shm:{name}?kick=poll&timeout=20") as second:
+            ept = second.create_endpoint("echo")
+            ept.wait_bound(20)
+            ept.send(b"next", timeout=10)
+            assert ept.recv(timeout=10) == b"next"
+    finally:
+        device.close()
+
+
+def test_a_view_kept_past_close_does_not_keep_the_devices_lock(name: str) -> None:
+    """The lifetime lock lived on the descriptor a mapping duplicates: a zero-copy buffer
+    kept past close() (so the mapping cannot be closed yet) kept the name locked, and the
+    next device on that file was refused as if this one were still running."""
+    path = f"/dev/shm/{name}"
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))  # a C peer's file
+    device = rpmsg.open(f"shm:{name}", side="remote")
+    ept = device.create_endpoint("svc", zero_copy=True)
+    host = rpmsg.open(f"shm:{name}?memfd=0&timeout=20")  # maps the named file, as C does
+    h = host.create_endpoint("svc")
+    h.wait_bound(20)
+    h.send(b"kept", timeout=10)
+    kept = ept.recv_buffer(timeout=10)
+    assert bytes(kept.data) == b"kept"
+    host.close()
+    device.close()
+    again = rpmsg.open(f"shm:{name}", side="remote")  # refused before: "already serves"
+    again.close()
+    kept.release()

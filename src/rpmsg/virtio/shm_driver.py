@@ -137,6 +137,8 @@ class ShmDriverLink(ShmLink):
         file = sealed = None
         try:
             file = self._wait_file(opening)
+            if cfg.kick == "poll":  # no kick socket to be told "busy" on
+                file.lock_driver(cfg.url)
             vdev = self._wait_table(file, opening)
             caps = read_caps(vdev.config)
             if caps is not None and isinstance(chan, SocketKick):

@@ -249,9 +249,12 @@ def describe_pid(pid: int) -> str:
     return f"pid {pid} ({cmd})" if cmd else f"pid {pid}"
 
 
-def lock_holders(st: os.stat_result) -> list[int]:
-    """Processes (visible to us) holding a lock on the file of ``st``, from /proc fdinfo."""
+def lock_holders(st: os.stat_result, byte: int | None = None) -> list[int]:
+    """Processes (visible to us) holding a lock on the file of ``st`` (on ``byte`` only, if
+    given), from /proc fdinfo."""
     tag = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino} "
+    if byte is not None:
+        tag += f"{byte} {byte}\n"
     found: list[int] = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -274,6 +277,10 @@ def lock_holders(st: os.stat_result) -> list[int]:
 
 # Named files -----------------------------------------------------------------------------
 
+#: The bytes of the named file locked (OFD locks) by the device for its lifetime and by a
+#: driver that polls (``kick=poll``) for its session.
+DEVICE_LOCK_BYTE = 0
+DRIVER_LOCK_BYTE = 1
 #: Bytes of an existing file read to tell shared memory from anything else.
 TABLE_PROBE = 4096
 
@@ -314,6 +321,10 @@ class ShmFile:
         st = os.fstat(fd)
         self.dev, self.ino = st.st_dev, st.st_ino
         self._maps: list[tuple[mmap.mmap, FlatMemory]] = []
+        #: The open file description our locks belong to: one of its own, because a mapping
+        #: keeps a duplicate of ``fd``, and a mapping that cannot be closed yet (a view still
+        #: exported) would keep the locks of ``fd``'s description after close().
+        self._lock_fd = -1
 
     @classmethod
     def create(cls, path: str, *, perm: int = DEFAULT_PERM, allow_foreign: bool = False,
@@ -394,24 +405,45 @@ class ShmFile:
             f"({self.size()} bytes, no resource table); refusing to overwrite it: remove it "
             "or choose another name")
 
-    # The device's lifetime lock -------------------------------------------------------
+    # Lifetime locks: byte 0 the device's, byte 1 a polling driver's -------------------
 
     def lock(self, what: str) -> None:
-        """Take the exclusive lifetime lock, or raise AlreadyOpenError naming its holder."""
-        arg = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0).ljust(_FLOCK_SIZE, b"\0")
+        """Take the device's lifetime lock, or raise AlreadyOpenError naming its holder."""
+        self._lock_byte(DEVICE_LOCK_BYTE, what, "serves")
+        self.locked = True
+
+    def lock_driver(self, what: str) -> None:
+        """Take the driver's lock (``kick=poll``, where no kick socket tells a second driver
+        that the device is busy), or raise AlreadyOpenError naming its holder."""
+        self._lock_byte(DRIVER_LOCK_BYTE, what, "drives")
+
+    def _locking_fd(self) -> int:
+        if self._lock_fd < 0:
+            try:  # a new open file description of the same file
+                fd = os.open(f"/proc/self/fd/{self.fd}", os.O_RDWR | os.O_CLOEXEC)
+            except OSError:  # no /proc: the locks live as long as every mapping
+                return self.fd
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != (self.dev, self.ino):
+                os.close(fd)
+                return self.fd
+            self._lock_fd = fd
+        return self._lock_fd
+
+    def _lock_byte(self, byte: int, what: str, verb: str) -> None:
+        arg = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, byte, 1, 0).ljust(_FLOCK_SIZE, b"\0")
         try:
-            fcntl.fcntl(self.fd, fcntl.F_OFD_SETLK, arg)
+            fcntl.fcntl(self._locking_fd(), fcntl.F_OFD_SETLK, arg)
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise NotAvailableError(f"cannot lock {self.path}: {exc.strerror}") from None
-            holders = lock_holders(os.fstat(self.fd))
+            holders = lock_holders(os.fstat(self.fd), byte)
             who = ", ".join(describe_pid(p) for p in holders) or \
                 "a process this user cannot see"
             raise AlreadyOpenError(
-                f"{what}: {who} already serves {self.path}; stop it first, or choose another "
+                f"{what}: {who} already {verb} {self.path}; stop it first, or choose another "
                 "name (a device serves one driver: to watch a session, capture it instead)"
             ) from None
-        self.locked = True
 
     # I/O without mapping (no SIGBUS if the file was cut short) ------------------------
 
@@ -463,7 +495,10 @@ class ShmFile:
         if unlink and self.is_same_file():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
-        os.close(self.fd)  # drops the lock, after the unlink
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # drops the locks, after the unlink
+            self._lock_fd = -1
+        os.close(self.fd)
         self.fd = -1
 
 
