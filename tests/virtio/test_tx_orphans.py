@@ -153,3 +153,46 @@ def test_releasing_a_received_buffer_never_raises_when_the_peer_is_gone() -> Non
     finally:
         host.close()
         remote.close()
+
+
+def test_a_slow_send_many_iterator_does_not_hold_up_other_senders() -> None:
+    """send_many held the engine's lock while the caller's iterator produced the next
+    message: a generator that waited for something (input, another message) blocked every
+    other sender, timeout=0 name-service sends included, and the worker when it had to
+    wake them. Other sends now go through while the iterator waits."""
+    driver, device = pair(ShmLayout.openamp(num=NUM, buffers=NUM))
+    host, remote = Device(driver), Device(device)
+    try:
+        r = remote.create_endpoint("a")
+        h = host.create_endpoint("a")
+        h2 = host.create_endpoint("b")
+        r2 = remote.create_endpoint("b")
+        h.wait_bound(5)
+        h2.wait_bound(5)
+        waiting = threading.Event()
+        proceed = threading.Event()
+        order: list[str] = []
+
+        def slow() -> Iterator[bytes]:
+            yield b"first"
+            waiting.set()
+            proceed.wait(30)  # the test lets it go once the other send is done
+            order.append("iterator resumed")
+            yield b"second"
+
+        batch = threading.Thread(target=lambda: h.send_many(slow(), timeout=60))
+        batch.start()
+        assert waiting.wait(30)
+        other = threading.Thread(target=lambda: (h2.send(b"other", timeout=0),
+                                                 order.append("other sent")))
+        other.start()
+        other.join(30)
+        proceed.set()
+        batch.join(30)
+        other.join(30)
+        assert order == ["other sent", "iterator resumed"]
+        assert r2.recv(timeout=10) == b"other"
+        assert [r.recv(timeout=10), r.recv(timeout=10)] == [b"first", b"second"]
+    finally:
+        host.close()
+        remote.close()

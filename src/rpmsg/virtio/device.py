@@ -73,7 +73,6 @@ class DeviceEngine(RingEngine):
         super().__init__(memory, notify, sink=sink, on_error=on_error, buffer_size=buffer_size)
         self.txq: DeviceRing | None = None
         self.rxq: DeviceRing | None = None
-        self._spare: list[tuple[int, memoryview]] = []
 
     # Lifecycle ------------------------------------------------------------------------
 

@@ -45,7 +45,6 @@ class DriverEngine(RingEngine):
         self._tx_views: dict[int, memoryview] = {}
         self._tx_fresh: list[int] = []
         self._tx_free: list[int] = []
-        self._spare: list[tuple[int, memoryview]] = []
 
     def start(self, queues: Sequence[QueueAddrs], rx_buffers: Sequence[int],
               tx_buffers: Sequence[int], *, features: int = 1 << VIRTIO_RPMSG_F_NS,

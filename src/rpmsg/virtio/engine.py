@@ -116,6 +116,9 @@ class RingEngine:
         #: appended by their finalisers without a lock (one may run inside the cyclic GC on
         #: a thread holding ``lock``), given back when a sender finds no free buffer.
         self._tx_orphans: deque[tuple[int, Any, memoryview]] = deque()
+        #: Transmit buffers taken from the ring but not sent (the role's ``_give_back_tx``
+        #: puts them here and its ``_take_tx`` looks here first); reset with each session.
+        self._spare: list[tuple[Any, memoryview]] = []
         self._batching = False
         #: Release callables by buffer token, made once per session; releases queued during
         #: a batch (recycled and published together by the scanner).
@@ -416,9 +419,12 @@ class RingEngine:
         """Copy a burst into the ring and notify once at the end (or when the ring fills).
 
         Buffers are taken and committed :data:`TX_BATCH` at a time (one ring call each way
-        instead of one per message); a message that cannot be written gives its buffer back,
-        and so does every buffer taken but not used. With a frame-level tap each descriptor
-        is reported as it is committed.
+        instead of one per message); a message that cannot be written gives its buffer back.
+        With a frame-level tap each descriptor is reported as it is committed. The lock is
+        let go while ``messages`` produces the next message, and the buffers taken ahead
+        wait in the spare list, where any sender finds them: a slow iterator (the caller's
+        generator) holds up neither other senders (``timeout=0`` name-service sends
+        included) nor the worker. The link may go down meanwhile, which ends the batch.
         """
         deadline = Deadline(timeout) if timeout else None
         count = 0
@@ -427,26 +433,52 @@ class RingEngine:
         take_many = self._take_tx_many
         commit_many = self._commit_and_tap if self.tap is not None else self._commit_tx_many
         pack_hdr = HDR.pack_into
-        free: list[tuple[Any, memoryview]] = []
         filled: list[tuple[Any, int]] = []
         committed = False
+        source = iter(messages)
+        lock = self.lock
         try:
-            with self.lock:
+            with lock:
                 self._check_locked()
+                generation = self.generation
                 try:
-                    for src, dst, payload in messages:
+                    while True:
+                        lock.release()
+                        try:
+                            item = next(source, None)
+                        finally:
+                            lock.acquire()
+                        if self.generation != generation or not self.running:
+                            filled.clear()  # a session that ended took its buffers with it
+                            self._check_locked()
+                            raise RemoteDisconnectedError(
+                                f"virtio {self.role}: the link was reset during send_many")
+                        if item is None:
+                            break
+                        src, dst, payload = item
                         size = len(payload)
                         if size > mtu:
                             raise MessageTooLargeError(size, mtu)
-                        if not free:
+                        spare = self._spare
+                        if spare:
+                            token, view = spare.pop()
+                        else:
                             if filled:
                                 commit_many(filled)
                                 filled.clear()
                                 committed = True
-                            free = take_many(TX_BATCH)
-                            if not free:
-                                free = [self._wait_tx(deadline, timeout, committed)]
-                        token, view = free.pop()
+                            ahead = take_many(TX_BATCH)
+                            if ahead:
+                                token, view = ahead.pop()
+                                spare.extend(ahead)
+                            else:
+                                token, view = self._wait_tx(deadline, timeout, committed)
+                                if self.generation != generation:  # reset while waiting
+                                    self._give_back_tx(token, view)  # the new session's
+                                    filled.clear()  # the old ring's
+                                    raise RemoteDisconnectedError(
+                                        f"virtio {self.role}: the link was reset during "
+                                        "send_many")
                         try:
                             if size > len(view) - HEADER_SIZE:
                                 raise MessageTooLargeError(size, len(view) - HEADER_SIZE)
@@ -461,9 +493,7 @@ class RingEngine:
                 finally:
                     if filled:
                         commit_many(filled)
-                    for token, view in free:
-                        self._give_back_tx(token, view)
-                    wanted = self._flush_tx() if count else False
+                    wanted = self._flush_tx() if count and self.running else False
                     self.counters["tx_messages"] += count
                     self.counters["tx_bytes"] += nbytes
                     if wanted:
