@@ -43,6 +43,16 @@ def bound(m: rpmsg.Device, s: rpmsg.Device) -> tuple[rpmsg.Endpoint, rpmsg.Endpo
     return cli, srv
 
 
+def _connects(sock: socket.socket, path: str) -> bool:
+    """Connect ``sock`` to ``path``; False while nothing listens there yet (the socket file
+    exists a moment before the owner listens on it)."""
+    try:
+        sock.connect(path)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return False
+    return True
+
+
 @pytest.fixture
 def bus() -> Iterator[str]:
     d = tempfile.mkdtemp(prefix="spis-")
@@ -58,8 +68,8 @@ def test_a_silent_connection_cannot_hold_the_bus(bus: str,
     m = rpmsg.open(f"spisim:{bus}?hz=0")  # first: owns the bus and listens
     silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        wait_until(lambda: os.path.exists(bus), 10, "the listening socket")
-        silent.connect(bus)  # accepted first, then says nothing, ever
+        wait_until(lambda: _connects(silent, bus), 10, "the listening socket")
+        # accepted first, then says nothing, ever
         with rpmsg.open(f"spisim:{bus}?hz=0", side="remote") as s:
             m.wait_up(30)
             cli, srv = bound(m, s)
