@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from rpmsg import checks
 from rpmsg.core.policy import OPENAMP, Policy
-from rpmsg.errors import RpmsgTimeoutError, WouldBlockError
+from rpmsg.errors import RpmsgError, RpmsgTimeoutError, WouldBlockError
 from rpmsg.tap import Tap
 from rpmsg.wire.layout import Buffer
 
@@ -215,10 +215,13 @@ class Link(abc.ABC):
         deadline = Deadline(timeout)
         count = 0
         send = self.send
-        for src, dst, payload in messages:
-            deadline.pass_on(lambda left: send(src, dst, payload, left),  # noqa: B023
-                             f"send_many: message {count + 1}", self.seen)
-            count += 1
+        remaining = deadline.remaining
+        try:  # pass_on's rule, around the whole loop: no call or closure per message
+            for src, dst, payload in messages:
+                send(src, dst, payload, remaining())
+                count += 1
+        except WouldBlockError as exc:
+            raise deadline.ran_out(exc, f"send_many: message {count + 1}", self.seen) from None
         return count
 
     def alloc_tx(self, timeout: float | None) -> TxBuffer:
@@ -367,10 +370,16 @@ class Deadline:
         """
         try:
             return call(self.remaining())
-        except WouldBlockError:
-            if self.timeout == 0:
-                raise
-            raise self.timeout_error(what, "" if seen is None else seen()) from None
+        except WouldBlockError as exc:
+            raise self.ran_out(exc, what, seen) from None
+
+    def ran_out(self, exc: WouldBlockError, what: str,
+                seen: Callable[[], str] | None = None) -> RpmsgError:
+        """What ``exc``, met by a call given this deadline's time left, means (see
+        :meth:`pass_on`): itself for a timeout of 0, else the deadline running out."""
+        if self.timeout == 0:
+            return exc
+        return self.timeout_error(what, "" if seen is None else seen())
 
 
 def close_link(link: Link, timeout: float | None) -> None:
