@@ -339,8 +339,7 @@ class _Sender:
         except NoBufferError as exc:
             # The send waited its turn behind earlier ones until its time ran out: a
             # timeout, not the "timeout=0 and no buffer" of the sync API.
-            return exc if deadline.timeout == 0 else deadline.timeout_error(
-                f"waiting for a transmit buffer on {self.name!r}")
+            return deadline.ran_out(exc, f"waiting for a transmit buffer on {self.name!r}")
         except BaseException as exc:
             return exc
         return None

@@ -222,11 +222,9 @@ class Endpoint:
             raise self._unbound_error()
         deadline = Deadline(timeout)
         dst = self.wait_bound(timeout)
-        try:
-            self._host.transmit(self._rec.addr, dst, payload, deadline.remaining())
-        except NoBufferError:  # the binding took the whole timeout: a timeout it is
-            raise deadline.timeout_error(f"sending on {self.name!r}",
-                                         self._host.seen()) from None
+        # The binding may have taken the whole timeout: then it is a timeout, not "no buffer".
+        deadline.pass_on(lambda left: self._host.transmit(self._rec.addr, dst, payload, left),
+                         f"sending on {self.name!r}", self._host.seen)
 
     def send_to(self, dst: int, data: Buffer, timeout: float | None = None) -> None:
         """Send ``data`` to an explicit destination address (OpenAMP ``rpmsg_sendto``)."""
@@ -265,13 +263,11 @@ class Endpoint:
 
         try:
             return self._host.transmit_many(checked(), timeout)
-        except NoBufferError:
-            if timeout == 0:
-                raise
+        except NoBufferError as exc:
             # A link that hands each message of the batch the time left sends the last ones
-            # with 0: the batch ran out of time.
-            raise RpmsgTimeoutError(f"send_many on {self.name!r}: no transmit buffer within "
-                                    f"{timeout} s; {self._host.seen()}") from None
+            # with 0: the batch ran out of time (Deadline's one rule).
+            raise Deadline(timeout).ran_out(exc, f"send_many on {self.name!r}",
+                                            self._host.seen) from None
 
     def get_tx_buffer(self, timeout: float | None = None) -> TxBuffer:
         """A transmit buffer to write the payload into (zero-copy send); see send_buffer."""

@@ -283,7 +283,9 @@ class Console:
             self._check_open()
             self._waiting, self._response, self._wakeup = cookie, None, False
         try:
-            self.endpoint.send(TtyWrite(chunk, cookie).encode(), timeout=deadline.remaining())
+            deadline.pass_on(
+                lambda left: self.endpoint.send(TtyWrite(chunk, cookie).encode(), left),
+                f"writing to the console {self.name!r}")
             with self._cond:
                 while (response := self._get_response()) is None:
                     self._check_live()

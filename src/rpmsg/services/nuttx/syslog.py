@@ -214,7 +214,8 @@ class SyslogServer:
             with self._cond:
                 self._syncs.add(cookie)
             try:
-                ept.send(SyslogSync(cookie).encode(), timeout=deadline.remaining())
+                deadline.pass_on(lambda left: ept.send(SyslogSync(cookie).encode(), left),  # noqa: B023
+                                 f"sending SYNC to {ept.name!r}")
                 sent.append(cookie)
             except RpmsgError:
                 with self._cond:
@@ -297,7 +298,8 @@ class SyslogHandler(logging.Handler):
         ept = self.endpoint
         ept.wait_bound(deadline.remaining())
         for chunk in transfer_chunks(text, ept.mtu):
-            ept.send(chunk, timeout=deadline.remaining())
+            deadline.pass_on(lambda left: ept.send(chunk, left),  # noqa: B023
+                             f"sending log text to {ept.name!r}")
 
     def _hold_text(self, text: bytes) -> None:
         self._held.append(text)
