@@ -12,15 +12,7 @@ thread: one ``poll`` and one ``read`` per message, no thread hand-off). Kept fro
 * ``stats`` is a dict attribute; kernel controls (:meth:`destroy`, flow control,
   :meth:`info`) act on the device.
 
-Example::
-
-    from rpmsg.linux import Ctrl, Endpoint
-
-    with Ctrl.open(0) as ctrl:
-        n = ctrl.create_endpoint(name="my-ept", dst=0x400)
-    with Endpoint.open(n) as ep:
-        ep.send(b"ping")
-        print(ep.recv(timeout=1.0))
+The example is in the :mod:`rpmsg.linux` package docstring.
 """
 
 from __future__ import annotations

@@ -287,37 +287,10 @@ class DeviceRing(_Ring):
         self.taken_len[head] = length
         return head, addr, length, flags
 
-    def pop_many(self, count: int) -> list[tuple[int, int, int]]:
-        """Take ``count`` offered buffers at once (count from :meth:`avail_pending`):
-        (head, addr, len) each, with the same checks as :meth:`pop`."""
-        out = []
-        desc, held, mask, num = self.desc, self.held, self.mask, self.num
-        taken_len = self.taken_len
-        avail16, unpack_desc = self.avail16, _DESC.unpack_from
-        last = self.last_avail
-        for _ in range(count):
-            slot = last & mask
-            head = avail16[2 + slot]
-            if head >= num:
-                raise self.error(f"avail.ring[{slot}] = {head} is not a descriptor index "
-                                 f"(ring has {num})")
-            if held[head]:
-                raise self.error(f"avail.ring[{slot}] = {head} offers a buffer the device "
-                                 "still holds")
-            addr, length, flags, _next = unpack_desc(desc, head * _DESC_SIZE)
-            if flags & _BAD_DESC_FLAGS:
-                raise self.error(f"desc[{head}].flags = {flags:#x}: chained or indirect "
-                                 "descriptors are not used by rpmsg")
-            held[head] = 1
-            taken_len[head] = length
-            self.num_held += 1
-            last = self.last_avail = (last + 1) & 0xFFFF
-            out.append((head, addr, length))
-        return out
-
     def pop_views(self, count: int, memory: Memory,
                   min_len: int) -> list[tuple[int, memoryview, int, int]]:
-        """:meth:`pop_many` that also maps each buffer: (head, view, offset, len) each, the
+        """Take ``count`` offered buffers (count from :meth:`avail_pending`), with the checks
+        of :meth:`pop`, and map each: (head, view, offset, len) each, the
         buffer being ``view[offset : offset + len]`` (for one flat memory, ``view`` is the
         whole memory: no view is made per buffer).
 

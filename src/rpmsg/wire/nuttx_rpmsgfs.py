@@ -205,20 +205,10 @@ class FsStat:
         return cls(*STAT_BLOCK.unpack(data, offset))
 
 
-@dataclass(frozen=True)
-class FsRequest:
-    """A decoded client request: its fixed fields by name, plus what follows them."""
+class _FixedFields:
+    """Typed access to the fixed fields of a decoded request or response."""
 
-    command: FsCommand
-    cookie: int
     fields: Mapping[str, int | bytes]
-    #: The path (OPEN, OPENDIR, STATFS, UNLINK, MKDIR, RMDIR, STAT, CHSTAT; RENAME: old).
-    path: bytes | None = None
-    #: RENAME's new path.
-    new_path: bytes | None = None
-    #: WRITE's data or IOCTL's argument buffer.
-    data: bytes = b""
-    raw: bytes = field(default=b"", repr=False)
 
     def num(self, name: str) -> int:
         """An integer field of the fixed part."""
@@ -232,6 +222,23 @@ class FsRequest:
         value = self.fields["stat"]
         assert isinstance(value, bytes)
         return FsStat.decode(value)
+
+
+@dataclass(frozen=True)
+class FsRequest(_FixedFields):
+    """A decoded client request: its fixed fields by name, plus what follows them."""
+
+    command: FsCommand
+    cookie: int
+    fields: Mapping[str, int | bytes]
+    #: The path (OPEN, OPENDIR, STATFS, UNLINK, MKDIR, RMDIR, STAT, CHSTAT; RENAME: old).
+    path: bytes | None = None
+    #: RENAME's new path.
+    new_path: bytes | None = None
+    #: WRITE's data or IOCTL's argument buffer.
+    data: bytes = b""
+    raw: bytes = field(default=b"", repr=False)
+
 
 
 def _cstring(data: Buffer, start: int, layout: Layout, fieldname: str) -> tuple[bytes, int]:
@@ -315,7 +322,7 @@ def encode_request(command: FsCommand, cookie: int, *, path: bytes | None = None
 
 
 @dataclass(frozen=True)
-class FsResponse:
+class FsResponse(_FixedFields):
     """A decoded response: result, cookie, the fixed fields, and data/name that follow."""
 
     command: FsCommand
@@ -324,16 +331,6 @@ class FsResponse:
     fields: Mapping[str, int | bytes]
     tail: bytes = b""
 
-    def num(self, name: str) -> int:
-        value = self.fields[name]
-        assert isinstance(value, int)
-        return value
-
-    @property
-    def stat(self) -> FsStat:
-        value = self.fields["stat"]
-        assert isinstance(value, bytes)
-        return FsStat.decode(value)
 
     @property
     def name(self) -> bytes:
