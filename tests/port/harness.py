@@ -10,6 +10,7 @@ process and checks what the survivor received.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import os
 import random
 import signal
@@ -301,3 +302,16 @@ def assert_flat(warm: Snapshot, end: Snapshot) -> None:
     assert end.fds <= warm.fds, (warm, end)
     assert end.threads <= warm.threads, (warm, end)
     assert end.rss_kib - warm.rss_kib < 8 * 1024, (warm, end)
+
+
+def api_abuse_checks(module_name: str) -> list[Callable[[Any], None]]:
+    """The runtime's API-abuse checks (``tests/hostile/test_api_abuse.py``), loaded under
+    ``module_name`` so a transport's test file can run each of them over its own link."""
+    hostile = Path(__file__).parents[1] / "hostile"
+    if str(hostile) not in sys.path:
+        sys.path.insert(0, str(hostile))
+    spec = importlib.util.spec_from_file_location(module_name, hostile / "test_api_abuse.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [getattr(module, name) for name in sorted(dir(module)) if name.startswith("test_")]

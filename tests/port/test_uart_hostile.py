@@ -9,7 +9,6 @@ a hang past a timeout, a leaked buffer or a dead thread, and the link works afte
 from __future__ import annotations
 
 import errno
-import importlib.util
 import logging
 import os
 import signal
@@ -20,7 +19,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -33,7 +31,7 @@ from rpmsg.port.uart.stream import open_serial
 from rpmsg.wire.port import PORT_HEADER
 from rpmsg.wire.rpmsg import NS_ADDR, RPMSG_HEADER, NsFlags, NsMessage
 
-from .harness import SLACK, RecordingTap, snapshot, wait_until
+from .harness import SLACK, RecordingTap, api_abuse_checks, snapshot, wait_until
 
 HERE = Path(__file__).parent
 PEER = HERE / "uart_peer.py"
@@ -470,20 +468,7 @@ def test_port_config_refuses_what_the_url_refuses() -> None:
 # The API abuse suite of the runtime, over uart ---------------------------------------------
 
 
-def _abuse() -> ModuleType:
-    hostile = Path(__file__).parents[1] / "hostile"
-    if str(hostile) not in sys.path:
-        sys.path.insert(0, str(hostile))
-    spec = importlib.util.spec_from_file_location("uart_api_abuse", hostile / "test_api_abuse.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ABUSE = _abuse()
-CHECKS: list[Callable[[Any], None]] = [
-    getattr(ABUSE, name) for name in sorted(dir(ABUSE)) if name.startswith("test_")]
+CHECKS = api_abuse_checks("uart_api_abuse")
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)

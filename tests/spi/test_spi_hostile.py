@@ -8,7 +8,6 @@ afterwards.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import signal
@@ -21,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -37,7 +35,7 @@ from rpmsg.port.spi.sim import SimBus
 from rpmsg.wire.port import PORT_HEADER
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from port.harness import SLACK, RecordingTap, snapshot, wait_until
+from port.harness import SLACK, RecordingTap, api_abuse_checks, snapshot, wait_until
 
 PEER = Path(__file__).with_name("spi_peer.py")
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
@@ -474,20 +472,7 @@ def test_sizes_and_options_are_checked_before_any_io(bus: str, query: str, ok: b
 # The API abuse suite of the runtime, over spisim -------------------------------------------
 
 
-def _abuse() -> ModuleType:
-    hostile = Path(__file__).parents[1] / "hostile"
-    if str(hostile) not in sys.path:
-        sys.path.insert(0, str(hostile))
-    spec = importlib.util.spec_from_file_location("spi_api_abuse", hostile / "test_api_abuse.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ABUSE = _abuse()
-CHECKS: list[Callable[[Any], None]] = [
-    getattr(ABUSE, name) for name in sorted(dir(ABUSE)) if name.startswith("test_")]
+CHECKS = api_abuse_checks("spi_api_abuse")
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
