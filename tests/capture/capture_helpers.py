@@ -85,3 +85,16 @@ def tshark_json(capture: Path | str, display_filter: str | None = None) -> list[
         args += ["-Y", display_filter]
     data: list[Any] = json.loads(tshark(*args, capture=capture) or "[]")
     return data
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    """Close a helper process's stdin (the signal to stop), wait, and return what it printed."""
+    if proc.stdin is not None and not proc.stdin.closed:
+        proc.stdin.close()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    assert proc.stdout is not None
+    return proc.stdout.read()

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from capture_helpers import TSHARK, tshark, tshark_fields
+from capture_helpers import TSHARK, finish, tshark, tshark_fields
 
 import rpmsg
 from rpmsg.capture import CapturedEvent, CapturedFrame, read_capture
@@ -68,19 +68,6 @@ def _start(args: list[str], **kw: object) -> subprocess.Popen[str]:
                             **kw)  # type: ignore[call-overload]
 
 
-def _finish(proc: subprocess.Popen[str], timeout: float = 30) -> str:
-    """Close its stdin (the signal to stop), wait, and return what it printed (little)."""
-    if proc.stdin is not None and not proc.stdin.closed:
-        proc.stdin.close()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    assert proc.stdout is not None
-    return proc.stdout.read()
-
-
 @pytest.mark.skipif(TSHARK is None, reason="tshark missing: run scripts/test")
 @pytest.mark.parametrize("protocol", ["current", "legacy"])
 @pytest.mark.timeout(180)
@@ -115,8 +102,8 @@ def test_sniff_a_two_process_uart_session(tmp_path: Path, protocol: str) -> None
             echo.send(m, timeout=30)
             assert echo.recv(timeout=30) == m
         dev.close()
-        peer_stats = json.loads(_finish(peer).strip().splitlines()[-1])
-        relay_out = _finish(relay)
+        peer_stats = json.loads(finish(peer).strip().splitlines()[-1])
+        relay_out = finish(relay)
         assert "injected 1" in relay_out
         assert "sniffer-wrote 0" in relay_out  # the sniffer never transmitted
         sniff.send_signal(signal.SIGTERM)

@@ -11,24 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from capture_helpers import TSHARK, tshark, tshark_fields
+from capture_helpers import TSHARK, finish, tshark, tshark_fields
 
 import rpmsg
 from rpmsg.capture import CapturedFrame, CapturedMessage, read_capture
 
 HERE = Path(__file__).parent
-
-
-def _finish(proc: subprocess.Popen[str], timeout: float = 30) -> str:
-    if proc.stdin is not None and not proc.stdin.closed:
-        proc.stdin.close()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    assert proc.stdout is not None
-    return proc.stdout.read()
 
 
 @pytest.mark.skipif(TSHARK is None, reason="tshark missing: run scripts/test")
@@ -61,8 +49,8 @@ def test_uart_session_captured_at_frame_level(tmp_path: Path) -> None:
             assert echo.recv(timeout=30) == m
         stats = dev.stats()
         dev.close()
-        json.loads(_finish(peer).strip().splitlines()[-1])
-        assert "injected 1" in _finish(relay)
+        json.loads(finish(peer).strip().splitlines()[-1])
+        assert "injected 1" in finish(relay)
     finally:
         dev.close()
         for proc in (peer, relay):
