@@ -69,6 +69,8 @@ SEND_TIMEOUT = 10.0
 MODE_MASK = 0o777
 #: Largest ``blksize`` reported: the field is a signed 16-bit integer.
 BLKSIZE_MAX = 0x4000
+#: Opens a name without following it or opening the file itself (no device side effects).
+_O_PIN = getattr(os, "O_PATH", os.O_RDONLY)
 
 Replies = Iterator[bytes]
 
@@ -500,21 +502,24 @@ class FsSession:
     def _chstat(self, req: FsRequest) -> Replies:
         self._writable()
         with self._resolve(req.path) as r:
-            name, dfd = r.name, r.dir_fd
+            fd = os.open(r.name, _O_PIN | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=r.dir_fd)
+        # Every change goes through this descriptor (the magic link of /proc/self/fd names
+        # its inode, never a path looked up again): a name swapped for a symlink to a host
+        # file after the check would otherwise be followed by chmod (as root: any file).
+        pinned = f"/proc/self/fd/{fd}"
 
-            def truncate(n: int) -> None:
-                fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                             dir_fd=dfd)
-                try:
-                    os.ftruncate(fd, n)
-                finally:
-                    os.close(fd)
+        def truncate(n: int) -> None:
+            wfd = os.open(pinned, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            try:
+                os.ftruncate(wfd, n)
+            finally:
+                os.close(wfd)
 
-            self._apply(req, os.stat(name, dir_fd=dfd, follow_symlinks=False),
-                        chmod=lambda m: os.chmod(name, m, dir_fd=dfd),
-                        utime=lambda ns: os.utime(name, ns=ns, dir_fd=dfd,
-                                                  follow_symlinks=False),
-                        truncate=truncate)
+        try:
+            self._apply(req, os.fstat(fd), chmod=lambda m: os.chmod(pinned, m),
+                        utime=lambda ns: os.utime(pinned, ns=ns), truncate=truncate)
+        finally:
+            os.close(fd)
         yield encode_response(req, 0)
 
     def _apply(self, req: FsRequest, current: os.stat_result, *,
