@@ -6,16 +6,21 @@ check and its use; the chip sends what a NuttX client never would.
 
 from __future__ import annotations
 
+import errno
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+import rpmsg
+from rpmsg.services.nuttx import FsClient, FsServer, rpmsgfs
 from rpmsg.services.nuttx.confine import ConfinedDir
 from rpmsg.services.nuttx.rpmsgfs import FsSession
 from rpmsg.wire.nuttx_rpmsgfs import (
     CH_STAT,
+    DIRENT_TYPES,
     FsCommand,
     FsStat,
     decode_response,
@@ -70,3 +75,53 @@ def test_chstat_never_follows_a_symlink_swapped_in_after_the_check(
         before.st_mode, before.st_mtime_ns, before.st_size)
     assert secret.read_bytes() == b"outside\n"
     assert r.result <= 0  # applied to the file that was checked, or refused
+
+
+def test_many_mounts_together_cannot_take_the_process_descriptors(
+        share: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chip announcing mount after mount, each opening all it may: the server's total
+    stays at its budget (-EMFILE beyond), freed handles are usable again, and the binding
+    keeps answering. Each mount used to have 256 files + 64 directories of its own: four
+    mounts filled a 1024-descriptor process, breaking the transport and everything else."""
+    with rpmsg.open("loop:fs-budget", policy="nuttx") as pc, \
+            rpmsg.open("loop:fs-budget", policy="nuttx") as chip:
+        # The default budget, made small (raising=False: the module had none before).
+        monkeypatch.setattr(rpmsgfs, "MAX_OPEN", 40, raising=False)
+        server = FsServer(pc, share)
+        clients = [FsClient(chip, timeout=10) for _ in range(4)]
+        try:
+            for c in clients:
+                c.wait_bound(5)
+            before = len(os.listdir("/proc/self/fd"))
+            held: list[tuple[FsClient, int]] = []
+            refused = 0
+            for c in clients:
+                for _ in range(30):
+                    try:
+                        held.append((c, c.open("/f")))
+                    except OSError as exc:
+                        assert exc.errno == errno.EMFILE
+                        refused += 1
+            assert len(held) == 40 and refused == 80
+            assert len(os.listdir("/proc/self/fd")) - before <= 40
+            with pytest.raises(OSError) as info:
+                clients[3].listdir("/")
+            assert info.value.errno == errno.EMFILE
+            c, fd = held.pop()
+            c.close(fd)
+            assert clients[0].read(clients[0].open("/f"), 100) == b"inside\n"
+            clients[1].shutdown()  # a mount that goes away gives its handles back
+            wait_for(lambda: server.budget.used < 40 - 5)
+            assert clients[2].listdir("/") == [("f", DIRENT_TYPES["REG"])]
+        finally:
+            for c in clients:
+                c.shutdown()
+            server.close()
+        assert server.budget.used == 0
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.01)

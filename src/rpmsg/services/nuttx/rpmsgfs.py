@@ -23,6 +23,7 @@ import errno
 import fcntl
 import logging
 import os
+import resource
 import stat
 import threading
 import time
@@ -61,6 +62,9 @@ log = logging.getLogger("rpmsg.services.nuttx")
 #: Open files and directories one binding may hold; beyond, OPEN/OPENDIR/DUP get -EMFILE.
 MAX_FILES = 256
 MAX_DIRS = 64
+#: Open files and directories all bindings of one server may hold together (at most half
+#: the process's descriptor limit): a chip may mount many times, each with its own table.
+MAX_OPEN = 512
 #: Requests waiting for the worker; beyond, a request is answered -EAGAIN at once.
 QUEUE_LIMIT = 256
 #: How long one response may wait for a transmit buffer.
@@ -174,6 +178,31 @@ class _Dir:
             it.close()  # type: ignore[attr-defined]
 
 
+class HandleBudget:
+    """Host descriptors the open files and directories of several bindings may take
+    together (each binding also has its own table limits). Used by one worker thread."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @classmethod
+    def for_process(cls, limit: int = MAX_OPEN) -> HandleBudget:
+        """``limit``, or half the process's soft descriptor limit if that is lower."""
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY:
+            limit = min(limit, soft // 2)
+        return cls(limit)
+
+    def take(self) -> None:
+        if self.used >= self.limit:
+            raise OSError(errno.EMFILE, "the server's open files are used up")
+        self.used += 1
+
+    def give(self, n: int = 1) -> None:
+        self.used -= n
+
+
 @dataclass
 class FsStats:
     """Counters of one server (all bindings)."""
@@ -194,11 +223,13 @@ class FsSession:
     besides the host file system; the caller sends what :meth:`handle` yields)."""
 
     def __init__(self, root: ConfinedDir, *, mtu: int, read_only: bool = False,
-                 stats: FsStats | None = None) -> None:
+                 stats: FsStats | None = None, budget: HandleBudget | None = None) -> None:
         self.root = root
         self.mtu = mtu
         self.read_only = read_only
         self.stats = stats if stats is not None else FsStats()
+        #: Shared with the server's other bindings (a session alone: its own tables' size).
+        self.budget = budget if budget is not None else HandleBudget(MAX_FILES + MAX_DIRS)
         self.files: dict[int, _File] = {}
         self.dirs: dict[int, _Dir] = {}
         self._handlers: dict[FsCommand, Callable[[FsRequest], Replies]] = {
@@ -253,6 +284,7 @@ class FsSession:
         for d in self.dirs.values():
             d.close_iterator()
             os.close(d.fd)
+        self.budget.give(len(self.files) + len(self.dirs))
         self.files.clear()
         self.dirs.clear()
 
@@ -287,6 +319,7 @@ class FsSession:
     def _add_file(self, fd: int) -> int:
         try:
             n = self._slot(self.files, 0, MAX_FILES)
+            self.budget.take()
         except OSError:
             os.close(fd)
             raise
@@ -325,6 +358,7 @@ class FsSession:
     def _close(self, req: FsRequest) -> Replies:
         f = self._file(req)
         del self.files[req.num("fd")]
+        self.budget.give()
         os.close(f.fd)
         yield encode_response(req, 0)
 
@@ -410,6 +444,7 @@ class FsSession:
                          dir_fd=r.dir_fd)
         try:
             handle = self._slot(self.dirs, 1, MAX_DIRS)  # 0 would read as failure
+            self.budget.take()
         except OSError:
             os.close(fd)
             raise
@@ -438,6 +473,7 @@ class FsSession:
     def _closedir(self, req: FsRequest) -> Replies:
         d = self._dir(req)
         del self.dirs[req.num("fd")]
+        self.budget.give()
         d.close_iterator()
         os.close(d.fd)
         yield encode_response(req, 0)
@@ -578,15 +614,20 @@ class FsServer:
 
     ``fs=`` of the chip's mount is a path inside ``directory`` (``fs=/`` is the directory
     itself). With ``read_only`` every request that would change something gets ``-EROFS``.
+    All mounts together hold at most ``max_open`` (default :data:`MAX_OPEN`) open files and
+    directories (then ``-EMFILE``), whatever the number of mounts.
     """
 
     def __init__(self, device: Device, directory: str | os.PathLike[str], *,
-                 read_only: bool = False, send_timeout: float = SEND_TIMEOUT) -> None:
+                 read_only: bool = False, send_timeout: float = SEND_TIMEOUT,
+                 max_open: int | None = None) -> None:
         self.device = device
         self.root = ConfinedDir(directory)
         self.read_only = read_only
         self.send_timeout = send_timeout
         self.stats = FsStats()
+        #: Open files and directories of all mounts together (see :data:`MAX_OPEN`).
+        self.budget = HandleBudget.for_process(MAX_OPEN if max_open is None else max_open)
         self._sessions: dict[int, FsSession] = {}
         self._queue: deque[tuple[Endpoint, FsSession, bytes] | FsSession] = deque()
         self._cond = threading.Condition()
@@ -606,7 +647,8 @@ class FsServer:
         session = self._sessions.get(id(ept))
         if session is None:
             session = self._sessions[id(ept)] = FsSession(
-                self.root, mtu=ept.mtu, read_only=self.read_only, stats=self.stats)
+                self.root, mtu=ept.mtu, read_only=self.read_only, stats=self.stats,
+                budget=self.budget)
         return session
 
     def _on_message(self, ept: Endpoint, data: bytes, src: int) -> None:
@@ -695,4 +737,5 @@ class FsServer:
         self.close()
 
 
-__all__ = ["FsServer", "FsSession", "FsStats", "host_open_flags", "nuttx_mode", "stat_block"]
+__all__ = ["FsServer", "FsSession", "FsStats", "HandleBudget", "host_open_flags", "nuttx_mode",
+           "stat_block"]
