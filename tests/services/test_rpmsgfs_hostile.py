@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import rpmsg
-from rpmsg.services.nuttx import FsClient, FsServer, rpmsgfs
+from rpmsg.services.nuttx import FsClient, FsServer, fs_client, rpmsgfs
 from rpmsg.services.nuttx.confine import ConfinedDir
 from rpmsg.services.nuttx.rpmsgfs import FsSession
 from rpmsg.wire.nuttx_rpmsgfs import (
@@ -23,8 +23,10 @@ from rpmsg.wire.nuttx_rpmsgfs import (
     DIRENT_TYPES,
     FsCommand,
     FsStat,
+    decode_request,
     decode_response,
     encode_request,
+    encode_response,
 )
 
 
@@ -125,3 +127,35 @@ def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
     while not cond():
         assert time.monotonic() < end, "condition not reached"
         time.sleep(0.01)
+
+
+def test_client_against_a_server_that_floods_and_overfills(share: Path) -> None:
+    """A chip's rpmsgfs server that answers nothing asked, thousands of times, and a READ
+    with more than asked: the client's memory stays bounded (violations counted, the first
+    ones described), a read returns at most ``count`` bytes, and it keeps working."""
+    kept = getattr(fs_client, "VIOLATIONS_KEPT", 100)  # (the module had no limit before)
+    with rpmsg.open("loop:fs-flood", policy="nuttx") as pc, \
+            rpmsg.open("loop:fs-flood", policy="nuttx") as chip:
+        stray = 3 * kept + 7
+
+        def serve(ept: object, data: bytes, src: int) -> None:
+            req = decode_request(data)
+            for n in range(stray):  # junk before the answer: cookies nobody asked for
+                chip_ept.send(encode_response(req, 0)[:8] + (n + 1).to_bytes(8, "little")
+                              + encode_response(req, 0)[16:], timeout=10)
+            if req.command == FsCommand.READ:
+                chip_ept.send(encode_response(req, 20, b"x" * 20), timeout=10)
+            else:
+                chip_ept.send(encode_response(req, 3), timeout=10)
+
+        client = FsClient(pc, timeout=30)
+        chip.wait_service(client.name, 10)
+        chip_ept = chip.create_endpoint(client.name, callback=serve)  # binds the announcement
+        client.wait_bound(10)
+        assert client.open("/f") == 3
+        assert len(client.violations) == kept
+        assert client.violation_count == stray
+        assert client.read(3, 5) == b"xxxxx"  # 20 sent, 5 asked
+        assert client.violation_count == 2 * stray + 1
+        assert len(client.violations) == kept
+        client.shutdown()

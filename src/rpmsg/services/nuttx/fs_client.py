@@ -5,6 +5,7 @@ binds) and sends one request at a time, as NuttX's client does under its mount l
 are joined to the server-side root ``fs`` the way NuttX's ``rpmsgfs_mkpath`` does; a
 negative result becomes an :class:`OSError` with the host's errno (translated by name).
 Responses are matched by cookie: one that answers nothing we asked is counted in
+:attr:`FsClient.violation_count` and the first :data:`VIOLATIONS_KEPT` are described in
 :attr:`FsClient.violations` (on a real chip it would be a wild pointer, spec §1.4).
 """
 
@@ -36,6 +37,9 @@ from rpmsg.wire.nuttx_rpmsgfs import (
 log = logging.getLogger("rpmsg.services.nuttx")
 
 _ids = itertools.count(0x1000)
+#: Violations described (and logged) per client; a server that keeps sending junk is only
+#: counted after these, so it cannot grow the client's memory or flood the log.
+VIOLATIONS_KEPT = 100
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class FsClient:
         self.root = fs.rstrip("/")
         self.timeout = timeout
         self.violations: list[str] = []
+        self.violation_count = 0
         self._lock = threading.Lock()        # one request in flight, as NuttX's fs_lock
         self._cond = threading.Condition()
         self._cookies = itertools.count(0x6673000000000001)  # "fs"
@@ -114,8 +119,12 @@ class FsClient:
             self._cond.notify_all()
 
     def _violation(self, what: str) -> None:
-        self.violations.append(what)
-        log.error("rpmsgfs client %s: %s", self.name, what)
+        self.violation_count += 1
+        if len(self.violations) < VIOLATIONS_KEPT:
+            self.violations.append(what)
+            log.error("rpmsgfs client %s: %s", self.name, what)
+            if len(self.violations) == VIOLATIONS_KEPT:
+                log.error("rpmsgfs client %s: further violations are only counted", self.name)
 
     def wait_bound(self, timeout: float | None = None) -> None:
         self.endpoint.wait_bound(timeout)
@@ -205,7 +214,11 @@ class FsClient:
                 if out:
                     break
                 raise _oserror(r.result, FsCommand.READ, None)
+            if r.result > len(r.tail) or len(out) + r.result > count:
+                self._violation(f"READ chunk of {r.result} bytes carries {len(r.tail)}, "
+                                f"{len(out)} of {count} asked had come")
             out += r.tail[:r.result]
+        del out[count:]  # never more than asked, whatever the server sent
         return bytes(out)
 
     def write(self, fd: int, data: bytes) -> int:
@@ -321,4 +334,4 @@ def _oserror(result: int, command: FsCommand, path: str | None) -> OSError:
     return OSError(code, text, path) if path is not None else OSError(code, text)
 
 
-__all__ = ["FsClient", "StatFs", "nuttx_flags"]
+__all__ = ["VIOLATIONS_KEPT", "FsClient", "StatFs", "nuttx_flags"]
