@@ -23,7 +23,7 @@ from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint
 from rpmsg.errors import DecodeError, EndpointClosedError, RpmsgError
 from rpmsg.transport import Deadline
-from rpmsg.wire.nuttx_errno import name_of, neg
+from rpmsg.wire.nuttx_errno import name_of, neg, to_nuttx
 from rpmsg.wire.nuttx_rtc import (
     RTC_NAME,
     SERVER_COMMANDS,
@@ -127,9 +127,7 @@ class RtcServer:
         elif isinstance(msg, RtcTime) and msg.command == RtcCommand.GET:
             self._get(ept, msg)
         elif isinstance(msg, RtcTime) and msg.command == RtcCommand.SET and self.on_set:
-            self.on_set(msg.time_ns)
-            self._send(ept, reply(data, 0))
-            self.send_sync()
+            self._set(ept, msg, data, self.on_set)
         else:
             result = neg("EPERM") if msg.command == RtcCommand.SET else neg("ENOSYS")
             self.stats.refused += 1
@@ -146,6 +144,28 @@ class RtcServer:
             if len(data) >= 16:
                 self._send(ept, reply(data, neg("EINVAL")))
             return None
+
+    def _set(self, ept: Endpoint, msg: RtcTime, data: bytes,
+             on_set: Callable[[int], None]) -> None:
+        """SET through ``on_set``, always answered (the chip's task waits for the answer
+        forever): nanoseconds outside 0..999999999 are -EINVAL without calling it (as
+        ``clock_settime``), an OSError from it is its errno, any other exception -EINVAL."""
+        result = 0
+        if not 0 <= msg.nsec < 1_000_000_000:
+            result = neg("EINVAL")
+        else:
+            try:
+                on_set(msg.time_ns)
+            except OSError as exc:
+                result = -to_nuttx(exc.errno) if exc.errno else neg("EINVAL")
+            except Exception:  # the application's callback: its bug must not silence us
+                log.exception("rpmsg-rtc: on_set failed for the chip's SET")
+                result = neg("EINVAL")
+        if result:
+            self.stats.refused += 1
+        self._send(ept, reply(data, result))
+        if not result:
+            self.send_sync()
 
     def _get(self, ept: Endpoint, msg: RtcTime) -> None:
         """GET: the host's time, with the chip's base and cookie echoed."""
