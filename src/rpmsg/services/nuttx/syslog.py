@@ -69,21 +69,26 @@ class LineAssembler:
     def __init__(self, max_line: int = MAX_LINE) -> None:
         self.max_line = max_line
         self._pending = bytearray()
+        self._cut = False  # pieces of an over-long line went out: its end is partial too
 
     def feed(self, data: bytes) -> list[tuple[bytes, bool]]:
-        """Lines completed by ``data``, each with its ``partial`` flag."""
+        """Lines completed by ``data``, each with its ``partial`` flag (every piece of a
+        line longer than ``max_line``, its last one included, is partial)."""
         out: list[tuple[bytes, bool]] = []
-        self._pending += data
+        pending = self._pending
+        pending += data
         while True:
-            end = self._pending.find(b"\n")
-            if end < 0:
-                break
-            out.append((bytes(self._pending[:end]).rstrip(b"\r"), False))
-            del self._pending[:end + 1]
-        while len(self._pending) > self.max_line:
-            out.append((bytes(self._pending[:self.max_line]), True))
-            del self._pending[:self.max_line]
-        return out
+            end = pending.find(b"\n", 0, self.max_line + 1)
+            if end >= 0:
+                out.append((bytes(pending[:end]).rstrip(b"\r"), self._cut))
+                self._cut = False
+                del pending[:end + 1]
+            elif len(pending) > self.max_line:
+                out.append((bytes(pending[:self.max_line]), True))
+                self._cut = True
+                del pending[:self.max_line]
+            else:
+                return out
 
     def flush(self) -> bytes | None:
         """The unfinished line, if any (the binding ended)."""
@@ -91,6 +96,7 @@ class LineAssembler:
             return None
         text = bytes(self._pending).rstrip(b"\r")
         self._pending.clear()
+        self._cut = False
         return text
 
 
