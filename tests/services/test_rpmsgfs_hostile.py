@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -159,3 +160,36 @@ def test_client_against_a_server_that_floods_and_overfills(share: Path) -> None:
         assert client.violation_count == 2 * stray + 1
         assert len(client.violations) == kept
         client.shutdown()
+
+
+def test_close_cuts_a_huge_read_short(tmp_path: Path) -> None:
+    """A chip READs 4 GiB of a 1 GiB sparse file (made with FTRUNCATE): close() ends the
+    answer at the next chunk with -EIO instead of streaming on (it streamed the whole
+    file: ~20 s here, and past its 30 s join the sessions' descriptors were closed under
+    the worker still reading them)."""
+    (tmp_path / "big").write_bytes(b"")
+    os.truncate(tmp_path / "big", 1 << 30)
+    answers: list[tuple[int, int]] = []
+    opened = threading.Event()
+
+    def on_answer(ept: object, data: bytes, src: int) -> None:
+        r = decode_response(data)
+        answers.append((r.command, r.result))
+        if r.command == FsCommand.OPEN or len(answers) > 100:
+            opened.set()
+
+    with rpmsg.open("loop:fs-bigread", policy="nuttx") as pc, \
+            rpmsg.open("loop:fs-bigread", policy="nuttx") as chip:
+        server = FsServer(pc, tmp_path)
+        ept = chip.create_endpoint("rpmsgfs-0xbad", announce=True, callback=on_answer)
+        ept.wait_bound(10)
+        ept.send(encode_request(FsCommand.OPEN, 1, path=b"/big", flags=0, mode=0), timeout=10)
+        assert opened.wait(30) and answers[0][1] == 0
+        opened.clear()
+        ept.send(encode_request(FsCommand.READ, 2, fd=0, count=0xFFFFFFFF), timeout=10)
+        assert opened.wait(30)  # the answer is streaming
+        server.close()
+        assert not server._worker.is_alive()
+        during = len(answers)
+        assert during < (1 << 30) // 2000 // 10  # far from the whole file
+        wait_for(lambda: answers[-1] == (FsCommand.READ, -5))  # ended by -EIO

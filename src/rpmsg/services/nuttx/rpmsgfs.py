@@ -698,7 +698,10 @@ class FsServer:
                 continue
             ept, session, data = item
             try:
-                for reply in session.handle(data):
+                for n, reply in enumerate(session.handle(data)):
+                    if n and self._closing:  # a long answer (a chip's 4 GiB READ) ends here
+                        self._answer_now(ept, data, neg("EIO"))
+                        break
                     if not self._send(ept, reply, self.send_timeout):
                         break
             except Exception:  # a bug must not kill the worker: answer, log, go on
@@ -706,8 +709,9 @@ class FsServer:
                 self._answer_now(ept, data, neg("EIO"))
 
     def close(self) -> None:
-        """Answer every queued request with -EIO, finish the one in progress, release
-        every binding (NS DESTROY) and close the shared directory. Idempotent."""
+        """Answer every queued request with -EIO, finish the one in progress (one that
+        answers in several messages, a READ, is cut short with -EIO), release every
+        binding (NS DESTROY) and close the shared directory. Idempotent."""
         with self._cond:
             if self._closing:
                 return
