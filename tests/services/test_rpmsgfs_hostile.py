@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import rpmsg
-from rpmsg.services.nuttx import FsClient, FsServer, fs_client, rpmsgfs
+from rpmsg.services.nuttx import FsClient, FsServer, SyslogServer, binding, fs_client, rpmsgfs
 from rpmsg.services.nuttx.confine import ConfinedDir
 from rpmsg.services.nuttx.rpmsgfs import FsSession
 from rpmsg.wire.nuttx_rpmsgfs import (
@@ -29,6 +29,8 @@ from rpmsg.wire.nuttx_rpmsgfs import (
     encode_request,
     encode_response,
 )
+from rpmsg.wire.nuttx_syslog import SyslogTransfer
+from rpmsg.wire.rpmsg import NS_ADDR, NsMessage
 
 
 @pytest.fixture
@@ -193,3 +195,28 @@ def test_close_cuts_a_huge_read_short(tmp_path: Path) -> None:
         during = len(answers)
         assert during < (1 << 30) // 2000 // 10  # far from the whole file
         wait_for(lambda: answers[-1] == (FsCommand.READ, -5))  # ended by -EIO
+
+
+def test_a_chip_announcing_mount_after_mount_leaves_addresses_for_the_rest(
+        share: Path) -> None:
+    """200 rpmsgfs-* announcements: the server binds a bounded number of them and the host
+    can still make endpoints, here the syslog binding the chip asks for afterwards. Every
+    announcement used to take one of NuttX's 128 local addresses: after 128 of them no
+    other service could bind ("no free dynamic address in 1024..1151")."""
+    limit = getattr(binding, "MAX_BINDINGS", 128)
+    with rpmsg.open("loop:fs-mounts", policy="nuttx") as pc, \
+            rpmsg.open("loop:fs-mounts", policy="nuttx") as chip:
+        server = FsServer(pc, share)
+        syslog = SyslogServer(pc)
+        ns = chip.create_endpoint("", callback=lambda *a: None)
+        for i in range(200):
+            ns.send_to(NS_ADDR, NsMessage(f"rpmsgfs-{i:#x}", 0x2000 + i).encode(), timeout=10)
+        chip_log = chip.create_endpoint("rpmsg-syslog", announce=True)
+        chip_log.wait_bound(10)  # the host still had an address to bind it with
+        # (name-service messages are handled in order: all 200 were seen before it)
+        assert len(server.mounts) == limit < 128
+        assert server._binder.refused == 200 - limit
+        chip_log.send(SyslogTransfer(b"still here\n").encode(), timeout=10)
+        assert syslog.recv(10).text == "still here"
+        syslog.close()
+        server.close()

@@ -20,6 +20,11 @@ from rpmsg.errors import RpmsgError
 
 log = logging.getLogger("rpmsg.services.nuttx")
 
+#: Bindings one binder holds at once. Each takes a local address, and NuttX's pool has only
+#: 128 (1024..1151): a chip announcing a matching name over and over must not take them
+#: all, or no other endpoint (console, a new binding of another service) could be made.
+MAX_BINDINGS = 16
+
 MessageHandler = Callable[[Endpoint, bytes, int], None]
 ReleaseHandler = Callable[[Endpoint], None]
 
@@ -29,17 +34,22 @@ class AnnouncementBinder:
 
     ``on_message(endpoint, data, src)`` runs on the transport's thread for each message;
     ``on_release(endpoint)`` once per binding when it ends (remote withdrew it, link down,
-    or :meth:`close`), before the endpoint is closed.
+    or :meth:`close`), before the endpoint is closed. At most ``limit`` bindings exist at
+    once; announcements beyond are not bound (counted in :attr:`refused`, logged).
     """
 
     def __init__(self, device: Device, match: Callable[[str], bool], *,
                  on_message: MessageHandler, on_release: ReleaseHandler,
-                 on_bind: Callable[[Endpoint], None] | None = None) -> None:
+                 on_bind: Callable[[Endpoint], None] | None = None,
+                 limit: int = MAX_BINDINGS) -> None:
         self.device = device
         self._match = match
         self._on_message = on_message
         self._on_release = on_release
         self._on_bind = on_bind
+        self.limit = limit
+        #: Matching announcements not bound because ``limit`` bindings existed.
+        self.refused = 0
         self._lock = threading.Lock()
         self._endpoints: dict[int, Endpoint] = {}
         self._closed = False
@@ -53,6 +63,14 @@ class AnnouncementBinder:
 
     def _announced(self, device: Device, name: str, addr: int) -> None:
         if self._closed or not self._match(name):
+            return
+        with self._lock:
+            full = len(self._endpoints) >= self.limit
+            if full:
+                self.refused += 1
+        if full:
+            log.warning("not binding %r at %#x: %d bindings of this service already exist",
+                        name, addr, self.limit)
             return
         try:
             ept = device.create_endpoint(name, dst=addr, announce=False,
@@ -95,4 +113,4 @@ class AnnouncementBinder:
             self._release(ept)
 
 
-__all__ = ["AnnouncementBinder"]
+__all__ = ["MAX_BINDINGS", "AnnouncementBinder"]
