@@ -34,6 +34,9 @@ class TtyService:
     With ``command`` (a shell-like string or an argument list) the command starts at once;
     what it prints waits for the tty's first message (Linux sends nothing before the tty is
     used, and only then is its address known). When it exits, input is dropped (counted).
+    Input it does not read is dropped (counted) once its pipe is full: the tty has no flow
+    control, and waiting would stop every endpoint of the device (the transport's thread
+    delivers it).
     """
 
     def __init__(self, device: Device, name: str = LINUX_TTY_NAME,
@@ -49,6 +52,8 @@ class TtyService:
             argv = shlex.split(command) if isinstance(command, str) else list(command)
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=None, bufsize=0)
+            assert self.proc.stdin is not None
+            os.set_blocking(self.proc.stdin.fileno(), False)
             self._reader = threading.Thread(target=self._pump_output, name=f"tty-{name}",
                                             daemon=True)
             self._reader.start()
@@ -59,13 +64,19 @@ class TtyService:
             self._send(ept, src, data)
             return
         stdin = self.proc.stdin
+        view = memoryview(data)
         try:
             if stdin is None or self.proc.poll() is not None:
                 raise BrokenPipeError
-            stdin.write(data)
-            stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
-            self.dropped += len(data)
+            while view:
+                view = view[os.write(stdin.fileno(), view):]
+        except BlockingIOError:
+            if not self.dropped:
+                log.warning("%s: the command does not read its input; dropping what does "
+                            "not fit its pipe", self.name)
+            self.dropped += len(view)
+        except (OSError, ValueError):  # it exited (broken pipe), or stdin was closed
+            self.dropped += len(view)
 
     def _send(self, ept: Endpoint, dst: int, data: bytes) -> None:
         mtu = ept.mtu

@@ -1,0 +1,34 @@
+"""TtyService (Linux rpmsg_tty's far side) against a remote that types faster than the
+command reads (outsider QA)."""
+
+from __future__ import annotations
+
+import sys
+
+import rpmsg
+from rpmsg.services.tty import TtyService
+
+
+def test_a_command_that_does_not_read_never_stops_the_device() -> None:
+    """The command never reads its stdin and the tty sends 200 KB: what does not fit the
+    pipe is dropped and counted, and the device keeps delivering to its other endpoints.
+    The write to the pipe used to block the transport's thread for as long as the command
+    did not read: no endpoint of the device received anything any more."""
+    with rpmsg.open("loop:tty-stuck", policy="nuttx") as pc, \
+            rpmsg.open("loop:tty-stuck", policy="nuttx") as remote:
+        svc = TtyService(pc, command=[sys.executable, "-c", "import time; time.sleep(600)"])
+        other = pc.create_endpoint("other", announce=True)
+        try:
+            remote.wait_service("rpmsg-tty", 10)
+            tty = remote.create_endpoint("rpmsg-tty")
+            for _ in range(500):
+                tty.send(b"x" * 400, timeout=10)
+            remote.wait_service("other", 10)
+            remote.create_endpoint("other").send(b"ping", timeout=10)
+            assert other.recv(timeout=30) == b"ping"
+            assert svc.received == 200_000
+            assert 0 < svc.dropped < svc.received  # the pipe took some, the rest counted
+        finally:
+            assert svc.proc is not None
+            svc.proc.kill()
+            svc.close()
