@@ -220,3 +220,68 @@ def test_a_chip_announcing_mount_after_mount_leaves_addresses_for_the_rest(
         assert syslog.recv(10).text == "still here"
         syslog.close()
         server.close()
+
+
+def test_a_lost_write_chunk_fails_the_write_instead_of_a_silent_hole(
+        share: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker is busy and the queue full when a cookie-0 WRITE chunk (never answered)
+    arrives: it cannot be queued. The write it belongs to must not succeed without it:
+    the chunks after it are not written at the wrong offset, and the answered last chunk
+    gets -EAGAIN. It used to be dropped silently and the write answered as a success,
+    leaving the file without that chunk."""
+    gate = threading.Event()
+    answers: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def on_answer(ept: object, data: bytes, src: int) -> None:
+        r = decode_response(data)
+        with lock:
+            answers[r.cookie] = r.result
+
+    original = FsSession._stat
+
+    def slow_stat(self: FsSession, req: object) -> object:
+        gate.wait(60)
+        return original(self, req)  # type: ignore[arg-type]
+
+    with rpmsg.open("loop:fs-lost", policy="nuttx") as pc, \
+            rpmsg.open("loop:fs-lost", policy="nuttx") as chip:
+        server = FsServer(pc, share)
+        monkeypatch.setattr(FsSession, "_stat", slow_stat)  # before the session exists
+        ept = chip.create_endpoint("rpmsgfs-0x10", announce=True, callback=on_answer)
+        ept.wait_bound(10)
+        ept.send(encode_request(FsCommand.OPEN, 1, path=b"/out", flags=0x241, mode=0o644),
+                 timeout=10)  # O_WRONLY | O_CREAT | O_TRUNC
+        wait_for(lambda: 1 in answers)
+        fd = answers[1]
+        stat = encode_request(FsCommand.STAT, 2, path=b"/f")
+        ept.send(stat, timeout=10)  # holds the worker
+        wait_for(lambda: server.stats.requests == 2)
+        for _ in range(rpmsgfs.QUEUE_LIMIT):
+            ept.send(stat, timeout=10)  # fills the queue
+        ept.send(encode_request(FsCommand.WRITE, 0, fd=fd, data=b"AAAA"), timeout=10)
+        wait_for(lambda: server.stats.overloaded == 1)
+        gate.set()
+        wait_for(lambda: not server._queue)
+        ept.send(encode_request(FsCommand.WRITE, 0, fd=fd, data=b"BBBB"), timeout=10)
+        ept.send(encode_request(FsCommand.WRITE, 9, fd=fd, data=b"CCCC"), timeout=10)
+        wait_for(lambda: 9 in answers)
+        assert answers[9] == -11  # EAGAIN: the chip's write failed, and knows it
+        assert (share / "out").read_bytes() == b""  # nothing written at a wrong offset
+        ept.send(encode_request(FsCommand.WRITE, 10, fd=fd, data=b"again"), timeout=10)
+        wait_for(lambda: 10 in answers)
+        assert answers[10] == 5 and (share / "out").read_bytes() == b"again"
+        server.close()
+
+
+def test_an_undecodable_write_chunk_fails_the_write(session: FsSession, share: Path) -> None:
+    """A cookie-0 WRITE chunk whose count overruns the message cannot be decoded (nor
+    answered): the write's answered chunk reports -EAGAIN instead of success."""
+    (o,) = ask(session, encode_request(FsCommand.OPEN, 1, path=b"/f", flags=0x202))  # RDWR|TRUNC
+    bad = bytearray(encode_request(FsCommand.WRITE, 0, fd=o.result, data=b"xy"))
+    bad[20:24] = (1000).to_bytes(4, "little")  # count says 1000 bytes follow
+    assert ask(session, bytes(bad)) == []
+    (w,) = ask(session, encode_request(FsCommand.WRITE, 5, fd=o.result, data=b"z"))
+    assert w.result == -11
+    (w,) = ask(session, encode_request(FsCommand.WRITE, 6, fd=o.result, data=b"ok"))
+    assert w.result == 2 and (share / "f").read_bytes() == b"ok"

@@ -232,6 +232,10 @@ class FsSession:
         self.budget = budget if budget is not None else HandleBudget(MAX_FILES + MAX_DIRS)
         self.files: dict[int, _File] = {}
         self.dirs: dict[int, _Dir] = {}
+        #: Handles whose write lost a cookie-0 chunk (see :meth:`lose_write`); also
+        #: written by the transport's thread, hence the lock.
+        self._lost: set[int] = set()
+        self._lost_lock = threading.Lock()
         self._handlers: dict[FsCommand, Callable[[FsRequest], Replies]] = {
             FsCommand.OPEN: self._open, FsCommand.CLOSE: self._close,
             FsCommand.READ: self._read, FsCommand.WRITE: self._write,
@@ -257,6 +261,7 @@ class FsSession:
         except DecodeError as exc:
             reply = error_response(raw, neg("EINVAL"))
             if reply is None:
+                self.lose_write(raw)
                 self.stats.unanswerable += 1
                 log.warning("rpmsgfs: unanswerable message dropped: %s", exc)
             else:
@@ -276,6 +281,27 @@ class FsSession:
                 self._defer_error(req, _error(exc))
                 return
             yield encode_response(req, _error(exc))
+
+    def lose_write(self, raw: bytes) -> None:
+        """``raw`` is dropped unanswered (undecodable, or the server is overloaded): if it
+        is a WRITE chunk with cookie 0, the write it belongs to fails. Its file's next
+        answered WRITE gets ``-EAGAIN`` and the cookie-0 chunks before that are not
+        written (they would land at the wrong offset); the chip's write never succeeds
+        with a chunk missing."""
+        if len(raw) < READ_WRITE.size:
+            return
+        command, _result, cookie, fd, _count = READ_WRITE.unpack(raw)
+        if command == FsCommand.WRITE and cookie == 0 and 0 <= fd < MAX_FILES:
+            with self._lost_lock:
+                self._lost.add(fd)
+
+    def _write_lost(self, fd: int, final: bool) -> bool:
+        """Whether this chunk's write lost a chunk (the final chunk clears the mark)."""
+        with self._lost_lock:
+            lost = fd in self._lost
+            if lost and final:
+                self._lost.discard(fd)
+        return lost
 
     def release(self) -> None:
         """Close every file and directory of this binding (the chip went away)."""
@@ -383,6 +409,11 @@ class FsSession:
 
     def _write(self, req: FsRequest) -> Replies:
         f = self._file(req)
+        if self._write_lost(req.num("fd"), final=req.cookie != 0):
+            if req.cookie != 0:
+                f.deferred_error = 0
+                yield encode_response(req, neg("EAGAIN"))
+            return
         data = memoryview(req.data)
         result = 0
         try:
@@ -662,6 +693,10 @@ class FsServer:
             self._answer_now(ept, data, neg("EIO"))
         else:
             self.stats.overloaded += 1
+            with self._cond:
+                session = self._sessions.get(id(ept))
+            if session is not None:
+                session.lose_write(data)
             self._answer_now(ept, data, neg("EAGAIN"))
 
     def _answer_now(self, ept: Endpoint, data: bytes, result: int) -> None:
