@@ -17,6 +17,7 @@ while messages are pending or the endpoint has news (an error to report).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import threading
@@ -27,7 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from rpmsg.boundary import Taken
-from rpmsg.errors import EndpointClosedError
+from rpmsg.errors import EndpointClosedError, InvalidArgumentError
 from rpmsg.transport import Delivery, Release
 from rpmsg.wire.layout import Buffer
 
@@ -72,10 +73,24 @@ class RxBuffer:
         return bytes(self.data)
 
     def release(self) -> None:
-        release, self._release = self._release, None
-        if release is not None:
+        """Give the buffer back to the transport; ``data`` is unusable from then on.
+
+        While views made from ``data`` still exist (``numpy.frombuffer``,
+        ``struct.iter_unpack``...) the buffer is kept and :class:`InvalidArgumentError` says
+        so: the transport would hand that memory to the next message under the views. Drop
+        them and release again (a buffer collected unreleased goes back regardless).
+        """
+        release, self._release = self._release, None  # one caller gives it back
+        if release is None:
+            return
+        try:
             self.data.release()
-            release()
+        except BufferError:
+            self._release = release
+            raise InvalidArgumentError(
+                f"RxBuffer from {self.src:#x}: views of its data still exist; drop them "
+                "before release() (the buffer is kept until then)") from None
+        release()
 
     def __enter__(self) -> RxBuffer:
         return self
@@ -91,13 +106,16 @@ class RxBuffer:
         release = self._release
         if release is None:
             return
+        self._release = None
         try:
-            if _gc_running:
-                self._release = None
+            # Views of ``data`` may outlive this object; the buffer goes back all the same
+            # (the views are the program's leak; a lost buffer would stall the link).
+            with contextlib.suppress(BufferError):
                 self.data.release()
+            if _gc_running:
                 orphaned.append(release)
             else:
-                self.release()
+                release()
             warnings.warn(f"RxBuffer from {self.src:#x} dropped without release(); "
                           "released now", ResourceWarning, stacklevel=2)
         except Exception:  # nothing may escape a finaliser (also at interpreter exit)

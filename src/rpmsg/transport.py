@@ -9,6 +9,7 @@ schemes found in :mod:`rpmsg.registry`.
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 import inspect
 import time
@@ -18,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 from rpmsg import checks
 from rpmsg.core.policy import OPENAMP, Policy
-from rpmsg.errors import RpmsgError, RpmsgTimeoutError, WouldBlockError
+from rpmsg.errors import InvalidArgumentError, RpmsgError, RpmsgTimeoutError, WouldBlockError
 from rpmsg.tap import Tap
 from rpmsg.wire.layout import Buffer
 
@@ -137,19 +138,32 @@ class TxBuffer:
         self.done = False
 
     def commit(self, src: int, dst: int, length: int) -> None:
-        """Send ``length`` bytes of the payload from ``src`` to ``dst``; only once."""
+        """Send ``length`` bytes of the payload from ``src`` to ``dst``; only once.
+
+        ``payload`` is released then: a write after the send would land in a buffer the
+        peer is reading, or that carries another sender's next message.
+        """
         if self.done:
-            raise ValueError("this transmit buffer was already sent or released")
-        if not 0 <= length <= self.capacity:
-            raise ValueError(f"length {length} outside 0..{self.capacity}")
+            raise InvalidArgumentError("this transmit buffer was already sent or released")
+        if type(length) is not int or not 0 <= length <= self.capacity:
+            raise InvalidArgumentError(f"length {length!r} outside 0..{self.capacity}")
         self.done = True
-        self._commit(src, dst, length)
+        try:
+            self._commit(src, dst, length)
+        finally:
+            self._forget_payload()
 
     def release(self) -> None:
         """Give the buffer back unsent; does nothing if it was sent or released already."""
         if not self.done:
             self.done = True
+            self._forget_payload()
             self._release()
+
+    def _forget_payload(self) -> None:
+        """Make ``payload`` unusable (views the program made of it stay its business)."""
+        with contextlib.suppress(BufferError):
+            self.payload.release()
 
     def __enter__(self) -> TxBuffer:
         return self
@@ -162,6 +176,7 @@ class TxBuffer:
             if self.done:
                 return
             self.done = True
+            self._forget_payload()
             (self._orphan or self._release)()
             warnings.warn(f"TxBuffer of {self.capacity} bytes dropped without being sent or "
                           "released; released now", ResourceWarning, stacklevel=2)
