@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 
 import rpmsg
-from rpmsg.services.nuttx import FsClient, FsServer, SyslogServer, binding, fs_client, rpmsgfs
+from rpmsg.services.nuttx import (
+    FsClient,
+    FsServer,
+    SyslogServer,
+    binding,
+    confine,
+    fs_client,
+    rpmsgfs,
+)
 from rpmsg.services.nuttx.confine import ConfinedDir
 from rpmsg.services.nuttx.rpmsgfs import FsSession
 from rpmsg.wire.nuttx_rpmsgfs import (
@@ -285,3 +293,24 @@ def test_an_undecodable_write_chunk_fails_the_write(session: FsSession, share: P
     assert w.result == -11
     (w,) = ask(session, encode_request(FsCommand.WRITE, 6, fd=o.result, data=b"ok"))
     assert w.result == 2 and (share / "f").read_bytes() == b"ok"
+
+
+def test_a_path_through_a_deep_tree_holds_a_bounded_number_of_descriptors(
+        share: Path) -> None:
+    """A chip makes a tree 300 directories deep (MKDIR after MKDIR) and STATs its bottom:
+    the resolution stops at the depth NuttX's paths can reach with ENAMETOOLONG, instead
+    of holding one descriptor per level (900 for one 2 KiB request)."""
+    root = ConfinedDir(share)
+    try:
+        os.makedirs(share.joinpath(*["d"] * 300))
+        limit = getattr(confine, "MAX_DEPTH", 128)
+        with root.resolve(b"/".join([b"d"] * limit) + b"/x") as r:  # as deep as allowed
+            assert r.name == b"x"
+        with pytest.raises(OSError) as info:
+            root.resolve(b"/".join([b"d"] * 300) + b"/x")
+        assert info.value.errno == errno.ENAMETOOLONG
+        # Going down and up again (d/../d/..) never counts more than the depth reached.
+        with root.resolve(b"d/../" * 1000 + b"d") as r:
+            assert r.name == b"d"
+    finally:
+        root.close()

@@ -18,6 +18,12 @@ from collections import deque
 
 #: Symlinks followed while resolving one path, as Linux's limit (then ELOOP).
 MAX_SYMLINKS = 40
+#: Directories deep below the root a path may reach (then ENAMETOOLONG). A resolution
+#: holds a descriptor for each level it went down (``..`` goes back up through them), so
+#: a path through a deep tree the chip made itself would take one per level: 900 from a
+#: single 2 KiB request, the process's whole limit from a longer one. NuttX's PATH_MAX
+#: (256) allows no more than 128 levels.
+MAX_DEPTH = 128
 _O_SEARCH = getattr(os, "O_PATH", os.O_RDONLY)
 
 
@@ -159,6 +165,8 @@ class _Walk:
             return Resolved(self.here, part, self.owned)
         if not stat.S_ISDIR(st.st_mode):
             raise OSError(errno.ENOTDIR, "not a directory")
+        if len(self.owned) >= MAX_DEPTH:
+            raise OSError(errno.ENAMETOOLONG, f"more than {MAX_DEPTH} directories deep")
         self.owned.append(os.open(part, _O_SEARCH | os.O_DIRECTORY | os.O_NOFOLLOW
                                   | os.O_CLOEXEC, dir_fd=self.here))
         return None
@@ -178,4 +186,4 @@ class _Walk:
             self.parts.extendleft(reversed(target.split(b"/")))
 
 
-__all__ = ["MAX_SYMLINKS", "ConfinedDir", "EscapeError", "Resolved"]
+__all__ = ["MAX_DEPTH", "MAX_SYMLINKS", "ConfinedDir", "EscapeError", "Resolved"]
