@@ -13,6 +13,7 @@ It answers SYNC as a client must (echo it unchanged), or a NuttX task would wait
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -326,19 +327,29 @@ class SyslogHandler(logging.Handler):
                 # the server's task waits for it (spec §2.4).
                 ept.send_to(src, data, timeout=SEND_TIMEOUT)
             elif isinstance(msg, SyslogControl):
-                if msg.command == SyslogCommand.SUSPEND:
-                    self._suspended = True
-                else:
-                    self._suspended = False
-                    self._release_held()
+                # Under the handler's lock, as emit() runs: a record is either held
+                # before the release or sent after it, never left behind or interleaved.
+                with self.lock if self.lock is not None else contextlib.nullcontext():
+                    if msg.command == SyslogCommand.SUSPEND:
+                        self._suspended = True
+                    else:
+                        self._suspended = False
+                        self._release_held()
         except RpmsgError as exc:
             log.debug("rpmsg-syslog client: answer not sent: %s", exc)
 
     def _release_held(self) -> None:
-        held, self._held = b"".join(self._held), deque()
+        """Send the records held while suspended; those that cannot go are counted in
+        :attr:`dropped` (they are not kept: the server may suspend again)."""
+        records, self._held = self._held, deque()
         self._held_bytes = 0
-        if held:
-            self._send(held)
+        if not records:
+            return
+        try:
+            self._send(b"".join(records))
+        except RpmsgError as exc:
+            self.dropped += len(records)
+            log.debug("rpmsg-syslog client: %d held records not sent: %s", len(records), exc)
 
     def close(self) -> None:
         self.endpoint.close()
