@@ -3,9 +3,13 @@ command reads (outsider QA)."""
 
 from __future__ import annotations
 
+import os
 import sys
 
+import pytest
+
 import rpmsg
+from rpmsg.errors import InvalidArgumentError
 from rpmsg.services.tty import TtyService
 
 
@@ -32,3 +36,22 @@ def test_a_command_that_does_not_read_never_stops_the_device() -> None:
             assert svc.proc is not None
             svc.proc.kill()
             svc.close()
+
+
+@pytest.mark.parametrize("command", ["/nonexistent/program", "", "'unbalanced", []])
+def test_a_command_that_cannot_run_is_a_typed_error_and_leaves_nothing(
+        command: str | list[str]) -> None:
+    """A command that cannot run is InvalidArgumentError (an RpmsgError: the CLI prints one
+    line), raised before the endpoint exists: the remote is never offered an rpmsg-tty
+    with nothing behind it. It was FileNotFoundError/IndexError with the endpoint already
+    announced and left open."""
+    with rpmsg.open("loop:tty-bad", policy="nuttx") as pc, \
+            rpmsg.open("loop:tty-bad", policy="nuttx") as remote:
+        fds = len(os.listdir("/proc/self/fd"))
+        with pytest.raises(InvalidArgumentError):
+            TtyService(pc, command=command)
+        assert len(os.listdir("/proc/self/fd")) == fds
+        probe = pc.create_endpoint("probe", announce=True)
+        remote.wait_service("probe", 10)  # announcements arrive in order: rpmsg-tty before
+        assert "rpmsg-tty" not in [name for name, _addr in remote.services]
+        probe.close()

@@ -19,7 +19,7 @@ import threading
 
 from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint
-from rpmsg.errors import RpmsgError
+from rpmsg.errors import InvalidArgumentError, RpmsgError
 
 log = logging.getLogger("rpmsg.services")
 
@@ -47,13 +47,16 @@ class TtyService:
         self.dropped = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
-        self.endpoint = device.create_endpoint(name, callback=self._on_message)
         if command is not None:
-            argv = shlex.split(command) if isinstance(command, str) else list(command)
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=None, bufsize=0)
-            assert self.proc.stdin is not None
-            os.set_blocking(self.proc.stdin.fileno(), False)
+            self.proc = _start(command)  # first: a command that cannot run leaves nothing
+        try:
+            self.endpoint = device.create_endpoint(name, callback=self._on_message)
+        except BaseException:
+            self._stop_command()
+            if self.proc is not None and self.proc.stdout is not None:
+                self.proc.stdout.close()
+            raise
+        if self.proc is not None:
             self._reader = threading.Thread(target=self._pump_output, name=f"tty-{name}",
                                             daemon=True)
             self._reader.start()
@@ -103,8 +106,7 @@ class TtyService:
                 return
             self._send(self.endpoint, dst, data)
 
-    def close(self) -> None:
-        """Stop the command (if any) and close the endpoint (NS DESTROY: the tty goes)."""
+    def _stop_command(self) -> None:
         if self.proc is not None:
             if self.proc.stdin is not None:
                 try:
@@ -116,11 +118,34 @@ class TtyService:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def close(self) -> None:
+        """Stop the command (if any) and close the endpoint (NS DESTROY: the tty goes)."""
+        self._stop_command()
         self.endpoint.close()
         if self._reader is not None:
             self._reader.join(timeout=5)
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def _start(command: str | list[str]) -> subprocess.Popen[bytes]:
+    """Start the tty's command, its stdin non-blocking (see :class:`TtyService`); one that
+    cannot run is InvalidArgumentError (an empty or unparsable line, a missing program)."""
+    try:
+        argv = shlex.split(command) if isinstance(command, str) else list(command)
+    except ValueError as exc:  # unbalanced quotes
+        raise InvalidArgumentError(f"tty command {command!r}: {exc}") from None
+    if not argv:
+        raise InvalidArgumentError("the tty command is empty")
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=None, bufsize=0)
+    except (OSError, ValueError, TypeError) as exc:
+        raise InvalidArgumentError(f"cannot run the tty command {argv[0]!r}: {exc}") from None
+    assert proc.stdin is not None
+    os.set_blocking(proc.stdin.fileno(), False)
+    return proc
 
 
 __all__ = ["LINUX_TTY_NAME", "TtyService"]
