@@ -7,6 +7,7 @@ usage error (exit 2) before anything is opened, never a wait or a traceback late
 from __future__ import annotations
 
 import argparse
+import threading
 from typing import IO
 
 from rpmsg import checks
@@ -33,10 +34,15 @@ def seconds(text: str) -> float | None:
 
 
 def finite_seconds(text: str) -> float:
-    """Seconds: a finite number >= 0 (a pause that must end)."""
+    """Seconds: a finite number >= 0 (a pause that must end), at most what a pause can last
+    on this system (:data:`threading.TIMEOUT_MAX`, some 292 years: ``time.sleep`` and
+    ``Event.wait`` raise ``OverflowError`` beyond it)."""
     value = seconds(text)
     if value is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds")
+    if value > threading.TIMEOUT_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is more seconds than a pause can last "
+                                         f"(at most {threading.TIMEOUT_MAX:.0f})")
     return value
 
 
@@ -48,6 +54,32 @@ def count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a count >= 1: {exc}") from None
 
 
+def size(text: str) -> int:
+    """A number of bytes >= 0 (``--size``)."""
+    try:
+        return checks.count(int(text), "size", minimum=0)
+    except (ValueError, RpmsgError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes >= 0: {exc}") \
+            from None
+
+
+def name(text: str) -> str:
+    """An endpoint or service name (``NAME``, ``--service``, ``--echo``): checked before
+    anything is opened, so that a name no peer can announce (empty, longer than 31 bytes, with
+    a NUL) is a usage error at once rather than after a wait for the peer."""
+    if not text:
+        raise argparse.ArgumentTypeError("the name is empty (a service needs a name)")
+    try:
+        return checks.name(text, "name")
+    except RpmsgError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class OutputError(RpmsgError):
+    """An output cannot be written (a full disk, ``/dev/full``, an I/O error): one line,
+    exit 1, where a traceback would otherwise end the command."""
+
+
 def open_output(path: str, what: str) -> IO[str]:
     """``path`` opened for appending text, line-buffered; a one-line error if it cannot be."""
     try:
@@ -57,4 +89,5 @@ def open_output(path: str, what: str) -> IO[str]:
                                    f"{exc.strerror or exc}") from None
 
 
-__all__ = ["add_policy", "count", "finite_seconds", "open_output", "seconds"]
+__all__ = ["OutputError", "add_policy", "count", "finite_seconds", "name", "open_output", "seconds",
+           "size"]

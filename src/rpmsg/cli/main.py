@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any, TextIO
 
 from rpmsg import __version__
+from rpmsg.cli.args import OutputError
 from rpmsg.cli.terminal import printable
 from rpmsg.errors import AlreadyOpenError, RpmsgError
 
@@ -115,6 +119,48 @@ def error_text(exc: RpmsgError) -> str:
     return text
 
 
+class _Output:
+    """``sys.stdout`` while a command runs: a failed write or flush is an
+    :class:`OutputError` (one line, exit 1) instead of a traceback; a reader that left
+    (``BrokenPipeError``) stays what it is (exit 141)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self.discard()
+            raise OutputError(f"cannot write the output: {exc.strerror or exc}") from None
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self.discard()
+            raise OutputError(f"cannot write the output: {exc.strerror or exc}") from None
+
+    def discard(self) -> None:
+        """Point the file descriptor at /dev/null: what is left in the buffer goes there,
+        so the interpreter's last flush at exit cannot fail again with a traceback."""
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self.stream.fileno())
+            finally:
+                os.close(devnull)
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            pass  # not a file (a test's StringIO): nothing is flushed at exit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -133,8 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if argv is None:  # the real command: SIGTERM cleans up like Ctrl-C (library use: untouched)
         signal.signal(signal.SIGTERM, _terminate)
+    output = _Output(sys.stdout)
+    sys.stdout = output
     try:
         code: int = args.func(args)
+        output.flush()  # a full disk is reported here, not by the interpreter's exit
         return code
     except RpmsgError as exc:
         if getattr(args, "json", False):
@@ -147,7 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        output.discard()
         return 141
+    finally:
+        if sys.stdout is output:
+            sys.stdout = output.stream
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ a chip that binds as a client) unless ``--no-rtc`` is given.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -18,7 +19,8 @@ from collections.abc import Callable
 from typing import IO, Any
 
 import rpmsg
-from rpmsg.cli.args import add_policy, count, open_output, seconds
+from rpmsg.cli.args import OutputError, add_policy, count, open_output, seconds
+from rpmsg.cli.args import name as name_arg
 from rpmsg.cli.serve import serve_until_interrupted
 from rpmsg.cli.terminal import Terminal, log_text, printable, strip_sgr, waiting
 from rpmsg.device import Device
@@ -79,7 +81,8 @@ def _register_console(sub: Any) -> None:
         "with rpmsg-tty (or --name). Raw terminal; Ctrl-] leaves. With --pty the console "
         "becomes a local pseudo-terminal for screen, picocom or pexpect instead.")
     _common(p)
-    p.add_argument("--name", help="tty service name (default: first rpmsg-tty* announced)")
+    p.add_argument("--name", type=name_arg,
+                   help="tty service name (default: first rpmsg-tty* announced)")
     p.add_argument("--pty", action="store_true",
                    help="expose the console as a local pseudo-terminal (prints its path)")
     p.add_argument("--timeout", type=seconds, default=WAIT_FOREVER, metavar="S",
@@ -202,7 +205,8 @@ def _is_terminal(stream: IO[str]) -> bool:
 
 class _LogPrinter:
     """Writes each log line to ``out`` until ``count`` of them (None: no limit), then sets
-    :attr:`done`. Called on the transport's thread."""
+    :attr:`done`; also once ``out`` cannot be written (a full disk, a reader that left),
+    keeping the error in :attr:`error`. Called on the transport's thread."""
 
     def __init__(self, out: IO[str], args: argparse.Namespace) -> None:
         self.out = out
@@ -211,12 +215,18 @@ class _LogPrinter:
         self.count = args.count
         self.seen = 0
         self.done = threading.Event()
+        self.error: Exception | None = None
 
     def __call__(self, line: SyslogLine) -> None:
         if self.done.is_set():
             return
-        self.out.write(format_line(line, self.as_json, colour=self.colour) + "\n")
-        self.out.flush()
+        try:
+            self.out.write(format_line(line, self.as_json, colour=self.colour) + "\n")
+            self.out.flush()
+        except (OSError, OutputError) as exc:  # OutputError: stdout (see cli.main)
+            self.error = exc
+            self.done.set()
+            return
         self.seen += 1
         if self.count is not None and self.seen >= self.count:
             self.done.set()
@@ -239,8 +249,27 @@ def run_syslog(args: argparse.Namespace) -> int:
                     rtc.close()
     finally:
         if out is not sys.stdout:
-            out.close()
+            _close_output(out, printer)
+    if printer.error is not None:
+        raise _log_error(printer.error, args.output)
     return 0
+
+
+def _close_output(out: IO[str], printer: _LogPrinter) -> None:
+    """Close the log file; a failure to write its last bytes is the printer's error."""
+    try:
+        out.close()
+    except OSError as exc:
+        printer.error = printer.error or exc
+
+
+def _log_error(error: Exception, path: str | None) -> Exception:
+    """What ends ``rpmsg syslog`` when its output failed: a broken pipe as itself (exit
+    141), anything else as one line (exit 1)."""
+    if isinstance(error, (BrokenPipeError, OutputError)) or not isinstance(error, OSError):
+        return error
+    where = repr(path) if path else "the output"
+    return OutputError(f"cannot write the log to {where}: {error.strerror or error}")
 
 
 def _receive_log(device: Device, server: SyslogServer, done: threading.Event,
@@ -350,7 +379,8 @@ def _register_nuttx(sub: Any) -> None:
     p.add_argument("--fs", metavar="DIR", help="directory to serve (rpmsgfs)")
     p.add_argument("--read-only", action="store_true", help="serve --fs read-only")
     p.add_argument("--log", metavar="FILE", help="append the chip's log to FILE")
-    p.add_argument("--name", help="tty service name (default: first rpmsg-tty* announced)")
+    p.add_argument("--name", type=name_arg,
+                   help="tty service name (default: first rpmsg-tty* announced)")
     p.add_argument("--timeout", type=seconds, default=WAIT_FOREVER, metavar="S",
                    help="seconds to wait for the chip and its console, the open included "
                    "(default: forever)")
@@ -366,11 +396,21 @@ def run_nuttx(args: argparse.Namespace) -> int:
 
     colour = log_file is None and _is_terminal(sys.stderr)
 
+    log_failed = threading.Event()
+
     def on_log(line: SyslogLine) -> None:
         text = format_line(line, False, colour=colour)
-        if log_file is not None:
-            log_file.write(text + "\n")
-            return
+        if log_file is not None and not log_failed.is_set():
+            try:
+                log_file.write(text + "\n")
+                return
+            except OSError as exc:  # a full disk: said once, the log goes on on stderr
+                log_failed.set()
+                show(f"rpmsg nuttx: cannot write the chip's log to {args.log!r}: "
+                     f"{exc.strerror or exc}; showing it here from now on")
+        show(text)
+
+    def show(text: str) -> None:
         with lock:
             if not terminal:  # no console yet (perhaps never): straight to stderr, so a
                 print(text, file=sys.stderr, flush=True)  # chattering chip costs no memory
@@ -392,7 +432,8 @@ def run_nuttx(args: argparse.Namespace) -> int:
                 host.close()
     finally:
         if log_file is not None:
-            log_file.close()
+            with contextlib.suppress(OSError):  # (a failure was said when it happened)
+                log_file.close()
 
 
 __all__ = ["format_line", "register", "rtc_report"]

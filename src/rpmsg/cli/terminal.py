@@ -105,9 +105,11 @@ class Terminal:
         self._last_output = time.monotonic()
         self._stop_r, self._stop_w = os.pipe()
         self._stopped = False
-        #: True once the output could not be written (a pipe whose reader left): the
-        #: terminal stops and :meth:`run` returns 141, as the CLI does for a broken pipe.
+        #: True once the output could not be written (a pipe whose reader left, a full
+        #: disk): the terminal stops and :meth:`run` returns 141 for a broken pipe, as the
+        #: CLI does, or 1 after saying why on stderr.
         self.output_closed = False
+        self.output_error: OSError | None = None
 
     # Output (any thread) -----------------------------------------------------------------------
 
@@ -122,8 +124,11 @@ class Terminal:
                 self.stdout.write(data)
                 self.stdout.flush()
                 return
-            except (BrokenPipeError, ValueError):  # ValueError: stdout closed meanwhile
+            except ValueError:  # stdout closed meanwhile
                 self.output_closed = True
+            except OSError as exc:  # the reader left (EPIPE), a full disk (ENOSPC), EIO
+                self.output_closed = True
+                self.output_error = exc
         self.stop()
 
     def message(self, data: bytes) -> None:
@@ -152,8 +157,12 @@ class Terminal:
 
     def run(self) -> int:
         """Forward input until Ctrl-], end of input or :meth:`stop`; returns 0 (141 when
-        the output went away)."""
+        the output went away, 1 when it failed otherwise, said on stderr)."""
         code = self._run()
+        error = self.output_error
+        if error is not None and not isinstance(error, BrokenPipeError):
+            self.note(f"rpmsg: error: cannot write the output: {error.strerror or error}")
+            return 1
         return 141 if self.output_closed else code
 
     def _run(self) -> int:

@@ -1,0 +1,264 @@
+"""The command line used carelessly or with hostile arguments: each test is a defect seen.
+
+Outputs that cannot be written (``> /dev/full``, a pipe whose reader left) ended in a
+traceback (or, on the transport's thread, in one traceback per log line and no end); pauses
+longer than the system can wait (``--wait 1e300``) ended in ``OverflowError``; numbers that
+make no sense (``demo --count -5``, ``ping --size -1``) were taken and gave negative rates or
+silently other sizes; names no peer can announce (empty, over 31 bytes) were refused only
+after the open had waited for the peer.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from rpmsg.cli.main import main
+from rpmsg.cli.terminal import Terminal
+
+WAIT = 120.0  # generous: the machine may be loaded; nothing here is timed for pass/fail
+CLI = [sys.executable, "-m", "rpmsg"]
+
+
+def run_cli(*args: str, stdout: int | None = subprocess.PIPE, stdin: str = "",
+            timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], stdout=stdout, stderr=subprocess.PIPE, input=stdin,
+                          text=True, timeout=timeout, check=False)
+
+
+def one_line_error(stderr: str) -> str:
+    """The error line of ``stderr``, checked to be the only line about the error."""
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if "error" in line]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+# Outputs that cannot be written ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["transports"], ["wireshark"], ["udev-rules"],
+                                  ["demo", "--transport", "loop", "--count", "10"]])
+def test_a_full_standard_output_is_one_line(argv: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        out = run_cli(*argv, stdout=full.fileno())
+    assert out.returncode == 1, out.stderr
+    assert one_line_error(out.stderr) == \
+        "rpmsg: error: cannot write the output: No space left on device"
+
+
+def test_a_full_standard_output_is_a_json_error_with_json() -> None:
+    with open("/dev/full", "w") as full:
+        out = run_cli("transports", "--json", stdout=full.fileno())
+    assert out.returncode == 1, out.stderr
+    assert one_line_error(out.stderr) == ('{"error": "cannot write the output: No space left '
+                                          'on device", "type": "OutputError"}')
+
+
+class _FullDisk(io.RawIOBase):
+    """A stdout on a full disk."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_term_on_a_full_standard_output_stops_with_one_line() -> None:
+    """The receiving thread of rpmsg term died with an OSError traceback and the command
+    went on (exit 0) when its output was on a full disk."""
+    r, w = os.pipe()
+    err = io.StringIO()
+    try:
+        with open(r, "rb", closefd=False) as stdin:
+            term = Terminal(lambda data: None, mode="line", stdin=stdin,
+                            stdout=_FullDisk(), stderr=err)  # type: ignore[arg-type]
+            term.message(b"first")  # on a receiving thread: must not raise
+            term.message(b"second")
+            assert term.run() == 1  # returns at once, input still open
+    finally:
+        os.close(r)
+        os.close(w)
+    assert err.getvalue() == "rpmsg: error: cannot write the output: No space left on device\n"
+
+
+_CHIP = textwrap.dedent("""
+    import sys
+    import rpmsg
+    from rpmsg.services.nuttx.sim import SimSyslogClient, Violations
+    with rpmsg.open(sys.argv[1], policy="nuttx") as dev:
+        log = SimSyslogClient(dev, Violations())
+        print("ready", dev.link.describe()["pty"], flush=True)
+        log.ept.wait_bound(120)
+        for i in range(3):
+            log.log(b"chip line %d\\n" % i)
+        sys.stdin.read()
+        log.close()
+""")
+
+
+@contextmanager
+def chip_with_a_log() -> Iterator[str]:
+    """A chip on a pseudo-terminal that logs three lines once its rpmsg-syslog is bound,
+    then waits for its stdin to close; yields the URL of the other end."""
+    chip = subprocess.Popen([sys.executable, "-c", _CHIP, "uart:pty?baudrate=4000000"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert chip.stdout is not None
+        line = chip.stdout.readline().split()
+        assert line[:1] == ["ready"], line
+        yield f"uart:{line[1]}?baudrate=4000000"
+    finally:
+        assert chip.stdin is not None
+        chip.stdin.close()
+        try:
+            chip.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            chip.kill()
+            chip.wait()
+
+
+@pytest.mark.timeout(300)
+def test_syslog_to_a_full_disk_ends_with_one_line() -> None:
+    """rpmsg syslog -o /dev/full printed a traceback for every line the chip logged, on the
+    transport's thread, and never ended (nor did --count end it)."""
+    with chip_with_a_log() as url:
+        out = run_cli("syslog", url, "--no-rtc", "--count", "3", "-o", "/dev/full")
+    assert out.returncode == 1, out.stderr
+    assert one_line_error(out.stderr) == \
+        "rpmsg: error: cannot write the log to '/dev/full': No space left on device"
+
+
+@pytest.mark.timeout(300)
+def test_syslog_to_a_pipe_whose_reader_left_exits_141_quietly() -> None:
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        with chip_with_a_log() as url:
+            out = run_cli("syslog", url, "--no-rtc", "--count", "3", stdout=w)
+    finally:
+        os.close(w)
+    assert out.returncode == 141, out.stderr
+    assert "Traceback" not in out.stderr and "error" not in out.stderr, out.stderr
+
+
+@pytest.mark.timeout(300)
+def test_nuttx_shows_the_log_on_stderr_once_its_log_file_is_full() -> None:
+    """rpmsg nuttx --log /dev/full lost every line of the chip's log, each with a
+    traceback; now it says so once and shows the log on stderr."""
+    with chip_with_a_log() as url:
+        out = run_cli("nuttx", url, "--no-rtc", "--log", "/dev/full", "--timeout", "20")
+    assert out.returncode == 1  # the chip has no console: rpmsg-tty* never comes
+    assert "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.count("cannot write the chip's log to '/dev/full': No space left on "
+                            "device; showing it here from now on") == 1, out.stderr
+    for i in range(3):
+        assert f"chip line {i}\n" in out.stderr, out.stderr
+
+
+# Numbers ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ["services", "uart:/dev/null", "--wait", "1e300"],
+    ["ping", "uart:/dev/null", "--interval", "1e300"],
+    ["ping", "uart:/dev/null", "--interval", "1e10"],
+    ["replay", "x.pcapng", "uart:/dev/null", "--linger", "1e300"],
+])
+def test_pauses_longer_than_the_system_can_wait_are_usage_errors(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    # They passed the check and ended in OverflowError from Event.wait / time.sleep.
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "more seconds than a pause can last" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "--transport", "loop", "--count", "0"],
+    ["demo", "--transport", "loop", "--count", "-5"],
+    ["ping", "uart:/dev/null", "--size", "-1"],
+])
+def test_counts_and_sizes_below_their_minimum_are_usage_errors(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    # demo printed negative rates (exit 0); ping sent 17-byte pings for --size -1.
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "error: argument" in capsys.readouterr().err
+
+
+_STREAM_OF_A_HUGE_COUNT = textwrap.dedent("""
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    import rpmsg
+    from rpmsg.cli.demo import _stream
+
+    class Endpoint:  # the echo stops after two messages
+        received = 0
+        def send(self, data, timeout=None):
+            raise rpmsg.RemoteDisconnectedError("gone")
+        def recv(self, timeout=None):
+            raise rpmsg.RemoteDisconnectedError("gone")
+
+    row = _stream(Endpoint(), 496, 10**10)
+    print(row["ok"])
+""")
+
+
+def test_demo_makes_its_stream_payloads_as_it_goes() -> None:
+    """demo built every payload of --count before sending one: --count 10000000000 ran
+    out of memory (a MemoryError under a 1 GiB limit here)."""
+    out = subprocess.run([sys.executable, "-c", _STREAM_OF_A_HUGE_COUNT], capture_output=True,
+                         text=True, timeout=WAIT, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "False\n"
+
+
+# Names -----------------------------------------------------------------------------------
+
+
+LONG = "n" * 32  # one byte more than an RPMsg name holds
+
+
+@pytest.mark.parametrize("argv", [
+    ["send", "{url}", LONG, "hi"],
+    ["send", "{url}", "", "hi"],
+    ["listen", "{url}", LONG],
+    ["term", "{url}", LONG],
+    ["term", "{url}", ""],
+    ["ping", "{url}", "--service", LONG],
+    ["remote", "{url}", "--echo", LONG],
+    ["remote", "{url}", "--echo", ""],
+    ["remote", "{url}", "--tty", LONG],
+    ["console", "{url}", "--name", LONG],
+    ["nuttx", "{url}", "--name", LONG],
+])
+def test_names_no_peer_can_announce_are_usage_errors_before_the_open(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    # Were refused after the open had waited for a peer (30 s by default), or, empty,
+    # waited for a binding that could never come.
+    url = f"shm:nobody-{uuid.uuid4().hex[:8]}"
+    limit = [] if argv[0] == "remote" else ["--timeout", "0.2"]  # (before the fix: rc 1)
+    with pytest.raises(SystemExit) as info:
+        main([a.format(url=url) for a in argv] + limit)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "name" in err and "no virtio device" not in err, err
+
+
+def test_the_old_linux_form_still_takes_long_data_where_name_was() -> None:
+    # 'rpmsg send /dev/rpmsgN DATA': DATA in NAME's place is no name to check.
+    out = run_cli("send", "/dev/rpmsg-none", LONG)
+    assert out.returncode == 1
+    assert "rpmsg-none" in one_line_error(out.stderr)
