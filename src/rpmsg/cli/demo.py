@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import rpmsg
+from rpmsg.cli.args import count as count_arg
 from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint
 from rpmsg.services.ping import ping
@@ -36,7 +37,7 @@ def register(sub: Any) -> None:
         "throughput table, and clean up.")
     p.add_argument("--transport", choices=["shm", "loop"], default="shm",
                    help="shm: two processes over shared memory (default); loop: in-process")
-    p.add_argument("--count", type=int, default=2000,
+    p.add_argument("--count", type=count_arg, default=2000,
                    help="messages per measurement (default 2000)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=run)
@@ -162,13 +163,15 @@ def _host_session(host: Device, count: int, say: _Say) -> dict[str, Any]:
 
 def _stream(ept: Endpoint, size: int, count: int) -> dict[str, Any]:
     """Pipelined echo: one thread sends ``count`` messages, this one checks every echo."""
-    payloads = [i.to_bytes(4, "little") * (size // 4) + bytes(size % 4) for i in range(count)]
+    def payload(i: int) -> bytes:  # made when needed: --count may be any size
+        return (i & 0xFFFFFFFF).to_bytes(4, "little") * (size // 4) + bytes(size % 4)
+
     errors: list[BaseException] = []
 
     def sender() -> None:
         try:
-            for p in payloads:
-                ept.send(p, timeout=10)
+            for i in range(count):
+                ept.send(payload(i), timeout=10)
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -176,9 +179,9 @@ def _stream(ept: Endpoint, size: int, count: int) -> dict[str, Any]:
     th = threading.Thread(target=sender, daemon=True)
     th.start()
     good = 0
-    for p in payloads:
+    for i in range(count):
         try:
-            if ept.recv(timeout=10) == p:
+            if ept.recv(timeout=10) == payload(i):
                 good += 1
         except rpmsg.RpmsgError as exc:
             errors.append(exc)

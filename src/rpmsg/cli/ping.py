@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 import rpmsg
-from rpmsg.cli.args import add_policy, count, finite_seconds
+from rpmsg.cli.args import add_policy, count, finite_seconds, size
+from rpmsg.cli.args import name as name_arg
 from rpmsg.cli.stats import StatsReporter
 from rpmsg.cli.terminal import waiting
 from rpmsg.device import Device
@@ -25,9 +26,9 @@ def register(sub: Any) -> None:
         "the exit status is 130.")
     p.add_argument("url", help="transport URL, e.g. shm:demo")
     p.add_argument("--count", "-c", type=count, default=10, help="round trips (default 10)")
-    p.add_argument("--size", "-s", type=int, default=64,
+    p.add_argument("--size", "-s", type=size, default=64,
                    help="payload bytes per message, at most the MTU (default 64)")
-    p.add_argument("--service", default=PING_NAME,
+    p.add_argument("--service", type=name_arg, default=PING_NAME,
                    help=f"service name (default {PING_NAME}; any other name is treated as echo)")
     p.add_argument("--protocol", choices=["auto", "ping", "echo"], default="auto",
                    help="rpmsg-ping payloads or plain echo (default: by service name)")

@@ -8,6 +8,7 @@ from typing import Any
 
 import rpmsg
 from rpmsg.cli.args import add_policy
+from rpmsg.cli.args import name as name_arg
 from rpmsg.cli.serve import serve_until_interrupted
 from rpmsg.cli.stats import StatsReporter
 from rpmsg.device import Device
@@ -25,11 +26,11 @@ def register(sub: Any) -> None:
         "has roles) until interrupted. Without --echo or --ping it serves "
         f"--echo {DEFAULT_ECHO} --ping.")
     p.add_argument("url", help="transport URL, e.g. shm:demo or vhost-user:/tmp/rpmsg.sock")
-    p.add_argument("--echo", action="append", default=[], metavar="NAME",
+    p.add_argument("--echo", action="append", type=name_arg, default=[], metavar="NAME",
                    help="announce NAME and echo every message back to its sender (repeatable)")
     p.add_argument("--ping", action="store_true",
                    help="serve NuttX's rpmsg-ping service")
-    p.add_argument("--tty", action="append", default=[], metavar="NAME",
+    p.add_argument("--tty", action="append", type=name_arg, default=[], metavar="NAME",
                    help=f"serve NAME for Linux's rpmsg_tty driver (it binds the exact name "
                    f"{LINUX_TTY_NAME!r}: /dev/ttyRPMSGn in the guest); echo unless --tty-exec")
     p.add_argument("--tty-exec", metavar="CMD",

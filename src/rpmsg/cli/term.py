@@ -16,6 +16,7 @@ from typing import Any
 
 import rpmsg
 from rpmsg.cli.args import add_policy, seconds
+from rpmsg.cli.args import name as name_arg
 from rpmsg.cli.terminal import Terminal, printable, waiting
 from rpmsg.cli.tools import open_endpoint
 from rpmsg.endpoint import Endpoint
@@ -35,13 +36,18 @@ def register(sub: Any) -> None:
         description="Send each line typed as one message to NAME on URL and print every "
         "message received. Ctrl-] (or end of input) leaves.")
     p.add_argument("url", help="transport URL, e.g. shm:demo or linux:/dev/rpmsg0")
-    p.add_argument("name", help="endpoint/service name; '-' for the endpoint a "
+    p.add_argument("name", type=_name, help="endpoint/service name; '-' for the endpoint a "
                    "linux:/dev/rpmsgN URL is")
     p.add_argument("--timeout", type=seconds, default=30.0, metavar="S",
                    help="seconds to wait for the peer and the binding, the open included, "
                    "and for each send (default 30)")
     add_policy(p)
     p.set_defaults(func=run)
+
+
+def _name(text: str) -> str:
+    """NAME: ``-`` or a name a peer can announce."""
+    return text if text == "-" else name_arg(text)
 
 
 def run(args: argparse.Namespace) -> int:

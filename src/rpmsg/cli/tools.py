@@ -22,6 +22,7 @@ from typing import Any
 
 import rpmsg
 from rpmsg.cli.args import add_policy, count, finite_seconds, seconds
+from rpmsg.cli.args import name as name_arg
 from rpmsg.cli.linux_cmds import parse_addr_arg
 from rpmsg.cli.terminal import printable, waiting
 from rpmsg.device import Device
@@ -130,6 +131,16 @@ def _usage(args: argparse.Namespace, message: str) -> SystemExit:
     return SystemExit(2)
 
 
+def _checked_name(args: argparse.Namespace, name: str) -> str:
+    """NAME checked before the open (``-``: the endpoint a linux: URL is); else exit 2."""
+    if name == "-":
+        return name
+    try:
+        return name_arg(name)
+    except argparse.ArgumentTypeError as exc:
+        raise _usage(args, f"NAME: {exc}") from None
+
+
 def read_payload(args: argparse.Namespace) -> bytes:
     """The bytes to send, from DATA, ``-f FILE`` or stdin; hex-decoded with ``--hex``."""
     if args.file is not None and args.data is not None:
@@ -182,6 +193,7 @@ def run_send(args: argparse.Namespace) -> int:
     url, name, args.data = resolve_target(args.url, args.name, args.data)
     if name is None:
         raise _usage(args, "NAME is missing (the service to send to; '-' on linux:/dev/rpmsgN)")
+    name = _checked_name(args, name)
     payload = read_payload(args)
     with _open(url, args, args.timeout) as device:
         parts = split_payload(payload, device.mtu) if args.split else [payload]
@@ -249,7 +261,7 @@ def _receive(ept: Endpoint, deadline: float | None) -> Message | None:
 def _listen_name(args: argparse.Namespace, url: str, name: str | None) -> str:
     """NAME, which may be left out (``-``) only on a ``linux:`` URL."""
     if name is not None:
-        return name
+        return _checked_name(args, name)
     if not url.startswith("linux:"):
         raise _usage(args, "NAME is missing (the endpoint to create and listen on)")
     return "-"
