@@ -314,3 +314,45 @@ def test_a_path_through_a_deep_tree_holds_a_bounded_number_of_descriptors(
             assert r.name == b"d"
     finally:
         root.close()
+
+
+def test_a_flooding_mount_never_gets_another_mount_refused(
+        share: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One mount fills the request queue while the worker is busy: its own requests
+    beyond the limit get -EAGAIN, but another mount's request still waits its turn and is
+    served (the limit was one queue for all mounts: the flood got every mount -EAGAIN)."""
+    gate = threading.Event()
+    answers: dict[tuple[str, int], int] = {}
+    original = FsSession._stat
+
+    def slow_stat(self: FsSession, req: object) -> object:
+        gate.wait(60)
+        return original(self, req)  # type: ignore[arg-type]
+
+    def collect(tag: str) -> Callable[[object, bytes, int], None]:
+        def on_answer(ept: object, data: bytes, src: int) -> None:
+            r = decode_response(data)
+            answers[(tag, r.cookie)] = r.result
+        return on_answer
+
+    with rpmsg.open("loop:fs-fair", policy="nuttx") as pc, \
+            rpmsg.open("loop:fs-fair", policy="nuttx") as chip:
+        server = FsServer(pc, share)
+        monkeypatch.setattr(FsSession, "_stat", slow_stat)  # before the sessions exist
+        flood = chip.create_endpoint("rpmsgfs-0x20", announce=True, callback=collect("a"))
+        polite = chip.create_endpoint("rpmsgfs-0x21", announce=True, callback=collect("b"))
+        flood.wait_bound(10)
+        polite.wait_bound(10)
+        stat = encode_request(FsCommand.STAT, 1, path=b"/f")
+        flood.send(stat, timeout=10)  # holds the worker
+        wait_for(lambda: server.stats.requests == 1)
+        for _ in range(rpmsgfs.QUEUE_LIMIT + 5):
+            flood.send(encode_request(FsCommand.STAT, 2, path=b"/f"), timeout=10)
+        wait_for(lambda: server.stats.overloaded == 5)
+        polite.send(encode_request(FsCommand.STAT, 3, path=b"/f"), timeout=10)
+        wait_for(lambda: ("a", 2) in answers)  # the flood's refusals (-EAGAIN) came back
+        assert answers[("a", 2)] == -11
+        gate.set()
+        wait_for(lambda: ("b", 3) in answers)
+        assert answers[("b", 3)] == 0  # served, not refused
+        server.close()

@@ -65,7 +65,8 @@ MAX_DIRS = 64
 #: Open files and directories all bindings of one server may hold together (at most half
 #: the process's descriptor limit): a chip may mount many times, each with its own table.
 MAX_OPEN = 512
-#: Requests waiting for the worker; beyond, a request is answered -EAGAIN at once.
+#: Requests of one mount waiting for the worker; beyond, its requests are answered -EAGAIN
+#: at once. Per mount, so that one flooding mount never gets the others refused.
 QUEUE_LIMIT = 256
 #: How long one response may wait for a transmit buffer.
 SEND_TIMEOUT = 10.0
@@ -236,6 +237,8 @@ class FsSession:
         #: written by the transport's thread, hence the lock.
         self._lost: set[int] = set()
         self._lost_lock = threading.Lock()
+        #: Requests of this mount waiting for the server's worker (kept by the server).
+        self.queued = 0
         self._handlers: dict[FsCommand, Callable[[FsRequest], Replies]] = {
             FsCommand.OPEN: self._open, FsCommand.CLOSE: self._close,
             FsCommand.READ: self._read, FsCommand.WRITE: self._write,
@@ -684,19 +687,19 @@ class FsServer:
 
     def _on_message(self, ept: Endpoint, data: bytes, src: int) -> None:
         with self._cond:
-            if not self._closing and len(self._queue) < QUEUE_LIMIT:
-                self._queue.append((ept, self._session(ept), data))
-                self._cond.notify()
-                return
             closing = self._closing
+            if not closing:
+                session = self._session(ept)
+                if session.queued < QUEUE_LIMIT:
+                    session.queued += 1
+                    self._queue.append((ept, session, data))
+                    self._cond.notify()
+                    return
         if closing:
             self._answer_now(ept, data, neg("EIO"))
         else:
             self.stats.overloaded += 1
-            with self._cond:
-                session = self._sessions.get(id(ept))
-            if session is not None:
-                session.lose_write(data)
+            session.lose_write(data)
             self._answer_now(ept, data, neg("EAGAIN"))
 
     def _answer_now(self, ept: Endpoint, data: bytes, result: int) -> None:
@@ -728,6 +731,8 @@ class FsServer:
                 if not self._queue:
                     return
                 item = self._queue.popleft()
+                if not isinstance(item, FsSession):
+                    item[1].queued -= 1
             if isinstance(item, FsSession):
                 item.release()
                 continue
