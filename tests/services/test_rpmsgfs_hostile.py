@@ -320,7 +320,8 @@ def test_a_flooding_mount_never_gets_another_mount_refused(
         share: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """One mount fills the request queue while the worker is busy: its own requests
     beyond the limit get -EAGAIN, but another mount's request still waits its turn and is
-    served (the limit was one queue for all mounts: the flood got every mount -EAGAIN)."""
+    served, even when all mounts together have as many waiting as allowed (the limit was
+    one queue for all mounts: the flood got every mount -EAGAIN)."""
     gate = threading.Event()
     answers: dict[tuple[str, int], int] = {}
     original = FsSession._stat
@@ -343,13 +344,19 @@ def test_a_flooding_mount_never_gets_another_mount_refused(
         polite = chip.create_endpoint("rpmsgfs-0x21", announce=True, callback=collect("b"))
         flood.wait_bound(10)
         polite.wait_bound(10)
+        flood2 = chip.create_endpoint("rpmsgfs-0x22", announce=True, callback=collect("c"))
+        flood2.wait_bound(10)
         stat = encode_request(FsCommand.STAT, 1, path=b"/f")
         flood.send(stat, timeout=10)  # holds the worker
         wait_for(lambda: server.stats.requests == 1)
         for _ in range(rpmsgfs.QUEUE_LIMIT + 5):
             flood.send(encode_request(FsCommand.STAT, 2, path=b"/f"), timeout=10)
         wait_for(lambda: server.stats.overloaded == 5)
-        polite.send(encode_request(FsCommand.STAT, 3, path=b"/f"), timeout=10)
+        monkeypatch.setattr(rpmsgfs, "QUEUE_TOTAL", rpmsgfs.QUEUE_LIMIT, raising=False)
+        polite.send(encode_request(FsCommand.STAT, 3, path=b"/f"), timeout=10)  # all full
+        for _ in range(20):  # a second flood, once all mounts together are at the limit:
+            flood2.send(encode_request(FsCommand.STAT, 4, path=b"/f"), timeout=10)
+        wait_for(lambda: server.stats.overloaded == 5 + 20 - rpmsgfs.QUEUE_RESERVED)
         wait_for(lambda: ("a", 2) in answers)  # the flood's refusals (-EAGAIN) came back
         assert answers[("a", 2)] == -11
         gate.set()

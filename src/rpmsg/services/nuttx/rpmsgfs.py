@@ -68,6 +68,11 @@ MAX_OPEN = 512
 #: Requests of one mount waiting for the worker; beyond, its requests are answered -EAGAIN
 #: at once. Per mount, so that one flooding mount never gets the others refused.
 QUEUE_LIMIT = 256
+#: Requests of all mounts waiting together (memory: each holds a message), except that a
+#: mount with fewer than QUEUE_RESERVED waiting is always queued (several flooding mounts
+#: must not get a quiet one refused either).
+QUEUE_TOTAL = 1024
+QUEUE_RESERVED = 8
 #: How long one response may wait for a transmit buffer.
 SEND_TIMEOUT = 10.0
 #: Permission bits a chip may set: never setuid, setgid or sticky on the host.
@@ -690,7 +695,8 @@ class FsServer:
             closing = self._closing
             if not closing:
                 session = self._session(ept)
-                if session.queued < QUEUE_LIMIT:
+                if session.queued < QUEUE_RESERVED or (session.queued < QUEUE_LIMIT
+                                                       and len(self._queue) < QUEUE_TOTAL):
                     session.queued += 1
                     self._queue.append((ept, session, data))
                     self._cond.notify()
