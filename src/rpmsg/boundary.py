@@ -73,6 +73,11 @@ class EndpointHost(Protocol):
     def alloc_tx(self, timeout: float | None) -> TxBuffer:
         """A transmit buffer to fill in place."""
 
+    @property
+    def alloc_waits(self) -> bool:
+        """Whether :meth:`alloc_tx` waits for a buffer itself; False where the link copies
+        at commit (``Link.alloc_tx``'s default), which then waits with alloc's timeout."""
+
     def commit_tx(self, buf: TxBuffer, src: int, dst: int, length: int) -> None:
         """Send the first ``length`` bytes of ``buf`` (the tap sees them)."""
 

@@ -107,6 +107,9 @@ class Device:
         #: Observer of this Device's traffic (capture, tracing); None costs one test.
         self.tap = tap
         self.rx_spin = rx_spin if link.can_poll else 0.0
+        #: Whether the link's alloc_tx waits for a buffer (else its commit waits, see
+        #: Link.alloc_tx): an endpoint then waits in steps it can end on close.
+        self.alloc_waits = type(link).alloc_tx is not Link.alloc_tx
         self.policy = get_policy(policy) if policy is not None else link.default_policy
         self.core = RpmsgCore(self.policy, ns_enabled=link.ns_enabled)
         self.lock = threading.Lock()

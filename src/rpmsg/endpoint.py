@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from rpmsg import checks
 from rpmsg.boundary import EndpointHost, ReceiveMany, Taken
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from rpmsg.core.core import EndpointRecord
     from rpmsg.device import Device
 
+_T = TypeVar("_T")
 MessageCallback = Callable[["Endpoint", bytes, int], None]
 StateCallback = Callable[["Endpoint"], None]
 
@@ -59,6 +60,9 @@ _DROPPED_CLOSED = Taken.DROPPED_CLOSED
 
 _PLAIN = frozenset((int, float))
 _DAY = 86400.0
+#: Longest a send waits for a transmit buffer in one go before it looks whether its endpoint
+#: (or device) was closed meanwhile by another thread: how late such a close ends the send.
+CLOSE_CHECK = 0.25
 check_timeout = checks.timeout
 check_count = checks.count
 
@@ -208,7 +212,36 @@ class Endpoint:
         if dst == ADDR_ANY:
             self._send_once_bound(payload, timeout)
             return
-        self._host.transmit(self._rec.addr, dst, payload, timeout)
+        step = timeout if timeout is not None and timeout <= CLOSE_CHECK else CLOSE_CHECK
+        try:  # a free buffer returns at once: the step only bounds a wait
+            self._host.transmit(self._rec.addr, dst, payload, step)
+        except (RpmsgTimeoutError, NoBufferError):
+            if step == timeout:
+                raise
+            self._transmit_rest(dst, payload, timeout, step)
+
+    def _transmit_rest(self, dst: int, payload: Buffer, timeout: float | None,
+                       waited: float) -> None:
+        """Send after a first wait of ``waited`` s found no buffer: in steps of
+        :data:`CLOSE_CHECK`, so that a close from another thread ends the wait
+        (:class:`EndpointClosedError`) instead of the message going out after it, or never."""
+        self._in_steps(lambda step: self._host.transmit(self._rec.addr, dst, payload, step),
+                       timeout, waited, f"sending on {self.name!r}")
+
+    def _in_steps(self, call: Callable[[float], _T], timeout: float | None, waited: float,
+                  what: str) -> _T:
+        """``call(step)`` until it gets a buffer, the endpoint or device closes, or the time
+        left of ``timeout`` (``waited`` s of it already spent) runs out."""
+        deadline = Deadline(None if timeout is None else max(0.0, timeout - waited))
+        while True:
+            if self._closed or not self._host.usable:
+                self._raise_unusable()
+            left = deadline.remaining()
+            try:
+                return call(CLOSE_CHECK if left is None else min(left, CLOSE_CHECK))
+            except (RpmsgTimeoutError, NoBufferError):
+                if deadline.expired():
+                    raise Deadline(timeout).timeout_error(what, self._host.seen()) from None
 
     def _waits_to_send(self, timeout: float | None) -> bool:
         """Whether a send while unbound waits for the binding: as the policy says (Linux's
@@ -223,8 +256,9 @@ class Endpoint:
         deadline = Deadline(timeout)
         dst = self.wait_bound(timeout)
         # The binding may have taken the whole timeout: then it is a timeout, not "no buffer".
-        deadline.pass_on(lambda left: self._host.transmit(self._rec.addr, dst, payload, left),
-                         f"sending on {self.name!r}", self._host.seen)
+        left = deadline.remaining()
+        self._in_steps(lambda step: self._host.transmit(self._rec.addr, dst, payload, step),
+                       left, 0.0, f"sending on {self.name!r}")
 
     def send_to(self, dst: int, data: Buffer, timeout: float | None = None) -> None:
         """Send ``data`` to an explicit destination address (OpenAMP ``rpmsg_sendto``)."""
@@ -234,7 +268,13 @@ class Endpoint:
         if dst == ADDR_ANY:
             raise NotBoundError("cannot send to ADDR_ANY")
         self._check_sendable(len(payload))
-        self._host.transmit(self._rec.addr, dst, payload, timeout)
+        step = timeout if timeout is not None and timeout <= CLOSE_CHECK else CLOSE_CHECK
+        try:
+            self._host.transmit(self._rec.addr, dst, payload, step)
+        except (RpmsgTimeoutError, NoBufferError):
+            if step == timeout:
+                raise
+            self._transmit_rest(dst, payload, timeout, step)
 
     def send_many(self, messages: Iterable[Buffer], timeout: float | None = None) -> int:
         """Send several messages to the bound destination with as few notifications as the
@@ -273,7 +313,16 @@ class Endpoint:
         """A transmit buffer to write the payload into (zero-copy send); see send_buffer."""
         timeout = check_timeout(timeout)
         self._check_sendable(0)
-        return self._host.alloc_tx(timeout)
+        step = timeout if timeout is not None and timeout <= CLOSE_CHECK else CLOSE_CHECK
+        if not self._host.alloc_waits:  # the commit waits, with this timeout
+            return self._host.alloc_tx(timeout)
+        try:
+            return self._host.alloc_tx(step)
+        except (RpmsgTimeoutError, NoBufferError):
+            if step == timeout:
+                raise
+        return self._in_steps(self._host.alloc_tx, timeout, step,
+                              f"waiting for a transmit buffer on {self.name!r}")
 
     def send_buffer(self, buf: TxBuffer, length: int, dst: int | None = None) -> None:
         """Send the first ``length`` bytes of ``buf`` (from :meth:`get_tx_buffer`).

@@ -24,7 +24,15 @@ from rpmsg.errors import (
     RemoteDisconnectedError,
 )
 from rpmsg.registry import Connect, Opening, Transport
-from rpmsg.transport import Deadline, Delivery, Link, LinkSink, Release, batch_delivery
+from rpmsg.transport import (
+    Deadline,
+    Delivery,
+    Link,
+    LinkSink,
+    Release,
+    TxBuffer,
+    batch_delivery,
+)
 from rpmsg.url import TransportURL
 from rpmsg.wire.layout import Buffer
 from rpmsg.wire.rpmsg import DEFAULT_BUFFER_SIZE, HEADER_SIZE
@@ -172,23 +180,47 @@ class LoopLink(Link):
             raise MessageTooLargeError(size, self.mtu)
         out = self._outbox
         data = bytes(payload)
-        deadline: Deadline | None = None
         with out.cond:
-            while True:
-                if out.closed or not self._up:
-                    raise RemoteDisconnectedError("the other end of the loop is not open")
-                if out.in_flight < out.capacity:
-                    break
-                if timeout == 0:
-                    raise NoBufferError("all loop buffers are in flight")
-                if deadline is None:
-                    deadline = Deadline(timeout)
-                if not out.cond.wait(deadline.remaining()) and deadline.expired():
-                    raise deadline.timeout_error("waiting for a free loop buffer")
-            out.in_flight += 1
+            self._take_buffer(out, timeout)
             out.queue.append((src, dst, data))
             out.cond.notify_all()
         self._stats["tx_messages"] += 1
+
+    def _take_buffer(self, out: _Direction, timeout: float | None) -> None:
+        """Take one of ``out``'s buffers, waiting per ``timeout`` (``out.cond`` held)."""
+        deadline: Deadline | None = None
+        while True:
+            if out.closed or not self._up:
+                raise RemoteDisconnectedError("the other end of the loop is not open")
+            if out.in_flight < out.capacity:
+                out.in_flight += 1
+                return
+            if timeout == 0:
+                raise NoBufferError("all loop buffers are in flight")
+            if deadline is None:
+                deadline = Deadline(timeout)
+            if not out.cond.wait(deadline.remaining()) and deadline.expired():
+                raise deadline.timeout_error("waiting for a free loop buffer")
+
+    def alloc_tx(self, timeout: float | None) -> TxBuffer:
+        """A transmit buffer taken now from the pool, as a vring's would be (the wait is
+        here, not at the send); copied into the loop by the commit."""
+        out = self._outbox
+        with out.cond:
+            self._take_buffer(out, timeout)
+        data = bytearray(self.mtu)
+        give_back = out.releaser()
+
+        def commit(src: int, dst: int, length: int) -> None:
+            with out.cond:
+                if out.closed or not self._up:
+                    give_back()
+                    raise RemoteDisconnectedError("the other end of the loop is not open")
+                out.queue.append((src, dst, bytes(data[:length])))
+                out.cond.notify_all()
+            self._stats["tx_messages"] += 1
+
+        return TxBuffer(memoryview(data), commit, give_back)
 
     def close(self, timeout: float | None = None) -> None:
         if self._closed:
