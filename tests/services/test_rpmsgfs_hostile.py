@@ -363,3 +363,33 @@ def test_a_flooding_mount_never_gets_another_mount_refused(
         wait_for(lambda: ("b", 3) in answers)
         assert answers[("b", 3)] == 0  # served, not refused
         server.close()
+
+
+def test_directories_being_read_count_every_descriptor_they_hold(
+        share: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each directory a chip reads holds two host descriptors (its own and the listing's):
+    the server's budget counts both, so directories opened and read never take more
+    descriptors than the budget (they took twice as many)."""
+    monkeypatch.setattr(rpmsgfs, "MAX_OPEN", 40, raising=False)
+    for i in range(30):
+        (share / f"d{i}").mkdir()
+        for name in ("a", "b"):  # a listing left unfinished keeps its descriptor
+            (share / f"d{i}" / name).touch()
+    with rpmsg.open("loop:fs-dirs", policy="nuttx") as pc, \
+            rpmsg.open("loop:fs-dirs", policy="nuttx") as chip:
+        server = FsServer(pc, share)
+        client = FsClient(chip, timeout=10)
+        client.wait_bound(10)
+        before = len(os.listdir("/proc/self/fd"))
+        handles = []
+        for i in range(30):
+            try:
+                handles.append(client._call(FsCommand.OPENDIR, f"/d{i}").result)
+            except OSError as exc:
+                assert exc.errno == errno.EMFILE
+        for h in handles:  # start reading each: the listing's descriptor opens now
+            client._request(FsCommand.READDIR, {"fd": h})
+        assert len(os.listdir("/proc/self/fd")) - before <= 40
+        assert len(handles) == 40 // 2
+        client.shutdown()
+        server.close()

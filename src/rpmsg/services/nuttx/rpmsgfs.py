@@ -62,9 +62,11 @@ log = logging.getLogger("rpmsg.services.nuttx")
 #: Open files and directories one binding may hold; beyond, OPEN/OPENDIR/DUP get -EMFILE.
 MAX_FILES = 256
 MAX_DIRS = 64
-#: Open files and directories all bindings of one server may hold together (at most half
-#: the process's descriptor limit): a chip may mount many times, each with its own table.
+#: Descriptors the open files and directories of all bindings of one server may hold
+#: together (at most half the process's limit): a chip may mount many times, each with its
+#: own table. A directory costs DIR_COST: reading it holds a second descriptor (scandir's).
 MAX_OPEN = 512
+DIR_COST = 2
 #: Requests of one mount waiting for the worker; beyond, its requests are answered -EAGAIN
 #: at once. Per mount, so that one flooding mount never gets the others refused.
 QUEUE_LIMIT = 256
@@ -200,10 +202,10 @@ class HandleBudget:
             limit = min(limit, soft // 2)
         return cls(limit)
 
-    def take(self) -> None:
-        if self.used >= self.limit:
+    def take(self, n: int = 1) -> None:
+        if self.used + n > self.limit:
             raise OSError(errno.EMFILE, "the server's open files are used up")
-        self.used += 1
+        self.used += n
 
     def give(self, n: int = 1) -> None:
         self.used -= n
@@ -235,7 +237,8 @@ class FsSession:
         self.read_only = read_only
         self.stats = stats if stats is not None else FsStats()
         #: Shared with the server's other bindings (a session alone: its own tables' size).
-        self.budget = budget if budget is not None else HandleBudget(MAX_FILES + MAX_DIRS)
+        self.budget = (budget if budget is not None
+                       else HandleBudget(MAX_FILES + DIR_COST * MAX_DIRS))
         self.files: dict[int, _File] = {}
         self.dirs: dict[int, _Dir] = {}
         #: Handles whose write lost a cookie-0 chunk (see :meth:`lose_write`); also
@@ -318,7 +321,7 @@ class FsSession:
         for d in self.dirs.values():
             d.close_iterator()
             os.close(d.fd)
-        self.budget.give(len(self.files) + len(self.dirs))
+        self.budget.give(len(self.files) + DIR_COST * len(self.dirs))
         self.files.clear()
         self.dirs.clear()
 
@@ -483,7 +486,7 @@ class FsSession:
                          dir_fd=r.dir_fd)
         try:
             handle = self._slot(self.dirs, 1, MAX_DIRS)  # 0 would read as failure
-            self.budget.take()
+            self.budget.take(DIR_COST)
         except OSError:
             os.close(fd)
             raise
@@ -512,7 +515,7 @@ class FsSession:
     def _closedir(self, req: FsRequest) -> Replies:
         d = self._dir(req)
         del self.dirs[req.num("fd")]
-        self.budget.give()
+        self.budget.give(DIR_COST)
         d.close_iterator()
         os.close(d.fd)
         yield encode_response(req, 0)
