@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import fcntl
 import logging
 import os
 import stat
@@ -30,6 +31,7 @@ from rpmsg import __version__
 from rpmsg.capture.blocks import Blocks, interface_description, section_header
 from rpmsg.errors import (
     AccessDeniedError,
+    AlreadyOpenError,
     InvalidArgumentError,
     NotAvailableError,
     RpmsgError,
@@ -84,7 +86,8 @@ def expand_path(path: str, pid: int | None = None) -> str:
 def open_private(path: str) -> int:
     """Open ``path`` for writing as a fresh capture: create it mode 0600, never through a
     symlink, never a file of another user, a hard-linked file or a non-regular file (FIFO,
-    device), then truncate it. Returns the descriptor."""
+    device), never a file another capture is writing (an exclusive ``flock`` held while the
+    descriptor is open), then truncate it. Returns the descriptor."""
     flags = (os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         fd = os.open(path, flags, 0o600)
@@ -93,6 +96,7 @@ def open_private(path: str) -> int:
     try:
         st = os.fstat(fd)
         _check_private(path, st)
+        _lock(path, fd)
         os.set_blocking(fd, True)
         os.ftruncate(fd, 0)
         if stat.S_IMODE(st.st_mode) != 0o600:
@@ -119,6 +123,21 @@ def _create_error(path: str, exc: OSError) -> RpmsgError:
     if code == errno.EISDIR:
         return InvalidArgumentError(f"capture path {path!r} is a directory")
     return NotAvailableError(f"cannot create capture file {path!r}: {exc.strerror}")
+
+
+def _lock(path: str, fd: int) -> None:
+    """Hold an exclusive lock on the capture for as long as ``fd`` (or a fork's copy) is
+    open: a second capture to the same file (another process, or this one through another
+    path) would truncate it and write over its blocks from offset 0."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise AlreadyOpenError(f"capture file {path!r} is being written by another capture "
+                               "(use %p in the path for one file per process)") from None
+    except OSError as exc:  # a file system without locks: capture without one
+        if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise NotAvailableError(f"cannot lock capture file {path!r}: "
+                                    f"{exc.strerror}") from None
 
 
 def _check_private(path: str, st: os.stat_result) -> None:
