@@ -60,6 +60,11 @@ class EndpointHost(Protocol):
     def usable(self) -> bool:
         """False once the Device is closing or broken (one test before each send)."""
 
+    @property
+    def inherited(self) -> bool:
+        """True in the child of a ``fork()`` made while the Device was open: the link is the
+        parent's, so closing here only marks things closed."""
+
     def check_not_broken(self) -> None:
         """Raise TransportBrokenError if the transport failed for good."""
 

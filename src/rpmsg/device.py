@@ -13,8 +13,10 @@ up/down, name service, bindings; DEBUG: every drop and why).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
@@ -118,6 +120,10 @@ class Device:
         self._closing = False
         #: False once the Device is closing or broken (what endpoints test before a send).
         self.usable = True
+        #: True in a fork() child of the process that opened it (see _inherited).
+        self.inherited = False
+        self._pid = os.getpid()
+        _OPEN.add(self)
         self._broken: Exception | None = None
         self._service_handlers: list[tuple[str | None, ServiceCallback]] = []
         self._counters = {"dropped_queue_full": 0, "dropped_closed": 0, "ns_sent": 0,
@@ -399,6 +405,11 @@ class Device:
         still queued get up to half of it, the link's own ``close(timeout)`` what is left.
         Messages that could not be sent in time are counted (``ns_dropped_at_close``).
         """
+        if self.inherited:  # the link is the parent's: nothing of it is touched here
+            self._closing = self._closed = True
+            for ept in self.endpoints:
+                ept.close()
+            return
         budget = Deadline(timeout)
         with self.lock:
             if self._closing:
@@ -428,6 +439,28 @@ class Device:
                 tap.event("close")
                 tap.close()
         log.debug("%s: closed", self.name)
+
+    def _inherited(self) -> None:
+        """In the child of a ``fork()``: the link, its threads and buffers belong to the
+        parent. A send or receive here would take the parent's messages or corrupt its
+        rings (a send from the child broke the parent's shm link for good), a close would
+        reset its session: the copy is broken with an error that says why, nothing of it
+        reaches the peer, and close() only marks it closed."""
+        self.lock = threading.Lock()
+        self._state = threading.Condition(self.lock)
+        self.inherited = True
+        self.usable = False
+        self.rx_spin = 0.0
+        self._broken = TransportBrokenError(
+            f"{self.name} was opened in process {self._pid}; this child of fork() cannot use "
+            "it (open the device again in the child)")
+        try:
+            self.link.forked()
+        except Exception:  # nothing may escape an at-fork handler
+            log.exception("%s: the link failed to let go after fork()", self.name)
+        for rec in list(self.core.endpoints.values()):
+            if isinstance(rec.owner, Endpoint):
+                rec.owner.forked()
 
     def __enter__(self) -> Device:
         return self
@@ -810,6 +843,19 @@ class Device:
 
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(self.endpoints)
+
+
+#: Devices open in this process, for the at-fork handler.
+_OPEN: weakref.WeakSet[Device] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for dev in list(_OPEN):
+        if not dev._closed:
+            dev._inherited()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _own_message(ev: Send) -> OwnMessage:

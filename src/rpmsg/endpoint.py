@@ -565,6 +565,8 @@ class Endpoint:
                 return
             self._closed = True
             self._bind_cond.notify_all()
+        if self._host.inherited:  # a fork() child: the queue's buffers are the parent's
+            return
         self._rx.close()
         sender = self.async_sender
         if sender is not None:
@@ -599,6 +601,15 @@ class Endpoint:
         self._callback_received += 1
         self._host.call_user(callback, self, bytes(payload), src)
         return _COPIED
+
+    def forked(self) -> None:
+        """In a ``fork()`` child (see Device._inherited): forget what the queue holds
+        without releasing it (the buffers are the parent's; their releases are no-ops now)
+        and take new locks (a parent thread may have held one at the fork)."""
+        self._lock = threading.Lock()
+        self._bind_cond = threading.Condition(self._lock)
+        self._rx = RxQueue(self._rec.addr, 1, None, zero_copy=self.zero_copy)
+        self.async_sender = None
 
     def expire_held(self, now: float) -> tuple[int, float | None]:
         return self._rx.expire(now)

@@ -296,6 +296,13 @@ class Link(abc.ABC):
         for :meth:`read_direct`."""
         raise NotImplementedError(f"{type(self).__name__} has no direct receive")
 
+    def forked(self) -> None:
+        """Called in the child of a ``fork()`` for a link the parent opened: from now on
+        nothing done here may reach the peer or the parent's state (no buffer release, ring
+        write, notification, goodbye or file removal; :meth:`close` does nothing). The
+        default does nothing (a link whose state is all in this process's memory)."""
+        return None
+
     #: Whether :meth:`poll` can deliver messages on the caller's thread.
     can_poll: bool = False
 

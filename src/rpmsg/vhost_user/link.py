@@ -119,6 +119,15 @@ class VhostUserLink(Link):
         stays open and the next front-end is served."""
         self._server.drop(reason)
 
+    def forked(self) -> None:
+        """A ``fork()`` child: the socket, its path and the guest's rings are the parent's;
+        this copy closes without touching them (see Link.forked)."""
+        self._closed = True
+        self._lock = threading.Lock()
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.forked()
+
     def close(self, timeout: float | None = None) -> None:
         """Drop the front-end and stop serving within ``timeout`` (default 5 s)."""
         if self._closed:

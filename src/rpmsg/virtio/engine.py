@@ -175,6 +175,24 @@ class RingEngine:
                     self.sink.broken(error)
         return error
 
+    def forked(self) -> None:
+        """In a ``fork()`` child: let go of the rings without touching them (they are the
+        parent's). Releases and transmit buffers of every session become no-ops; the locks
+        are new (a parent thread may have held one at the fork)."""
+        self.lock = threading.Lock()
+        self.tx_cond = threading.Condition(self.lock)
+        self.rx_lock = threading.Lock()
+        self.scan_lock = threading.Lock()
+        self.generation += 1
+        self.running = False
+        self._up = False
+        self.sink = None
+        self.notify = _no_notify
+        self._releasers = {}
+        self._released = []
+        self._spare = []
+        self._tx_orphans.clear()
+
     def _check_locked(self) -> None:
         if self.error is not None:
             if self.on_error is not None:  # only this session failed
@@ -710,6 +728,10 @@ class RingEngine:
             # The peer is gone (EPIPE on the kick): the worker ends the session when it sees
             # it. A release, which may run on any thread, must not raise for that.
             pass
+
+
+def _no_notify(_queue: int) -> None:
+    return None
 
 
 class RxRelease:

@@ -175,6 +175,14 @@ class ShmLink(Link):
                 "buffer_size": self.layout.buffer_size, "ns": self.engine.ns_enabled,
                 "state": self.state, "last_error": self.engine.last_error}
 
+    def forked(self) -> None:
+        """A ``fork()`` child: the memory, files and kick channel are the parent's; this
+        copy closes without touching them (see Link.forked)."""
+        self._closed = True
+        self._released = True
+        self.state = "inherited across fork()"
+        self.engine.forked()
+
     def close(self, timeout: float | None = None) -> None:
         """Stop within ``timeout`` (default 5 s) whatever the peer does; idempotent."""
         if self._closed:
