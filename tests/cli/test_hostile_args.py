@@ -262,3 +262,40 @@ def test_the_old_linux_form_still_takes_long_data_where_name_was() -> None:
     out = run_cli("send", "/dev/rpmsg-none", LONG)
     assert out.returncode == 1
     assert "rpmsg-none" in one_line_error(out.stderr)
+
+
+# Standard streams that are not there ----------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ["send", "shm:nobody-{tag}", "svc", "-", "--timeout", "30"],
+    ["term", "shm:nobody-{tag}", "svc", "--timeout", "30"],
+    ["dump", "-"],
+    ["console", "shm:nobody-{tag}", "--timeout", "30"],
+    ["nuttx", "shm:nobody-{tag}", "--timeout", "30"],
+])
+def test_a_closed_standard_input_is_one_line_before_the_open(argv: list[str]) -> None:
+    """Started with stdin closed (<&-) these ended in an AttributeError traceback
+    (sys.stdin is None), term and console only after waiting for the peer."""
+    tag = uuid.uuid4().hex[:8]
+    out = subprocess.run([*CLI, *(a.format(tag=tag) for a in argv)], capture_output=True,
+                         text=True, timeout=WAIT, check=False,
+                         preexec_fn=lambda: os.close(0))
+    assert out.returncode == 1, out.stderr
+    assert one_line_error(out.stderr) == ("rpmsg: error: standard input is closed: give the "
+                                          "input another way (e.g. < FILE or < /dev/null)")
+
+
+@pytest.mark.parametrize("argv", [
+    ["ping", "shm:nobody-{tag}", "--timeout", "0.1", "--json"],
+    ["nosuchcommand"],
+])
+def test_diagnostics_never_go_to_stdout_when_stderr_is_closed(argv: list[str]) -> None:
+    """With stderr closed (2>&-) Python has no sys.stderr and print(file=None) writes to
+    stdout: the error (a JSON object with --json) came out among the data."""
+    tag = uuid.uuid4().hex[:8]
+    out = subprocess.run([*CLI, *(a.format(tag=tag) for a in argv)], stdout=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, text=True, timeout=WAIT, check=False,
+                         preexec_fn=lambda: os.close(2))
+    assert out.returncode in (1, 2)
+    assert out.stdout == ""

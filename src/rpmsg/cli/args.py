@@ -7,6 +7,7 @@ usage error (exit 2) before anything is opened, never a wait or a traceback late
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 from typing import IO
 
@@ -80,6 +81,15 @@ class OutputError(RpmsgError):
     exit 1, where a traceback would otherwise end the command."""
 
 
+def standard_input() -> IO[bytes]:
+    """The bytes of standard input; a one-line error when the command was started without
+    one (``<&-``: Python then has no ``sys.stdin`` at all)."""
+    if sys.stdin is None:
+        raise InvalidArgumentError("standard input is closed: give the input another way "
+                                   "(e.g. < FILE or < /dev/null)")
+    return sys.stdin.buffer
+
+
 def open_output(path: str, what: str) -> IO[str]:
     """``path`` opened for appending text, line-buffered; a one-line error if it cannot be."""
     try:
@@ -90,4 +100,4 @@ def open_output(path: str, what: str) -> IO[str]:
 
 
 __all__ = ["OutputError", "add_policy", "count", "finite_seconds", "name", "open_output", "seconds",
-           "size"]
+           "size", "standard_input"]

@@ -24,6 +24,7 @@ from rpmsg.capture.describe import (
     describe_frame,
     describe_message,
 )
+from rpmsg.cli.args import standard_input
 from rpmsg.cli.terminal import printable
 from rpmsg.errors import InvalidArgumentError
 
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgumentError("--follow needs a file, not standard input")
     dumper = Dumper(names=args.name, addrs=args.addr, direction=args.dir,
                     events=not args.no_events, as_json=args.json)
-    source: Any = sys.stdin.buffer if args.file == "-" else args.file
+    source: Any = standard_input() if args.file == "-" else args.file
     with CaptureReader(source, follow=args.follow) as reader:
         if args.follow:
             print(f"rpmsg dump: following {args.file}; Ctrl-C to stop", file=sys.stderr)

@@ -166,6 +166,8 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if sys.stderr is None:  # started with stderr closed (2>&-): print(file=None) would put
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115  # diagnostics into stdout's data
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:

@@ -19,7 +19,14 @@ from collections.abc import Callable
 from typing import IO, Any
 
 import rpmsg
-from rpmsg.cli.args import OutputError, add_policy, count, open_output, seconds
+from rpmsg.cli.args import (
+    OutputError,
+    add_policy,
+    count,
+    open_output,
+    seconds,
+    standard_input,
+)
 from rpmsg.cli.args import name as name_arg
 from rpmsg.cli.serve import serve_until_interrupted
 from rpmsg.cli.terminal import Terminal, log_text, printable, strip_sgr, waiting
@@ -99,6 +106,8 @@ def _console_name(device: Device, args: argparse.Namespace) -> str:
 
 
 def run_console(args: argparse.Namespace) -> int:
+    if not args.pty:
+        standard_input()  # (none: said before the open, not after the wait for the chip)
     with _open(args) as device:
         rtc = _rtc(device, args)
         try:
@@ -390,6 +399,7 @@ def _register_nuttx(sub: Any) -> None:
 def run_nuttx(args: argparse.Namespace) -> int:
     if args.fs is not None and not os.path.isdir(args.fs):
         raise SystemExit(f"rpmsg nuttx: {args.fs}: not a directory")
+    standard_input()  # (none: said before the open, not after the wait for the chip)
     log_file = open_output(args.log, "chip's log") if args.log else None
     terminal: list[Terminal] = []
     lock = threading.Lock()

@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 import rpmsg
-from rpmsg.cli.args import add_policy, seconds
+from rpmsg.cli.args import add_policy, seconds, standard_input
 from rpmsg.cli.args import name as name_arg
 from rpmsg.cli.terminal import Terminal, printable, waiting
 from rpmsg.cli.tools import open_endpoint
@@ -52,6 +52,7 @@ def _name(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     require_other_process(args.url, "`rpmsg term`")
+    standard_input()  # (none: said before the open, not after the wait for the peer)
     with rpmsg.open(args.url, policy=args.policy, timeout=args.timeout) as device:
         ept = open_endpoint(device, args.name, ADDR_ANY, ADDR_ANY)
         try:

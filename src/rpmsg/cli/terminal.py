@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import IO, Literal
 
+from rpmsg.cli.args import standard_input
+
 EXIT_CHAR = b"\x1d"  # Ctrl-]
 #: Seconds of peer silence after the end of piped input before the terminal returns.
 LINGER = 1.0
@@ -96,7 +98,7 @@ class Terminal:
                  stderr: IO[str] | None = None, exit_char: bytes = EXIT_CHAR) -> None:
         self.send = send
         self.mode = mode
-        self.stdin = stdin if stdin is not None else sys.stdin.buffer
+        self.stdin = stdin if stdin is not None else standard_input()
         self.stdout = stdout if stdout is not None else sys.stdout.buffer
         self.stderr = stderr if stderr is not None else sys.stderr
         self.exit_char = exit_char

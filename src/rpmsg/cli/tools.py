@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 import rpmsg
-from rpmsg.cli.args import add_policy, count, finite_seconds, seconds
+from rpmsg.cli.args import add_policy, count, finite_seconds, seconds, standard_input
 from rpmsg.cli.args import name as name_arg
 from rpmsg.cli.linux_cmds import parse_addr_arg
 from rpmsg.cli.terminal import printable, waiting
@@ -152,7 +152,7 @@ def read_payload(args: argparse.Namespace) -> bytes:
         except OSError as exc:
             raise _usage(args, f"cannot read {args.file}: {exc.strerror}") from None
     elif args.data == "-":
-        raw = sys.stdin.buffer.read()
+        raw = standard_input().read()
     elif args.data is not None:
         raw = args.data.encode("utf-8", "surrogateescape")
     else:
