@@ -101,9 +101,17 @@ class ServiceTracker:
 
 
 def clock(ts_ns: int) -> str:
-    """Local wall-clock time with microseconds, as ``candump -t a`` and tcpdump print it."""
+    """Local wall-clock time with microseconds, as ``candump -t a`` and tcpdump print it.
+
+    A time the platform cannot convert (a capture's timestamps are the file's word: a
+    coarse ``if_tsresol`` makes them up to 2**64 seconds) is printed as seconds since the
+    epoch, ``@SECONDS.MICROSECONDS``."""
     sec, ns = divmod(ts_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec)) + f".{ns // 1000:06d}"
+    try:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec))
+    except (OverflowError, OSError, ValueError):
+        when = f"@{sec}"
+    return when + f".{ns // 1000:06d}"
 
 
 def hexdump(data: Buffer, limit: int = HEX_BYTES) -> str:
