@@ -18,12 +18,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from rpmsg import checks
-from rpmsg.endpoint import Endpoint, Message, check_count, check_timeout
+from rpmsg.endpoint import CLOSE_CHECK, Endpoint, Message, check_count, check_timeout
 from rpmsg.errors import (
     EndpointClosedError,
+    MessageTooLargeError,
     NoBufferError,
     NotBoundError,
     RemoteDisconnectedError,
+    RpmsgTimeoutError,
     WouldBlockError,
 )
 from rpmsg.rxqueue import Item
@@ -186,7 +188,7 @@ class AsyncEndpoint:
         deadline = Deadline(checked)
         if not ept.bound and ept._waits_to_send(checked):
             await self.wait_bound(deadline.remaining())
-        await self._queue(lambda t: ept.send(payload, t), deadline)
+        await self._queue(payload, None, deadline)
 
     async def send_to(self, dst: int, data: Buffer, timeout: float | None = None) -> None:
         """Send to an explicit address without blocking the loop (see :meth:`Endpoint.send_to`)."""
@@ -201,14 +203,16 @@ class AsyncEndpoint:
                 if checked == 0:
                     raise
         payload = checks.payload(data)
-        await self._queue(lambda t: ept.send_to(dst, payload, t), Deadline(checked))
+        await self._queue(payload, checks.address(dst, "destination address"),
+                          Deadline(checked))
 
-    async def _queue(self, send: Callable[[float | None], None], deadline: Deadline) -> None:
-        """Hand a send to the endpoint's sender thread and await its outcome."""
+    async def _queue(self, payload: Buffer, dst: int | None, deadline: Deadline) -> None:
+        """Hand a send (to ``dst``, None: the bound destination) to the endpoint's sender
+        thread and await its outcome."""
         sender: _Sender | None = self.endpoint.async_sender
         if sender is None:
             sender = self.endpoint.async_sender = _Sender(self.endpoint)
-        await sender.submit(send, deadline)
+        await sender.submit(payload, dst, deadline)
 
     # Iteration and lifecycle ------------------------------------------------------------
 
@@ -272,7 +276,7 @@ def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
         fut.set_exception(error)
 
 
-_Job = tuple[Callable[[float | None], None], Deadline, asyncio.AbstractEventLoop,
+_Job = tuple[Buffer, "int | None", Deadline, asyncio.AbstractEventLoop,
              "asyncio.Future[None]"]
 
 
@@ -281,6 +285,7 @@ class _Sender:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.name = endpoint.name or f"{endpoint.addr:#x}"
+        self._endpoint = endpoint
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._jobs: deque[_Job] = deque()
@@ -292,14 +297,14 @@ class _Sender:
         """Nothing queued: a new message may try the transport directly (keeps the order)."""
         return not self._jobs
 
-    def submit(self, send: Callable[[float | None], None],
+    def submit(self, payload: Buffer, dst: int | None,
                deadline: Deadline) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         with self._lock:
             if self._closed:
                 raise EndpointClosedError(f"endpoint {self.name!r} is closed")
-            self._jobs.append((send, deadline, loop, fut))
+            self._jobs.append((payload, dst, deadline, loop, fut))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, daemon=True,
                                                 name=f"rpmsg-async-send-{self.name}")
@@ -312,8 +317,8 @@ class _Sender:
             job = self._next_job()
             if job is None:
                 return
-            send, deadline, loop, fut = job
-            error = None if fut.cancelled() else self._send(send, deadline)
+            payload, dst, deadline, loop, fut = job
+            error = None if fut.cancelled() else self._send(payload, dst, deadline, fut)
             with self._lock:
                 self._jobs.popleft()
             try:
@@ -331,18 +336,54 @@ class _Sender:
                     return None
             return self._jobs[0]
 
-    def _send(self, send: Callable[[float | None], None],
-              deadline: Deadline) -> BaseException | None:
-        """One queued send; the error for its awaiting coroutine, if any."""
-        try:
-            send(deadline.remaining())
-        except NoBufferError as exc:
-            # The send waited its turn behind earlier ones until its time ran out: a
-            # timeout, not the "timeout=0 and no buffer" of the sync API.
-            return deadline.ran_out(exc, f"waiting for a transmit buffer on {self.name!r}")
-        except BaseException as exc:
-            return exc
-        return None
+    def _send(self, payload: Buffer, dst: int | None, deadline: Deadline,
+              fut: asyncio.Future[None]) -> BaseException | None:
+        """One queued send; the error for its awaiting coroutine, if any.
+
+        The caller of a cancelled send (``asyncio.wait_for`` ran out, the task was
+        cancelled) was told the message did not go, so it must not go later: the wait is
+        for a transmit buffer, in steps of :data:`~rpmsg.endpoint.CLOSE_CHECK`, and the
+        message is written into it only if the send is still wanted then.
+        """
+        while True:
+            left = deadline.remaining()
+            try:
+                self._send_step(payload, dst, CLOSE_CHECK if left is None
+                                else min(left, CLOSE_CHECK), fut)
+            except (RpmsgTimeoutError, NoBufferError) as exc:
+                if fut.cancelled():
+                    return None
+                if deadline.expired():
+                    # The send waited its turn behind earlier ones until its time ran out:
+                    # a timeout, not the "timeout=0 and no buffer" of the sync API.
+                    return exc if deadline.timeout == 0 else deadline.timeout_error(
+                        f"waiting for a transmit buffer on {self.name!r}")
+            except BaseException as exc:
+                return exc
+            else:
+                return None
+
+    def _send_step(self, payload: Buffer, dst: int | None, step: float,
+                   fut: asyncio.Future[None]) -> None:
+        """Send unless cancelled, waiting up to ``step`` for a buffer."""
+        ept = self._endpoint
+        if not ept._host.alloc_waits or (dst is None and not ept.bound):
+            # No buffer to hold first (a link that copies at commit; a send that waits
+            # for its binding): a cancel is seen at the end of a step only.
+            if dst is None:
+                ept.send(payload, step)
+            else:
+                ept.send_to(dst, payload, step)
+            return
+        size = len(payload)
+        if size > ept.mtu:
+            raise MessageTooLargeError(size, ept.mtu)
+        buf = ept.get_tx_buffer(step)
+        if fut.cancelled():
+            buf.release()
+            return
+        buf.payload[:size] = payload
+        ept.send_buffer(buf, size, dst)
 
     def close(self) -> None:
         """The endpoint closed: queued sends fail with EndpointClosedError (by themselves)."""
