@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 #: Canonical node names: the class device names of rpmsg_char and rpmsg_ctrl.
 NODE_NAME_RE = re.compile(r"rpmsg(?:_ctrl)?\d+")
+#: A sysfs ``dev`` attribute: ``MAJOR:MINOR`` in decimal.
+_DEV_RE = re.compile(rb"([0-9]{1,10}):([0-9]{1,10})")
 #: Character device region names of the rpmsg drivers in ``/proc/devices``: ``rpmsg_char``
 #: and ``rpmsg_ctrl`` (``alloc_chrdev_region`` in drivers/rpmsg/rpmsg_char.c and rpmsg_ctrl.c
 #: since 5.18), ``rpmsg`` before the split.
@@ -52,11 +54,15 @@ def expected_rdev(name: str, sysfs: Sysfs | None) -> int | None:
     """The device number sysfs gives for class device ``name`` (``rpmsg3``), or None."""
     if sysfs is None:
         return None
+    from rpmsg.linux.sysfs import read_attr
+
+    raw = read_attr(sysfs.class_dir / name / "dev")
+    m = _DEV_RE.fullmatch(raw.strip()) if raw is not None else None
+    if m is None:
+        return None
     try:
-        text = (sysfs.class_dir / name / "dev").read_text(encoding="ascii").strip()
-        major, _, minor = text.partition(":")
-        return os.makedev(int(major), int(minor))
-    except (OSError, ValueError, UnicodeDecodeError):
+        return os.makedev(int(m[1]), int(m[2]))
+    except OverflowError:  # more than the kernel's 12-bit major and 20-bit minor
         return None
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from rpmsg.errors import AccessDeniedError, InvalidArgumentError, NotAvailableError
 from rpmsg.linux.errors import AmbiguousNameError, KernelError, RemoteprocStateError
-from rpmsg.linux.sysfs import Sysfs, default_sysfs
+from rpmsg.linux.sysfs import Sysfs, default_sysfs, read_attr
 
 _RPROC_RE = re.compile(r"remoteproc(\d+)")
 #: States in which the processor runs code (``attached``: started before Linux took over).
@@ -80,10 +80,8 @@ class RemoteProc:
 
 
 def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return None
+    raw = read_attr(path)
+    return None if raw is None else raw.decode("utf-8", "replace").strip()
 
 
 def _under(path: str, parent: str) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -119,11 +120,41 @@ def format_addr(addr: int | None) -> str:
     return "ANY" if addr == ADDR_ANY else f"{addr:#x}"
 
 
+#: The longest sysfs attribute: one page (64 KiB pages on some arm64 and ppc64 kernels). A
+#: file longer than this is no attribute and is not read whole.
+MAX_ATTR = 65536
+
+
+def read_attr(path: str | os.PathLike[str]) -> bytes | None:
+    """The bytes of sysfs attribute ``path`` (at most :data:`MAX_ATTR`); None if it cannot
+    be read or is no attribute: not a regular file (a FIFO would block the read for ever,
+    ``/dev/zero`` never end) or longer than an attribute can be."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        parts: list[bytes] = []
+        have = 0
+        while have <= MAX_ATTR:
+            chunk = os.read(fd, MAX_ATTR + 1 - have)
+            if not chunk:
+                return b"".join(parts)
+            parts.append(chunk)
+            have += len(chunk)
+        return None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def _read(path: Path) -> str | None:
     """A sysfs attribute without its trailing newline; None if it cannot be read."""
-    try:
-        raw = path.read_bytes()
-    except OSError:
+    raw = read_attr(path)
+    if raw is None:
         return None
     if raw.endswith(b"\n"):
         raw = raw[:-1]
