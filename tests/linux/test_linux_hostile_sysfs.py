@@ -24,7 +24,8 @@ import pytest
 from linux_fakes import FakeKernel
 
 from rpmsg.errors import NotAvailableError, RpmsgError
-from rpmsg.linux import Endpoint
+from rpmsg.linux import Endpoint, remoteproc
+from rpmsg.linux.bind import bind_channel
 from rpmsg.linux.remoteproc import list_remoteprocs
 from rpmsg.linux.sysfs import MAX_ATTR
 from rpmsg.wire.rpmsg import ADDR_ANY
@@ -120,3 +121,56 @@ def test_a_fifo_as_a_remoteproc_state_is_skipped(fake: FakeKernel) -> None:
     os.mkfifo(state)
     got = in_thread(lambda: list_remoteprocs(fake.sysfs), lambda: open_writer(state))
     assert [(p.name, p.state) for p in got] == [("m4", None)]
+
+
+def open_reader(fifo: Path) -> None:
+    os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+
+
+def test_binding_through_a_fifo_driver_override_fails_at_once(fake: FakeKernel) -> None:
+    """``rpmsg bind``'s sysfs write blocked for ever opening a FIFO planted as
+    ``driver_override`` (it opened with ``open(path, "w")``)."""
+    dev = fake.add_channel("svc", 0x400, 0x401)
+    override = fake.devices_of(dev) / "driver_override"
+    override.unlink()
+    os.mkfifo(override)
+
+    def bind() -> BaseException | None:
+        try:
+            bind_channel("svc", sysfs=fake.sysfs)
+        except BaseException as exc:
+            return exc
+        return None
+
+    err = in_thread(bind, lambda: open_reader(override))
+    assert isinstance(err, RpmsgError), err
+
+
+def test_starting_through_a_fifo_state_fails_at_once(fake: FakeKernel) -> None:
+    """``rpmsg rproc start`` blocked for ever writing ``start`` to a FIFO ``state``."""
+    entry = fake.add_remoteproc(0, "m4", state="offline")
+    state = entry / "state"
+    state.unlink()
+    os.mkfifo(state)
+
+    def start() -> BaseException | None:
+        try:
+            remoteproc.start("m4", sysfs=fake.sysfs)
+        except BaseException as exc:
+            return exc
+        return None
+
+    err = in_thread(start, lambda: open_reader(state))
+    assert isinstance(err, RpmsgError), err
+
+
+def test_a_symlinked_attribute_is_not_written_through(fake: FakeKernel) -> None:
+    dev = fake.add_channel("svc", 0x400, 0x401)
+    victim = fake.root / "victim"
+    victim.write_text("precious")
+    override = fake.devices_of(dev) / "driver_override"
+    override.unlink()
+    override.symlink_to(victim)
+    with pytest.raises(RpmsgError):
+        bind_channel("svc", sysfs=fake.sysfs)
+    assert victim.read_text() == "precious"

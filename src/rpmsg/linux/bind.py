@@ -15,7 +15,14 @@ from pathlib import Path
 from rpmsg.errors import NotAvailableError
 from rpmsg.linux.ctrl import FIND_TIMEOUT
 from rpmsg.linux.errors import AmbiguousEndpointError, map_os_error
-from rpmsg.linux.sysfs import Channel, ControlDevice, EndpointDevice, Sysfs, default_sysfs
+from rpmsg.linux.sysfs import (
+    Channel,
+    ControlDevice,
+    EndpointDevice,
+    Sysfs,
+    default_sysfs,
+    write_attr,
+)
 
 #: ``drv.name`` of rpmsg_char's channel driver in mainline.
 CHRDEV_DRIVER = "rpmsg_chrdev"
@@ -23,8 +30,7 @@ CHRDEV_DRIVER = "rpmsg_chrdev"
 
 def _write(path: Path, text: str) -> None:
     try:
-        with open(path, "w") as f:
-            f.write(text)
+        write_attr(path, text)
     except OSError as exc:
         raise map_os_error(exc, "sysfs", f"writing {text!r} to {path}") from exc
 

@@ -31,6 +31,7 @@ from typing import Any
 from rpmsg.errors import AccessDeniedError, InvalidArgumentError, NotAvailableError
 from rpmsg.linux.errors import AmbiguousNameError, KernelError, RemoteprocStateError
 from rpmsg.linux.sysfs import Sysfs, default_sysfs, read_attr
+from rpmsg.linux.sysfs import write_attr as sysfs_write_attr
 
 _RPROC_RE = re.compile(r"remoteproc(\d+)")
 #: States in which the processor runs code (``attached``: started before Linux took over).
@@ -41,12 +42,8 @@ Writer = Callable[[Path, str], None]
 
 
 def write_attr(path: Path, text: str) -> None:
-    """Write ``text`` to sysfs attribute ``path`` in one ``write`` (as sysfs requires)."""
-    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
+    """Write ``text`` to sysfs attribute ``path`` (:func:`rpmsg.linux.sysfs.write_attr`)."""
+    sysfs_write_attr(path, text)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ makes the ``/dev`` nodes, :meth:`Sysfs.wait_node` gives it a moment (:data:`NODE
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -147,6 +148,20 @@ def read_attr(path: str | os.PathLike[str]) -> bytes | None:
         return None
     except OSError:
         return None
+    finally:
+        os.close(fd)
+
+
+def write_attr(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to sysfs attribute ``path`` in one ``write`` (as sysfs requires).
+
+    Never through a symbolic link, never blocking on a FIFO (ENXIO without a reader), and
+    only to a regular file (else EINVAL): raises the OSError for the caller to map."""
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{os.fspath(path)} is not a sysfs attribute")
+        os.write(fd, text.encode())
     finally:
         os.close(fd)
 
