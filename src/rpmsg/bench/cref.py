@@ -57,8 +57,21 @@ def build(name: str, sources: Sequence[Path], *, flags: Sequence[str] = FLAGS,
           libs: Sequence[str] = ()) -> Path:
     """Compile ``sources`` (``.c`` files compiled, others only hashed) into program ``name``.
 
-    Returns the cached binary; builds it first if this exact combination is new.
+    Returns the cached binary; builds it first if this exact combination is new. Anything
+    that stops the build (no compiler, a cache directory that cannot be made or written, a
+    compiler that cannot run or fails) is a NotAvailableError with a one-line reason.
     """
+    try:
+        return _build(name, sources, flags, libs)
+    except OSError as exc:
+        where = exc.filename or cache_root()
+        raise NotAvailableError(f"cannot build the C reference {name}: {where}: "
+                                f"{exc.strerror or exc} (set XDG_CACHE_HOME to a writable "
+                                "directory)") from None
+
+
+def _build(name: str, sources: Sequence[Path], flags: Sequence[str],
+           libs: Sequence[str]) -> Path:
     cc = compiler()
     digest = hashlib.sha256()
     for part in (cc, _version(cc), *flags, *libs):
