@@ -101,6 +101,12 @@ def open_private(path: str) -> int:
         os.ftruncate(fd, 0)
         if stat.S_IMODE(st.st_mode) != 0o600:
             os.fchmod(fd, 0o600)
+    except RpmsgError:
+        os.close(fd)
+        raise
+    except OSError as exc:  # a file that cannot be truncated or chmod'ed (procfs, sysfs...)
+        os.close(fd)
+        raise _create_error(path, exc) from None
     except BaseException:
         os.close(fd)
         raise
