@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from rpmsg.errors import InvalidArgumentError
 from rpmsg.port.crc import CrcFunction, frame_crc, get_crc
 from rpmsg.port.uart.framer import Control, Frame, FrameDecoder, FrameError, UartProtocol
 from rpmsg.tap import Direction
@@ -77,7 +78,8 @@ class LineSniffer:
 
     def __init__(self, direction: Direction, protocol: UartProtocol, crc: str = "auto") -> None:
         if crc not in CRC_CHOICES:
-            raise ValueError(f"unknown CRC {crc!r}; choose one of {', '.join(CRC_CHOICES)}")
+            raise InvalidArgumentError(f"unknown CRC {crc!r}; choose one of "
+                                       f"{', '.join(CRC_CHOICES)}")
         self.direction = direction
         self.protocol = protocol
         self._decoder = FrameDecoder(protocol, crc="none", max_len=MAX_FRAME)
