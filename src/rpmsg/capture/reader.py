@@ -216,6 +216,9 @@ class CaptureReader:
             except PermissionError:
                 raise AccessDeniedError(f"capture file {self.name!r}: permission "
                                         "denied") from None
+            except OSError as exc:  # a symlink loop, a name too long, no device...
+                raise NotAvailableError(f"cannot open capture file {self.name!r}: "
+                                        f"{exc.strerror or exc}") from None
             self._owns = True
         else:
             self._stream = source
@@ -244,6 +247,9 @@ class CaptureReader:
                 if self._stop.is_set():
                     return None
                 raise
+            except OSError as exc:  # EIO, or a stream that is no file (EISDIR, EINVAL)
+                raise NotAvailableError(f"cannot read capture {self.name!r} at byte "
+                                        f"{self.offset + have}: {exc.strerror or exc}") from None
             if chunk:
                 parts.append(chunk)
                 have += len(chunk)
