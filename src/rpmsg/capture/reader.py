@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -59,6 +60,10 @@ from rpmsg.wire.rpmsg import HEADER_SIZE, RPMSG_HEADER
 
 class TruncatedCaptureError(DecodeError):
     """The capture ends inside a block: everything before it was read."""
+
+
+class _Restarted(Exception):
+    """Following a file that a new capture truncated: start again from byte 0."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +238,8 @@ class CaptureReader:
         self.skipped = 0
         self.malformed = 0
         self.first_malformed = ""
+        #: Times a followed file was cut and read again from its start (a new capture).
+        self.restarts = 0
 
     # Stream -----------------------------------------------------------------------------------
 
@@ -257,6 +264,8 @@ class CaptureReader:
             if self._stop.is_set():
                 return None
             if self.follow:
+                if self._shrunk(self.offset + have):
+                    raise _Restarted
                 self._stop.wait(self.poll)
                 continue
             if have == 0:
@@ -265,6 +274,15 @@ class CaptureReader:
                                         f"the file ends {have} bytes into a block of "
                                         f"{n} bytes (truncated capture)")
         return b"".join(parts)
+
+    def _shrunk(self, position: int) -> bool:
+        """Whether the file is now shorter than what was read of it: a new capture started
+        over it (the file is truncated, then written from byte 0)."""
+        try:
+            st = os.fstat(self._stream.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation, AttributeError):
+            return False  # a pipe or an in-memory stream: it never shrinks
+        return stat.S_ISREG(st.st_mode) and st.st_size < position
 
     def close(self) -> None:
         """Stop following and close the file (if this reader opened it)."""
@@ -282,6 +300,18 @@ class CaptureReader:
 
     def blocks(self) -> Iterator[tuple[int, bytes, int]]:
         """(type, body, file offset) of each whole block."""
+        while not self._stop.is_set():
+            try:
+                yield from self._blocks()
+                return
+            except _Restarted:  # following, the file was cut: read the new capture
+                self._stream.seek(0)
+                self.offset = 0
+                self._section_seen = False
+                self.interfaces = []
+                self.restarts += 1
+
+    def _blocks(self) -> Iterator[tuple[int, bytes, int]]:
         while not self._stop.is_set():
             base = self.offset
             head = self._read(BLOCK_HEADER.size)
