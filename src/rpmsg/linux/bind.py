@@ -9,6 +9,7 @@ device name to ``/sys/bus/rpmsg/drivers/rpmsg_chrdev/bind`` (``shared/spec/rpmsg
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def resolve_channel(channel: str | Channel, sysfs: Sysfs) -> Channel:
     """A channel from its bus device name or its service name (which must be unique)."""
     if isinstance(channel, Channel):
         return sysfs.channel(channel.device)
-    if (sysfs.bus_dir / channel).exists():
+    if os.path.exists(sysfs.bus_dir / channel):
         return sysfs.channel(channel)
     matches = sysfs.find_channels(channel)
     if not matches:

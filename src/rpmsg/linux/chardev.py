@@ -41,11 +41,13 @@ from rpmsg.linux.ioctl import (
     RPMSG_GET_OUTGOING_FLOWCONTROL,
     RPMSG_SET_INCOMING_FLOWCONTROL,
 )
+from rpmsg.linux.nodes import INDEX
 from rpmsg.linux.sysfs import EndpointDevice, Sysfs, default_sysfs
 from rpmsg.transport import MAX_WAIT_SLICE
 from rpmsg.wire.layout import Buffer
 
-_NODE_RE = re.compile(r"(?:.*/)?rpmsg(\d+)")
+_NODE_RE = re.compile(rf"(?:.*/)?rpmsg({INDEX})")
+_INDEX_RE = re.compile(INDEX)
 _ERR = select.POLLERR | select.POLLHUP
 _POLLIN = select.POLLIN
 #: Longest pause between two write attempts while the kernel has no TX buffer: virtio before
@@ -74,7 +76,7 @@ def endpoint_node(n: int | str | os.PathLike[str], sysfs: Sysfs) -> tuple[str, i
             raise NotAvailableError(f"endpoint device index {n} is negative")
         return sysfs.endpoint_node(n), n
     text = os.fspath(n)
-    if text.isdigit():
+    if _INDEX_RE.fullmatch(text):
         return sysfs.endpoint_node(int(text)), int(text)
     match = _NODE_RE.fullmatch(text)
     if "/" in text:

@@ -25,6 +25,7 @@ from rpmsg.linux.ioctl import (
     RPMSG_DESTROY_EPT_IOCTL,
     RPMSG_RELEASE_DEV_IOCTL,
 )
+from rpmsg.linux.nodes import INDEX
 from rpmsg.linux.sysfs import (
     Channel,
     EndpointDevice,
@@ -34,7 +35,8 @@ from rpmsg.linux.sysfs import (
 from rpmsg.wire.linux import EndpointInfo
 from rpmsg.wire.rpmsg import ADDR_ANY
 
-_CTRL_NODE_RE = re.compile(r"(?:.*/)?rpmsg_ctrl(\d+)")
+_CTRL_NODE_RE = re.compile(rf"(?:.*/)?rpmsg_ctrl({INDEX})")
+_INDEX_RE = re.compile(INDEX)
 #: How long to look for a new endpoint device in sysfs after CREATE_EPT returned. The kernel
 #: registers it before the ioctl returns, so this only covers slow or odd setups.
 FIND_TIMEOUT = 2.0
@@ -70,7 +72,7 @@ class Ctrl:
             num, path = index, sysfs.ctrl_node(index)
         else:
             match = _CTRL_NODE_RE.fullmatch(index)
-            if index.isdigit():
+            if _INDEX_RE.fullmatch(index):
                 num, path = int(index), sysfs.ctrl_node(int(index))
             elif match is None:
                 raise NotAvailableError(f"{index!r} does not name a control device "

@@ -32,7 +32,7 @@ from rpmsg.errors import (
 )
 from rpmsg.linux.chardev import EOF, Chardev, endpoint_node
 from rpmsg.linux.ctrl import Ctrl
-from rpmsg.linux.nodes import canonical_path, check_path
+from rpmsg.linux.nodes import INDEX, canonical_path, check_path
 from rpmsg.linux.service import describe_scope, find_service, wait_hint
 from rpmsg.linux.sysfs import Sysfs, default_sysfs, format_addr, missing_node_error
 from rpmsg.registry import Opening
@@ -43,8 +43,8 @@ from rpmsg.wire.rpmsg import ADDR_ANY, DEFAULT_MTU, RESERVED_ADDRESSES
 log = logging.getLogger("rpmsg.linux")
 
 Opener = Callable[[int | str], Chardev]
-CTRL_RE = re.compile(r"(?:/dev/)?rpmsg_ctrl(\d+)")
-EPT_RE = re.compile(r"(?:.*/)?rpmsg(\d+)|\d+")
+CTRL_RE = re.compile(rf"(?:/dev/)?rpmsg_ctrl({INDEX})")
+EPT_RE = re.compile(rf"(?:.*/)?rpmsg({INDEX})|{INDEX}")
 #: Messages the reader thread reads from one endpoint before it looks at the others.
 _BURST = 32
 _ERR_EVENTS = select.POLLERR | select.POLLHUP | select.POLLNVAL

@@ -25,8 +25,14 @@ from rpmsg.errors import AccessDeniedError, AlreadyOpenError, NotAvailableError
 if TYPE_CHECKING:
     from rpmsg.linux.sysfs import Sysfs
 
+#: A device index in a node, class device or URL name (``rpmsg3``, ``remoteproc0``): ASCII
+#: digits only (``\d`` also takes other scripts' digits: ``rpmsg٣`` opened /dev/rpmsg3), and
+#: few enough that ``int()`` never refuses them (5000 digits raised a bare ValueError).
+INDEX = "[0-9]{1,9}"
 #: Canonical node names: the class device names of rpmsg_char and rpmsg_ctrl.
-NODE_NAME_RE = re.compile(r"rpmsg(?:_ctrl)?\d+")
+NODE_NAME_RE = re.compile(rf"rpmsg(?:_ctrl)?{INDEX}")
+_INDEX_RE = re.compile(INDEX)
+_PID_RE = re.compile("[0-9]{1,10}")
 #: A sysfs ``dev`` attribute: ``MAJOR:MINOR`` in decimal.
 _DEV_RE = re.compile(rb"([0-9]{1,10}):([0-9]{1,10})")
 #: Character device region names of the rpmsg drivers in ``/proc/devices``: ``rpmsg_char``
@@ -76,7 +82,7 @@ def rpmsg_majors(proc_devices: str = "/proc/devices") -> frozenset[int] | None:
     majors = set()
     for line in chars.splitlines():
         number, _, name = line.strip().partition(" ")
-        if number.isdigit() and name.strip() in RPMSG_REGIONS:
+        if _INDEX_RE.fullmatch(number) and name.strip() in RPMSG_REGIONS:
             majors.add(int(number))
     return frozenset(majors)
 
@@ -175,7 +181,7 @@ def holders(path: str, proc: str = "/proc", limit: int = MAX_HOLDERS) -> list[tu
     found: list[tuple[int, str]] = []
     me = os.getpid()
     try:
-        pids = sorted(int(p) for p in os.listdir(proc) if p.isdigit())
+        pids = sorted(int(p) for p in os.listdir(proc) if _PID_RE.fullmatch(p))
     except OSError:
         return []
     for pid in pids:

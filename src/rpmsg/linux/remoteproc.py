@@ -30,10 +30,11 @@ from typing import Any
 
 from rpmsg.errors import AccessDeniedError, InvalidArgumentError, NotAvailableError
 from rpmsg.linux.errors import AmbiguousNameError, KernelError, RemoteprocStateError
+from rpmsg.linux.nodes import INDEX
 from rpmsg.linux.sysfs import Sysfs, default_sysfs, read_attr
 from rpmsg.linux.sysfs import write_attr as sysfs_write_attr
 
-_RPROC_RE = re.compile(r"remoteproc(\d+)")
+_RPROC_RE = re.compile(rf"remoteproc({INDEX})")
 #: States in which the processor runs code (``attached``: started before Linux took over).
 RUNNING_STATES = frozenset({"running", "attached"})
 

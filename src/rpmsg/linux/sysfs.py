@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from rpmsg.errors import NotAvailableError, RpmsgError
+from rpmsg.linux.nodes import INDEX
 from rpmsg.wire.rpmsg import ADDR_ANY
 
-_EPT_RE = re.compile(r"rpmsg(\d+)")
-_CTRL_RE = re.compile(r"rpmsg_ctrl(\d+)")
+_EPT_RE = re.compile(rf"rpmsg({INDEX})")
+_CTRL_RE = re.compile(rf"rpmsg_ctrl({INDEX})")
 
 #: Default seconds to wait for the ``/dev`` node of a device that sysfs already lists. With
 #: devtmpfs the kernel creates the node before registering the device, so nothing waits; with
@@ -229,21 +230,21 @@ class Sysfs:
         return self.class_dir.is_dir()
 
     def has_class_device(self, name: str) -> bool:
-        return (self.class_dir / name).exists()
+        return os.path.exists(self.class_dir / name)
 
     def wait_node(self, path: str | os.PathLike[str]) -> bool:
         """Whether device node ``path`` exists, first waiting up to ``node_wait`` seconds
         while sysfs lists its device (udev/mdev is then about to create the node)."""
         node = Path(path)
-        if node.exists():
+        if os.path.exists(node):  # False for any name the OS refuses (too long...)
             return True
         wait = NODE_WAIT if self.node_wait is None else self.node_wait
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and self.has_class_device(node.name):
             time.sleep(_NODE_POLL)
-            if node.exists():
+            if os.path.exists(node):
                 return True
-        return node.exists()
+        return os.path.exists(node)
 
     def open_node(self, path: str, flags: int, hint: str) -> int:
         """Open device node ``path`` (checked by :func:`rpmsg.linux.nodes.open_node`: a
@@ -337,7 +338,7 @@ class Sysfs:
 
     def control(self, index: int) -> ControlDevice:
         """Control device ``index``; NotAvailableError if it does not exist."""
-        if not (self.class_dir / f"rpmsg_ctrl{index}").exists():
+        if not os.path.exists(self.class_dir / f"rpmsg_ctrl{index}"):
             raise NotAvailableError(f"no control device rpmsg_ctrl{index} in {self.class_dir}")
         return self._control(index)
 
