@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import rpmsg
-from rpmsg.bench.report import context, render
+from rpmsg.bench.report import context, render, without_capture_env
 from rpmsg.capture import open_capture
 from rpmsg.capture.blocks import message_packer
 from rpmsg.device import Device
@@ -269,6 +269,7 @@ def _compare(measure: Any, sizes: tuple[int, ...], repeats: int, tmp: str) -> li
     return rows
 
 
+@without_capture_env
 def run(quick: bool = False, *, count: int | None = None, repeats: int | None = None,
         tap_calls: int | None = None) -> dict[str, Any]:
     """Measure (``quick``: smaller workloads); the keyword arguments override the sizes."""

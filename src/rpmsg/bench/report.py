@@ -7,12 +7,40 @@ a ``"table"`` key is printed as that table (used for side-by-side comparisons).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+#: The environment variables that make every ``rpmsg.open`` capture (``rpmsg.registry``).
+CAPTURE_ENV = ("RPMSG_CAPTURE", "RPMSG_CAPTURE_LEVEL")
+
+
+def without_capture_env(run: _F) -> _F:
+    """Run a benchmark with the caller's ``RPMSG_CAPTURE``/``RPMSG_CAPTURE_LEVEL`` set aside
+    (for its own opens and the peer processes it starts), put back afterwards; a note on
+    stderr says so. A benchmark measures the transport as it is (``rpmsg bench capture``
+    measures capturing on purpose): under ``RPMSG_CAPTURE`` every open of the run, in this
+    process and its children, captured to the one file, so the figures silently included
+    capturing, and the peers after the first failed to open it (one capture per file)."""
+
+    @functools.wraps(run)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        saved = {k: os.environ.pop(k) for k in CAPTURE_ENV if k in os.environ}
+        if saved.get("RPMSG_CAPTURE"):
+            print(f"rpmsg bench: RPMSG_CAPTURE={saved['RPMSG_CAPTURE']} ignored: benchmarks "
+                  "measure without capture (`rpmsg bench capture` measures its cost)",
+                  file=sys.stderr)
+        try:
+            return run(*args, **kwargs)
+        finally:
+            os.environ.update(saved)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def percentiles(samples: Sequence[float]) -> dict[str, float]:

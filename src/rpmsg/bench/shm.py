@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rpmsg.bench import cref
-from rpmsg.bench.report import context, percentiles, render
+from rpmsg.bench.report import context, percentiles, render, without_capture_env
 from rpmsg.bench.shm_host import Workload, measure_endpoint, measure_link
 from rpmsg.errors import NotAvailableError
 
@@ -190,6 +190,7 @@ def _compare(pairs: dict[str, Any], work: Workload) -> dict[str, dict[str, float
     return out
 
 
+@without_capture_env
 def run(quick: bool = False, *, work: Workload | None = None, spin_us: float = 50.0,
         c_reference: bool = True, pairs: tuple[tuple[str, str], ...] = PAIRS) -> dict[str, Any]:
     """Run every pairing (two processes each) and return the figures as a dict."""

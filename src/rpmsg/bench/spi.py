@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 import rpmsg
-from rpmsg.bench.report import context, render
+from rpmsg.bench.report import context, render, without_capture_env
 from rpmsg.endpoint import Endpoint
 from rpmsg.port.spi.sim import SimBus
 
@@ -99,6 +99,7 @@ def _floor(buflen: int, hz: int, seconds: float) -> dict[str, Any]:
             "fraction_of_raw": round(n * buflen / elapsed / (hz / 8), 4) if hz else None}
 
 
+@without_capture_env
 def run(quick: bool = False, *, buflen: int = 512, hz: int = 10_000_000,
         pings: int | None = None, stream: int | None = None) -> dict[str, Any]:
     """Run the benchmark and return its figures as a JSON-able dict."""

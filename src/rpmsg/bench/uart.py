@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any
 
-from rpmsg.bench.report import context, render
+from rpmsg.bench.report import context, render, without_capture_env
 from rpmsg.port import crc as crcmod
 from rpmsg.port.core import FRAME_HEADER_SIZE, OVERHEAD_CURRENT
 from rpmsg.port.uart.framer import CURRENT, Frame, FrameDecoder, FrameEncoder
@@ -177,6 +177,7 @@ def bench_pty(messages: int = 3000, pings: int = 300, staywake: bool = True) -> 
         a.close()
 
 
+@without_capture_env
 def run(messages: int = 3000, frames: int = 2000, pings: int = 300,
         pty: bool = True) -> dict[str, Any]:
     """All figures as one dict (the ``rpmsg bench uart`` entry point)."""
