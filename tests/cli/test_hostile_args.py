@@ -13,12 +13,14 @@ from __future__ import annotations
 import errno
 import io
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -299,3 +301,52 @@ def test_diagnostics_never_go_to_stdout_when_stderr_is_closed(argv: list[str]) -
                          preexec_fn=lambda: os.close(2))
     assert out.returncode in (1, 2)
     assert out.stdout == ""
+
+
+# Usage of rpmsg remote -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--echo", "a", "--echo", "a"], "given twice: 'a'"),
+    (["--echo", "rpmsg-ping", "--ping"], "given twice: 'rpmsg-ping'"),
+    (["--echo", "a", "--tty", "a"], "given twice: 'a'"),
+    (["--tty-exec", "cat"], "--tty-exec needs --tty NAME"),
+])
+def test_remote_refuses_services_it_cannot_serve_as_usage_errors(
+        argv: list[str], says: str, tmp_path: Path) -> None:
+    # Two services were announced under one name (a host binds one of them, at random)
+    # and the remote served until killed; --tty-exec without --tty exited 1.
+    name = f"remote-usage-{uuid.uuid4().hex[:8]}"
+    try:
+        out = run_cli("remote", f"shm:{name}?socket={tmp_path}/{name}.sock", *argv,
+                      timeout=60)
+    finally:
+        Path(f"/dev/shm/{name}").unlink(missing_ok=True)
+    assert out.returncode == 2, out.stderr
+    line = one_line_error(out.stderr)
+    assert line.startswith("rpmsg remote: error: ") and says in line, line
+
+
+# Waits -----------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_replay_says_what_it_waits_for_while_it_lingers(tmp_path: Path) -> None:
+    """replay --linger S slept S seconds after its last send without a word."""
+    name = f"replay-linger-{uuid.uuid4().hex[:8]}"
+    url = f"shm:{name}?socket={tmp_path}/{name}.sock"
+    remote = subprocess.Popen([*CLI, "remote", url], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+    try:
+        assert remote.stdout is not None
+        assert "serving" in remote.stdout.readline()
+        capture = tmp_path / "ping.pcapng"
+        out = run_cli("ping", f"{url}&capture={capture}", "--count", "2", "--timeout", "60")
+        assert out.returncode == 0, out.stderr
+        out = run_cli("replay", str(capture), url, "--timeout", "60", "--linger", "5")
+        assert out.returncode == 0, out.stderr
+        assert "waiting for replies for 5 s after the last send (--linger)" in out.stderr
+    finally:
+        remote.send_signal(signal.SIGINT)
+        remote.wait(WAIT)
+        Path(f"/dev/shm/{name}").unlink(missing_ok=True)

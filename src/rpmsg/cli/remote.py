@@ -4,6 +4,7 @@ Linux's rpmsg-tty (``--tty``)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import rpmsg
@@ -15,6 +16,7 @@ from rpmsg.device import Device
 from rpmsg.registry import require_other_process
 from rpmsg.services import EchoService, PingService
 from rpmsg.services.tty import LINUX_TTY_NAME, TtyService
+from rpmsg.wire.ping import PING_NAME
 
 DEFAULT_ECHO = "rpmsg-echo"
 
@@ -55,10 +57,21 @@ def _chosen(args: argparse.Namespace) -> tuple[list[str], bool, list[str]]:
     nothing is)."""
     echo, ping, ttys = list(args.echo), args.ping, list(args.tty)
     if args.tty_exec and not ttys:
-        raise SystemExit("rpmsg remote: --tty-exec needs --tty NAME")
+        raise _usage("--tty-exec needs --tty NAME")
     if not echo and not ping and not ttys:
         echo, ping = [DEFAULT_ECHO], True
+    names = [*echo, *([PING_NAME] if ping else []), *ttys]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # two services announced under one name: a host binds one of them
+        raise _usage(f"each service needs a name of its own; given twice: "
+                     f"{', '.join(map(repr, twice))}")
     return echo, ping, ttys
+
+
+def _usage(message: str) -> SystemExit:
+    """A usage error: one line on stderr, exit 2 (as argparse's own)."""
+    print(f"rpmsg remote: error: {message}", file=sys.stderr)
+    return SystemExit(2)
 
 
 def _banner(args: argparse.Namespace, device: Device, echo: list[str], ping: bool,

@@ -12,6 +12,7 @@ import rpmsg
 from rpmsg.capture import read_capture
 from rpmsg.capture.replay import Replayer, plan_replay
 from rpmsg.cli.args import add_policy, finite_seconds, seconds
+from rpmsg.cli.terminal import waiting
 from rpmsg.registry import require_other_process
 
 
@@ -70,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
             replayer.bind(say)
             say(f"sending {len(plan.messages)} message(s) captured on {plan.interface.name}")
             result = replayer.run(say)
-            time.sleep(args.linger)
+            with waiting(f"replies for {args.linger:g} s after the last send (--linger)"):
+                time.sleep(args.linger)
         finally:
             replayer.close()
     if args.json:
