@@ -350,3 +350,26 @@ def test_replay_says_what_it_waits_for_while_it_lingers(tmp_path: Path) -> None:
         remote.send_signal(signal.SIGINT)
         remote.wait(WAIT)
         Path(f"/dev/shm/{name}").unlink(missing_ok=True)
+
+
+def _limit_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+@pytest.mark.parametrize(("argv", "stdin"), [
+    (["-f", "/dev/zero"], subprocess.DEVNULL),
+    (["-"], "/dev/zero"),
+])
+def test_send_of_an_endless_input_is_a_usage_error(argv: list[str], stdin: object) -> None:
+    """send -f /dev/zero (or an endless pipe on stdin) read until memory ran out: a
+    MemoryError traceback under a 1 GiB limit here, the OOM killer without one."""
+    with open("/dev/zero", "rb") as zero:
+        out = subprocess.run([*CLI, "send", f"shm:nobody-{uuid.uuid4().hex[:8]}", "svc",
+                              *argv, "--timeout", "0.1"], capture_output=True, text=True,
+                             timeout=WAIT, check=False, preexec_fn=_limit_memory,
+                             stdin=zero if stdin == "/dev/zero" else subprocess.DEVNULL)
+    assert out.returncode == 2, out.stderr
+    assert one_line_error(out.stderr) == ("rpmsg send: error: the input is longer than 16 "
+                                          "MiB; rpmsg send is for messages, not streams")

@@ -38,6 +38,8 @@ DEFAULT_TIMEOUT = 30.0
 #: ``services``: seconds to wait for the first announcement, then for more to follow it.
 ANNOUNCE_WAIT = 2.0
 ANNOUNCE_SETTLE = 0.3
+#: Bytes ``send`` reads from a file or stdin at most (with --split, many messages' worth).
+MAX_INPUT = 16 << 20
 #: Channels every Linux virtio rpmsg device has; not services of the remote.
 LINUX_INTERNAL = ("rpmsg_ctrl", "rpmsg_ns")
 
@@ -148,15 +150,18 @@ def read_payload(args: argparse.Namespace) -> bytes:
     if args.file is not None:
         try:
             with open(args.file, "rb") as f:
-                raw = f.read()
+                raw = f.read(MAX_INPUT + 1)
         except OSError as exc:
             raise _usage(args, f"cannot read {args.file}: {exc.strerror}") from None
     elif args.data == "-":
-        raw = standard_input().read()
+        raw = standard_input().read(MAX_INPUT + 1)
     elif args.data is not None:
         raw = args.data.encode("utf-8", "surrogateescape")
     else:
         raise _usage(args, "no DATA: give it, '-' for stdin, or -f FILE")
+    if len(raw) > MAX_INPUT:  # (-f /dev/zero, an endless pipe: read until memory ran out)
+        raise _usage(args, f"the input is longer than {MAX_INPUT >> 20} MiB; "
+                     "rpmsg send is for messages, not streams")
     if not args.hex:
         return raw
     try:
