@@ -36,7 +36,7 @@ from rpmsg.core.core import (
     Unbound,
 )
 from rpmsg.core.policy import Policy, get_policy
-from rpmsg.endpoint import Endpoint, MessageCallback, StateCallback
+from rpmsg.endpoint import Endpoint, MessageCallback, StateCallback, check_callable
 from rpmsg.errors import (
     ArgumentTypeError,
     EndpointClosedError,
@@ -225,8 +225,9 @@ class Device:
                                     f"{type(announce).__name__}")
         for what, fn in (("callback", callback), ("on_bound", on_bound),
                          ("on_unbound", on_unbound)):
-            if fn is not None and not callable(fn):
-                raise ArgumentTypeError(f"{what} must be callable, not {type(fn).__name__}")
+            check_callable(fn, what)
+        if not isinstance(zero_copy, bool):
+            raise ArgumentTypeError(f"zero_copy must be a bool, not {type(zero_copy).__name__}")
         size = checks.count(queue, "queue")
         held = checks.timeout(hold, "hold")
         self._check_open()

@@ -94,8 +94,8 @@ class Endpoint:
         self._direct_received = 0
         self._rec = rec
         self._mtu = host.mtu  # fixed for a link's life; checked before every send
-        self.on_bound = on_bound
-        self.on_unbound = on_unbound
+        self._on_bound = on_bound
+        self._on_unbound = on_unbound
         self.zero_copy = zero_copy
         self._rx = RxQueue(rec.addr, queue, hold, zero_copy=zero_copy)
         self._queue_put = self._rx.put
@@ -124,9 +124,30 @@ class Endpoint:
 
     @callback.setter
     def callback(self, fn: MessageCallback | None) -> None:
+        check_callable(fn, "callback")
         self._callback = fn
         self.receive = self._queue_put if fn is None else self._receive_callback
         self.receive_many = self._rx.put_many if fn is None else None
+
+    @property
+    def on_bound(self) -> StateCallback | None:
+        """``on_bound(ept)``, run on the transport's thread when the endpoint gets a
+        destination; None for none."""
+        return self._on_bound
+
+    @on_bound.setter
+    def on_bound(self, fn: StateCallback | None) -> None:
+        self._on_bound = check_callable(fn, "on_bound")
+
+    @property
+    def on_unbound(self) -> StateCallback | None:
+        """``on_unbound(ept)``, run on the transport's thread when the endpoint loses its
+        destination (the remote went away); None for none."""
+        return self._on_unbound
+
+    @on_unbound.setter
+    def on_unbound(self, fn: StateCallback | None) -> None:
+        self._on_unbound = check_callable(fn, "on_unbound")
 
     @property
     def device(self) -> Device:
@@ -619,7 +640,7 @@ class Endpoint:
             self._disconnected = None if bound else reason
             self._bind_cond.notify_all()
         self._rx.wake(alert=not bound)
-        cb = self.on_bound if bound else self.on_unbound
+        cb = self._on_bound if bound else self._on_unbound
         if cb is not None:
             self._host.call_user(cb, self)
 
@@ -631,6 +652,14 @@ class Endpoint:
 
 def _no_check() -> None:
     return None
+
+
+def check_callable(fn: _T, what: str) -> _T:
+    """``fn`` if it is None or callable, else :class:`ArgumentTypeError` (a callback that
+    cannot be called would lose every message it is given, one log line each)."""
+    if fn is not None and not callable(fn):
+        raise ArgumentTypeError(f"{what} must be callable, not {type(fn).__name__}")
+    return fn
 
 
 __all__ = ["Endpoint", "Message", "MessageCallback", "RxBuffer", "StateCallback"]

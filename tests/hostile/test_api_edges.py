@@ -203,3 +203,24 @@ def test_a_zero_copy_buffer_in_a_cycle_goes_back_at_the_next_receive() -> None:
             with pytest.raises(rpmsg.WouldBlockError):
                 server.recv_buffer(timeout=0)  # the safe point: both go back
             assert len(rpmsg.rxqueue.orphaned) == 0
+
+
+@pytest.mark.parametrize("attr", ["callback", "on_bound", "on_unbound"])
+def test_a_callback_set_later_must_be_callable(loop_name: str, attr: str) -> None:
+    """``ept.callback = 5`` was accepted (create_endpoint checked it, the setter did not):
+    every message after it was lost, one 'user callback raised' log line each."""
+    with rpmsg.open(f"loop:{loop_name}") as host, rpmsg.open(f"loop:{loop_name}") as remote:
+        server = remote.create_endpoint("svc")
+        client = host.create_endpoint("svc")
+        client.wait_bound(timeout=20)
+        for bad in (5, "print", b""):
+            with pytest.raises(ArgumentTypeError, match=attr):
+                setattr(server, attr, bad)
+            assert getattr(server, attr) is None
+        got: list[bytes] = []
+        setattr(server, attr, lambda *args: got.append(b"called"))
+        setattr(server, attr, None)
+        client.send(b"kept", timeout=20)
+        assert server.recv(timeout=20) == b"kept"
+        with pytest.raises(ArgumentTypeError, match="zero_copy"):
+            host.create_endpoint("zc", zero_copy=1)  # type: ignore[arg-type]
