@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+import rpmsg
 from rpmsg.cli.main import main
 from rpmsg.cli.terminal import Terminal
 
@@ -373,3 +374,25 @@ def test_send_of_an_endless_input_is_a_usage_error(argv: list[str], stdin: objec
     assert out.returncode == 2, out.stderr
     assert one_line_error(out.stderr) == ("rpmsg send: error: the input is longer than 16 "
                                           "MiB; rpmsg send is for messages, not streams")
+
+
+def test_demo_exits_1_when_the_remote_answers_wrong(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """demo printed NO in its table (ok: false in JSON) and still exited 0, so a script
+    (or ./scripts/demo in CI) took a broken link for a working one."""
+    import rpmsg.cli.remote
+    from rpmsg.services import PingService
+
+    def faulty_remote(device: rpmsg.Device, echo: list[str], ping: bool) -> list[object]:
+        def corrupt(ept: rpmsg.Endpoint, data: bytes, src: int) -> None:
+            ept.send_to(src, bytes(b ^ 0xFF for b in data), timeout=10)
+
+        endpoints = [device.create_endpoint(n, callback=corrupt) for n in echo]
+        return [*endpoints, PingService(device)]
+
+    monkeypatch.setattr(rpmsg.cli.remote, "serve", faulty_remote)
+    assert main(["demo", "--transport", "loop", "--count", "20"]) == 1
+    captured = capsys.readouterr()
+    assert "MISMATCH" in captured.out
+    assert captured.err == ("rpmsg demo: failed: the echo, echo stream (both ways) of 16 B, "
+                            "echo stream (both ways) of 496 B\n")

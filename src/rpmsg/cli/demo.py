@@ -69,7 +69,7 @@ def _run_loop(args: argparse.Namespace, say: _Say) -> int:
         with rpmsg.open(f"loop:{name}") as host:
             results = _host_session(host, args.count, say)
     _print_results(results, args.json, say)
-    return 0
+    return _verdict(results)
 
 
 def _run_shm(args: argparse.Namespace, say: _Say) -> int:
@@ -99,7 +99,18 @@ def _run_shm(args: argparse.Namespace, say: _Say) -> int:
         say(f"warning: removed stale files left by the remote: {', '.join(stale)}")
         return 1
     say("cleaned up: remote stopped, no shared-memory file or socket left behind")
-    return 0
+    return _verdict(results)
+
+
+def _verdict(results: dict[str, Any]) -> int:
+    """Exit status 0 only if the echo and every measurement were right; else 1, with what
+    failed on stderr (the table says NO, the JSON ok: false, but a script sees the status)."""
+    failed = ([] if results.get("echo_ok") else ["the echo"]) + [
+        f"{r['test']} of {r['size']} B" for r in results.get("rows", []) if not r["ok"]]
+    if not failed:
+        return 0
+    print(f"rpmsg demo: failed: {', '.join(failed)}", file=sys.stderr)
+    return 1
 
 
 def _wait_ready(child: subprocess.Popen[str]) -> None:
