@@ -10,6 +10,7 @@ message under the peer (shared memory) or another sender's next message.
 
 from __future__ import annotations
 
+import gc
 import struct
 import uuid
 
@@ -73,5 +74,24 @@ def test_a_transmit_buffer_is_sent_once_and_not_written_after(
         client.send_buffer(spare, 1)
     with pytest.raises(ValueError):
         spare.payload[0] = 1
+    client.send(b"still serving", timeout=20)
+    assert server.recv(timeout=20) == b"still serving"
+
+
+def test_transmit_buffers_dropped_unsent_go_back(
+        pair: tuple[rpmsg.Device, rpmsg.Device]) -> None:
+    """Dropped (by reference count or in a cycle the GC finds): each goes back to the pool,
+    so the link never runs out (loop: taken from its pool since get_tx_buffer waits there)."""
+    host, remote = pair
+    client, server = bind(host, remote)
+    for n in range(600):  # more than either link has
+        buf = client.get_tx_buffer(timeout=20)
+        if n % 2:
+            cycle: list[object] = [buf]
+            cycle.append(cycle)
+            del cycle
+        with pytest.warns(ResourceWarning, match="dropped without being sent"):
+            del buf
+            gc.collect()
     client.send(b"still serving", timeout=20)
     assert server.recv(timeout=20) == b"still serving"

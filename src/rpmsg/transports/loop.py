@@ -50,6 +50,10 @@ class _Direction:
         self.in_flight = 0
         self.cond = threading.Condition()
         self.closed = False
+        #: Releases of transmit buffers dropped unsent, appended by their finalisers
+        #: without the lock (the cyclic GC may run one on a thread in the middle of
+        #: updating ``in_flight``); run by the next sender that finds no free buffer.
+        self.orphans: deque[Release] = deque()
 
     def releaser(self) -> Release:
         """A release for one delivered buffer: gives it back once, however often called."""
@@ -195,6 +199,9 @@ class LoopLink(Link):
             if out.in_flight < out.capacity:
                 out.in_flight += 1
                 return
+            if out.orphans:
+                out.orphans.popleft()()
+                continue
             if timeout == 0:
                 raise NoBufferError("all loop buffers are in flight")
             if deadline is None:
@@ -220,7 +227,8 @@ class LoopLink(Link):
                 out.cond.notify_all()
             self._stats["tx_messages"] += 1
 
-        return TxBuffer(memoryview(data), commit, give_back)
+        return TxBuffer(memoryview(data), commit, give_back,
+                        lambda: out.orphans.append(give_back))
 
     def close(self, timeout: float | None = None) -> None:
         if self._closed:
