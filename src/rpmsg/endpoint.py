@@ -300,7 +300,8 @@ class Endpoint:
     def send_many(self, messages: Iterable[Buffer], timeout: float | None = None) -> int:
         """Send several messages to the bound destination with as few notifications as the
         transport allows; returns the number sent. Each payload is checked before it is
-        sent; a bad one raises after those before it went out."""
+        sent; a bad one raises after those before it went out, and so does a close of the
+        endpoint (:class:`EndpointClosedError`) from another thread."""
         timeout = check_timeout(timeout)
         try:
             source = iter(messages)
@@ -317,6 +318,8 @@ class Endpoint:
 
         def checked() -> Iterator[tuple[int, int, Buffer]]:
             for data in source:
+                if self._closed or not self._host.usable:  # closed by another thread
+                    self._raise_unusable()
                 payload = payload_of(data)
                 if len(payload) > mtu:
                     raise MessageTooLargeError(len(payload), mtu)
