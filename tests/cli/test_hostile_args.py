@@ -396,3 +396,29 @@ def test_demo_exits_1_when_the_remote_answers_wrong(
     assert "MISMATCH" in captured.out
     assert captured.err == ("rpmsg demo: failed: the echo, echo stream (both ways) of 16 B, "
                             "echo stream (both ways) of 496 B\n")
+
+
+# The URL's own timeout -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ["ping", "{url}"], ["services", "{url}"], ["send", "{url}", "svc", "hi"],
+    ["listen", "{url}", "svc"], ["term", "{url}", "svc"], ["rtc", "{url}"],
+    ["syslog", "{url}"],
+])
+def test_the_timeout_in_the_url_governs_the_open_unless_timeout_is_given(
+        argv: list[str]) -> None:
+    """Every command passed its own default (5, 10 or 30 s) as the open's timeout, which
+    overrides the URL's: 'shm:lab?timeout=0.5' waited 30 s, '?timeout=nan' went unchecked."""
+    url = f"shm:nobody-{uuid.uuid4().hex[:8]}?timeout=0.5"
+    out = run_cli(*(a.format(url=url) for a in argv))
+    assert out.returncode == 1
+    assert "no virtio device within 0.5 s" in one_line_error(out.stderr)
+    if argv[0] != "syslog":  # (it has no --timeout) --timeout wins over the URL
+        out = run_cli(*(a.format(url=url) for a in argv), "--timeout", "0.3")
+        assert "no virtio device within 0.3 s" in one_line_error(out.stderr)
+    url = f"shm:nobody-{uuid.uuid4().hex[:8]}?timeout=nan"
+    out = run_cli(*(a.format(url=url) for a in argv))
+    assert out.returncode == 1
+    assert one_line_error(out.stderr) == \
+        "rpmsg: error: shm: option timeout must be None or >= 0 seconds, not nan"

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from typing import IO
+from typing import IO, Any
 
 from rpmsg import checks
 from rpmsg.core.policy import PRESETS
 from rpmsg.errors import InvalidArgumentError, RpmsgError
+from rpmsg.url import TransportURL
 
 
 def add_policy(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -32,6 +33,25 @@ def seconds(text: str) -> float | None:
     except (ValueError, RpmsgError) as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds: {exc}") \
             from None
+
+
+class Given(argparse.Action):
+    """Stores the value and notes that the option was given (``args.<dest>_given``), for
+    :func:`open_timeout`: a default must not override what the URL says."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
+def open_timeout(args: argparse.Namespace, url: str, timeout: float | None
+                 ) -> dict[str, Any]:
+    """The ``timeout`` keyword for :func:`rpmsg.open`: ``--timeout`` if given, else the
+    URL's own ``timeout=`` (the keyword would override it), else the command's default."""
+    if getattr(args, "timeout_given", False) or not TransportURL.parse(url).has("timeout"):
+        return {"timeout": timeout}
+    return {}
 
 
 def finite_seconds(text: str) -> float:
@@ -99,5 +119,5 @@ def open_output(path: str, what: str) -> IO[str]:
                                    f"{exc.strerror or exc}") from None
 
 
-__all__ = ["OutputError", "add_policy", "count", "finite_seconds", "name", "open_output", "seconds",
-           "size", "standard_input"]
+__all__ = ["Given", "OutputError", "add_policy", "count", "finite_seconds", "name",
+           "open_output", "open_timeout", "seconds", "size", "standard_input"]

@@ -20,10 +20,12 @@ from typing import IO, Any
 
 import rpmsg
 from rpmsg.cli.args import (
+    Given,
     OutputError,
     add_policy,
     count,
     open_output,
+    open_timeout,
     seconds,
     standard_input,
 )
@@ -71,7 +73,7 @@ def _open(args: argparse.Namespace) -> Device:
     peer as long as ``--timeout`` says where the command has one."""
     require_other_process(args.url, f"`rpmsg {args.command}`")
     timeout = getattr(args, "timeout", OPEN_TIMEOUT)
-    return rpmsg.open(args.url, policy=args.policy, timeout=timeout)
+    return rpmsg.open(args.url, policy=args.policy, **open_timeout(args, args.url, timeout))
 
 
 def _rtc(device: Device, args: argparse.Namespace) -> RtcServer | None:
@@ -92,7 +94,7 @@ def _register_console(sub: Any) -> None:
                    help="tty service name (default: first rpmsg-tty* announced)")
     p.add_argument("--pty", action="store_true",
                    help="expose the console as a local pseudo-terminal (prints its path)")
-    p.add_argument("--timeout", type=seconds, default=WAIT_FOREVER, metavar="S",
+    p.add_argument("--timeout", action=Given, type=seconds, default=WAIT_FOREVER, metavar="S",
                    help="seconds to wait for the chip and its console, the open included "
                    "(default: forever)")
     p.set_defaults(func=run_console)
@@ -338,7 +340,7 @@ def _register_rtc(sub: Any) -> None:
         description="Bind the chip's rpmsg-rtc service and print its time (GET), the host's "
         "and the difference.")
     _common(p, rtc=False)
-    p.add_argument("--timeout", type=seconds, default=10.0, metavar="S",
+    p.add_argument("--timeout", action=Given, type=seconds, default=10.0, metavar="S",
                    help="seconds to wait for the chip, its service and the answer (default "
                    "10)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -390,7 +392,7 @@ def _register_nuttx(sub: Any) -> None:
     p.add_argument("--log", metavar="FILE", help="append the chip's log to FILE")
     p.add_argument("--name", type=name_arg,
                    help="tty service name (default: first rpmsg-tty* announced)")
-    p.add_argument("--timeout", type=seconds, default=WAIT_FOREVER, metavar="S",
+    p.add_argument("--timeout", action=Given, type=seconds, default=WAIT_FOREVER, metavar="S",
                    help="seconds to wait for the chip and its console, the open included "
                    "(default: forever)")
     p.set_defaults(func=run_nuttx)

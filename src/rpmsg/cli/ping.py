@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import rpmsg
-from rpmsg.cli.args import add_policy, count, finite_seconds, size
+from rpmsg.cli.args import Given, add_policy, count, finite_seconds, open_timeout, size
 from rpmsg.cli.args import name as name_arg
 from rpmsg.cli.stats import StatsReporter
 from rpmsg.cli.terminal import waiting
@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
                    help="random sizes up to --size")
     p.add_argument("--interval", type=finite_seconds, default=0.0, metavar="S",
                    help="seconds between pings")
-    p.add_argument("--timeout", type=finite_seconds, default=5.0, metavar="S",
+    p.add_argument("--timeout", action=Given, type=finite_seconds, default=5.0, metavar="S",
                    help="seconds to wait for the peer (the open), the binding and each reply "
                    "(default 5)")
     add_policy(p)
@@ -48,7 +48,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_other_process(args.url, "`rpmsg ping`")
-    with rpmsg.open(args.url, policy=args.policy, timeout=args.timeout) as device:
+    with rpmsg.open(args.url, policy=args.policy,
+                    **open_timeout(args, args.url, args.timeout)) as device:
         if device.link.ns_enabled:  # the binding: say what we wait for after a second
             with waiting(f"the remote to announce {args.service!r} on {args.url}"):
                 device.wait_service(args.service, args.timeout)

@@ -11,7 +11,7 @@ from typing import Any
 import rpmsg
 from rpmsg.capture import read_capture
 from rpmsg.capture.replay import Replayer, plan_replay
-from rpmsg.cli.args import add_policy, finite_seconds, seconds
+from rpmsg.cli.args import Given, add_policy, finite_seconds, open_timeout, seconds
 from rpmsg.cli.terminal import waiting
 from rpmsg.registry import require_other_process
 
@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
     p.add_argument("--side", choices=["host", "remote"], default="host",
                    help="which end of URL to be (default host)")
     add_policy(p)
-    p.add_argument("--timeout", type=seconds, default=10.0, metavar="S",
+    p.add_argument("--timeout", action=Given, type=seconds, default=10.0, metavar="S",
                    help="seconds to wait for the peer (the open), each binding and each "
                    "send (default 10)")
     p.add_argument("--linger", type=finite_seconds, default=1.0, metavar="S",
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"rpmsg replay: {text}", file=sys.stderr, flush=True)
 
     with rpmsg.open(args.url, policy=args.policy, side=args.side,
-                    timeout=args.timeout) as device:
+                    **open_timeout(args, args.url, args.timeout)) as device:
         replayer = Replayer(device, plan, speed=args.speed, timeout=args.timeout)
         try:
             replayer.bind(say)

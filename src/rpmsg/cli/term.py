@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 import rpmsg
-from rpmsg.cli.args import add_policy, seconds, standard_input
+from rpmsg.cli.args import Given, add_policy, open_timeout, seconds, standard_input
 from rpmsg.cli.args import name as name_arg
 from rpmsg.cli.terminal import Terminal, printable, waiting
 from rpmsg.cli.tools import open_endpoint
@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
     p.add_argument("url", help="transport URL, e.g. shm:demo or linux:/dev/rpmsg0")
     p.add_argument("name", type=_name, help="endpoint/service name; '-' for the endpoint a "
                    "linux:/dev/rpmsgN URL is")
-    p.add_argument("--timeout", type=seconds, default=30.0, metavar="S",
+    p.add_argument("--timeout", action=Given, type=seconds, default=30.0, metavar="S",
                    help="seconds to wait for the peer and the binding, the open included, "
                    "and for each send (default 30)")
     add_policy(p)
@@ -53,7 +53,8 @@ def _name(text: str) -> str:
 def run(args: argparse.Namespace) -> int:
     require_other_process(args.url, "`rpmsg term`")
     standard_input()  # (none: said before the open, not after the wait for the peer)
-    with rpmsg.open(args.url, policy=args.policy, timeout=args.timeout) as device:
+    with rpmsg.open(args.url, policy=args.policy,
+                    **open_timeout(args, args.url, args.timeout)) as device:
         ept = open_endpoint(device, args.name, ADDR_ANY, ADDR_ANY)
         try:
             with waiting(f"{args.name!r} to be bound on {args.url} (the remote must serve "

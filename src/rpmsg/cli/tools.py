@@ -21,7 +21,15 @@ import time
 from typing import Any
 
 import rpmsg
-from rpmsg.cli.args import add_policy, count, finite_seconds, seconds, standard_input
+from rpmsg.cli.args import (
+    Given,
+    add_policy,
+    count,
+    finite_seconds,
+    open_timeout,
+    seconds,
+    standard_input,
+)
 from rpmsg.cli.args import name as name_arg
 from rpmsg.cli.linux_cmds import parse_addr_arg
 from rpmsg.cli.terminal import printable, waiting
@@ -46,7 +54,8 @@ LINUX_INTERNAL = ("rpmsg_ctrl", "rpmsg_ns")
 
 def _common(p: argparse.ArgumentParser, *, timeout_help: str,
             timeout: float | None = DEFAULT_TIMEOUT) -> None:
-    p.add_argument("--timeout", type=seconds, default=timeout, metavar="S", help=timeout_help)
+    p.add_argument("--timeout", action=Given, type=seconds, default=timeout, metavar="S",
+                   help=timeout_help)
     add_policy(p)
 
 
@@ -186,7 +195,7 @@ def _open(url: str, args: argparse.Namespace, timeout: float | None) -> Device:
     """The Device on URL for this command: ``loop:`` refused at once (its peer would have to
     be in this process), the open waiting for the peer at most ``timeout`` seconds."""
     require_other_process(url, f"`rpmsg {args.command}`")
-    return rpmsg.open(url, policy=args.policy, timeout=timeout)
+    return rpmsg.open(url, policy=args.policy, **open_timeout(args, url, timeout))
 
 
 def split_payload(payload: bytes, size: int) -> list[bytes]:
