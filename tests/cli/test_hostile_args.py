@@ -5,7 +5,11 @@ traceback (or, on the transport's thread, in one traceback per log line and no e
 longer than the system can wait (``--wait 1e300``) ended in ``OverflowError``; numbers that
 make no sense (``demo --count -5``, ``ping --size -1``) were taken and gave negative rates or
 silently other sizes; names no peer can announce (empty, over 31 bytes) were refused only
-after the open had waited for the peer.
+after the open had waited for the peer; a closed stdin was an AttributeError traceback and a
+closed stderr put the diagnostics into stdout; ``send -f /dev/zero`` read until memory ran
+out; ``remote`` announced two services under one name; ``replay --linger`` waited without a
+word; ``demo`` exited 0 after a failed echo; the URL's own ``timeout=`` was overridden by
+every command's default.
 """
 
 from __future__ import annotations
