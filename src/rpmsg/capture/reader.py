@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from rpmsg import checks
 from rpmsg.errors import AccessDeniedError, DecodeError, InvalidArgumentError, NotAvailableError
 from rpmsg.wire.capture import (
     BLOCK_HEADER,
@@ -210,6 +211,13 @@ class CaptureReader:
 
     def __init__(self, source: str | os.PathLike[str] | BinaryIO, *, follow: bool = False,
                  poll: float = 0.2) -> None:
+        # Checked before the file is opened: 0, negative or NaN polled in a busy loop (a
+        # core at 100 %), None or inf never looked again after the end of the file.
+        seconds = checks.timeout(poll, "poll")
+        if seconds is None or not seconds > 0:
+            raise InvalidArgumentError(f"poll must be a finite number of seconds > 0, "
+                                       f"not {poll!r}")
+        poll = seconds
         self.name = str(source) if isinstance(source, str | os.PathLike) else "<stream>"
         if isinstance(source, str | os.PathLike):
             try:
