@@ -9,6 +9,7 @@ with a buffer missing.
 from __future__ import annotations
 
 import math
+import threading
 from numbers import Real
 
 from rpmsg.errors import ArgumentTypeError, InvalidArgumentError
@@ -38,6 +39,18 @@ def timeout(value: object, what: str = "timeout") -> float | None:
     if math.isnan(seconds) or seconds < 0:
         raise InvalidArgumentError(f"{what} must be None or >= 0 seconds, not {value!r}")
     return None if math.isinf(seconds) else seconds
+
+
+def pause(value: object, what: str = "interval") -> float:
+    """A pause that must end: finite seconds >= 0, at most :data:`threading.TIMEOUT_MAX`
+    (some 292 years; ``time.sleep`` and ``Event.wait`` raise ``OverflowError`` beyond it)."""
+    seconds = timeout(value, what)
+    if seconds is None:
+        raise InvalidArgumentError(f"{what} must be a finite number of seconds, not {value!r}")
+    if seconds > threading.TIMEOUT_MAX:
+        raise InvalidArgumentError(f"{what} {value!r} is more seconds than a pause can last "
+                                   f"(at most {threading.TIMEOUT_MAX:.0f})")
+    return seconds
 
 
 def address(value: object, what: str = "address") -> int:

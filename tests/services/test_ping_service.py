@@ -107,3 +107,25 @@ def test_ping_size_above_mtu_is_an_error(pair: tuple[rpmsg.Device, rpmsg.Device]
     PingService(remote)
     with pytest.raises(rpmsg.MessageTooLargeError):
         ping(host, count=1, size=497)
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"size": -1}, rpmsg.InvalidArgumentError),          # was sent as a 17-byte ping
+    ({"count": -1}, rpmsg.InvalidArgumentError),
+    ({"count": 1.5}, rpmsg.ArgumentTypeError),
+    ({"interval": 1e300}, rpmsg.InvalidArgumentError),   # was OverflowError from time.sleep
+    ({"interval": float("nan")}, rpmsg.InvalidArgumentError),
+    ({"interval": float("inf")}, rpmsg.InvalidArgumentError),
+    ({"timeout": None}, rpmsg.InvalidArgumentError),     # a reply wait must end
+    ({"timeout": -1}, rpmsg.InvalidArgumentError),
+    ({"timeout": "5"}, rpmsg.ArgumentTypeError),
+])
+def test_wrong_ping_arguments_are_typed_errors_before_anything_is_sent(
+        pair: tuple[rpmsg.Device, rpmsg.Device], kwargs: dict[str, object],
+        error: type[Exception]) -> None:
+    host, remote = pair
+    service = PingService(remote)
+    with pytest.raises(error):
+        ping(host, **{"count": 2, **kwargs})  # type: ignore[arg-type]
+    assert service.answered == service.unanswered == service.invalid == 0
+    assert not list(host.endpoints)  # nothing was created, nothing left behind

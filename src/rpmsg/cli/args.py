@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from typing import IO, Any
 
 from rpmsg import checks
@@ -55,16 +54,12 @@ def open_timeout(args: argparse.Namespace, url: str, timeout: float | None
 
 
 def finite_seconds(text: str) -> float:
-    """Seconds: a finite number >= 0 (a pause that must end), at most what a pause can last
-    on this system (:data:`threading.TIMEOUT_MAX`, some 292 years: ``time.sleep`` and
-    ``Event.wait`` raise ``OverflowError`` beyond it)."""
-    value = seconds(text)
-    if value is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds")
-    if value > threading.TIMEOUT_MAX:
-        raise argparse.ArgumentTypeError(f"{text!r} is more seconds than a pause can last "
-                                         f"(at most {threading.TIMEOUT_MAX:.0f})")
-    return value
+    """Seconds: a finite number >= 0, a pause that must end (:func:`rpmsg.checks.pause`)."""
+    try:
+        return checks.pause(float(text))
+    except (ValueError, RpmsgError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds: "
+                                         f"{exc}") from None
 
 
 def count(text: str) -> int:

@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from rpmsg import checks
 from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint
 from rpmsg.errors import MessageTooLargeError, RpmsgError, RpmsgTimeoutError
@@ -159,6 +160,10 @@ def ping(
     not arrive within ``timeout`` counts as lost, one that differs as corrupt. Ctrl-C
     raises :class:`PingInterrupted` (a ``KeyboardInterrupt``) carrying the result so far.
     """
+    checks.count(count, "count", minimum=0)
+    checks.count(size, "size", minimum=0)
+    timeout = checks.pause(timeout, "timeout")  # a reply wait that ends
+    interval = checks.pause(interval)
     proto = ("ping" if service == PING_NAME else "echo") if protocol == "auto" else protocol
     mtu = device.mtu
     floor = PING_MIN_SIZE if proto == "ping" else _SEQ.size
