@@ -78,13 +78,25 @@ def section_header(application: str) -> bytes:
     return block(BT_SHB, body + options([(SHB_USERAPPL, application.encode("utf-8"))]))
 
 
+#: The longest interface name or description written (bytes; the rest is cut): a block must
+#: stay within what readers accept (``MAX_BLOCK_SIZE``), whatever URL names the link.
+MAX_IF_TEXT = 4096
+
+
 def interface_description(name: str, description: str) -> bytes:
     """One interface: exported-PDU link type, no snap length, nanosecond timestamps."""
     body = IDB.pack(LINKTYPE_WIRESHARK_UPPER_PDU, 0, 0)
-    opts = [(IF_NAME, name.encode("utf-8", "replace")),
-            (IF_DESCRIPTION, description.encode("utf-8", "replace")),
+    opts = [(IF_NAME, _cut(name.encode("utf-8", "replace"))),
+            (IF_DESCRIPTION, _cut(description.encode("utf-8", "replace"))),
             (IF_TSRESOL, bytes([9]))]
     return block(BT_IDB, body + options(opts))
+
+
+def _cut(text: bytes) -> bytes:
+    """At most MAX_IF_TEXT bytes of UTF-8, cut at a character boundary."""
+    if len(text) <= MAX_IF_TEXT:
+        return text
+    return text[:MAX_IF_TEXT].decode("utf-8", "ignore").encode("utf-8")
 
 
 def packet_block(interface: int, ts_ns: int, data: bytes, direction: int = DIR_NONE) -> bytes:

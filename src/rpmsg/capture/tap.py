@@ -206,12 +206,15 @@ def open_capture(path: str, *, link_name: str, level: str = "messages",
     """
     if not isinstance(path, str) or not path:
         raise InvalidArgumentError(f"capture path must be a non-empty str, not {path!r}")
+    if not isinstance(link_name, str):
+        raise ArgumentTypeError(f"link_name must be a str, not {type(link_name).__name__}")
     level = check_level(level)
     if max_bytes is not None and (isinstance(max_bytes, bool)
                                   or not isinstance(max_bytes, int)):
         raise ArgumentTypeError(f"capture_max must be an int, not {type(max_bytes).__name__}")
+    name = interface_name(link_name)  # every check before the file: it would stay open
     file, _created = shared_file(expand_path(path), max_bytes)
-    return CaptureTap(file, interface_name(link_name), level)
+    return CaptureTap(file, name, level)
 
 
 #: URL options that say how to capture, not what the link is: left out of interface names.
