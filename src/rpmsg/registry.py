@@ -202,6 +202,8 @@ def prepare(url: str, options: Mapping[str, Any] | None = None, *, side: str = "
         options = {**options, "timeout": "none"}
     parsed = TransportURL.parse(url, options, side=side)
     policy_opt = parsed.take("policy")
+    if "policy" in parsed.shadowed:  # the query's own value, replaced by a keyword
+        get_policy(parsed.shadowed.pop("policy"))
     policy = None if policy_opt is None else get_policy(policy_opt)
     timeout = parsed.get_timeout("timeout", DEFAULT_OPEN_TIMEOUT)
     capture = _capture_options(parsed, env)

@@ -9,20 +9,40 @@ twice (``num=1&num=2``) is an error too: which one wins would be a guess.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qsl
 
 from rpmsg import checks
 from rpmsg.errors import ArgumentTypeError, InvalidArgumentError, InvalidURLError, RpmsgError
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _NO_LIMIT = {"none", "inf", "forever"}
 SIDES = ("host", "remote")
+
+
+def _shadow_checked(getter: Callable[Concatenate[TransportURL, str, P], R]
+                    ) -> Callable[Concatenate[TransportURL, str, P], R]:
+    """A typed getter that first reads the query's own value of an option a keyword
+    replaced, with the same rules, so ``shm:x?timeout=nan`` is refused even with
+    ``timeout=1`` given as a keyword."""
+
+    def read(url: TransportURL, key: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if key in url.shadowed:
+            query = TransportURL(url.text, url.scheme, url.path, {key: url.shadowed.pop(key)},
+                                 url.side)
+            getter(query, key, *args, **kwargs)
+        return getter(url, key, *args, **kwargs)
+
+    functools.update_wrapper(read, getter)  # the getter's name and docstring
+    return read
 
 
 @dataclass
@@ -43,6 +63,9 @@ class TransportURL:
     #: driver, the Linux side) or ``remote`` (virtio device, the co-processor side).
     #: Symmetric transports ignore it; an explicit ``role=`` option wins.
     side: str = "host"
+    #: Query values a keyword argument replaced: still checked, by the same getter, when
+    #: the option is read (a wrong URL stays wrong whatever overrides it).
+    shadowed: dict[str, Any] = field(default_factory=dict)
     _used: set[str] = field(default_factory=set)
 
     @classmethod
@@ -75,12 +98,17 @@ class TransportURL:
                 if key in params:
                     raise InvalidURLError(f"{scheme}: option {key} given twice in {text!r}")
                 params[key] = value
+        shadowed: dict[str, Any] = {}
         for key, value in (overrides or {}).items():
             if value is not None:
-                params[key.replace("-", "_")] = value
+                key = key.replace("-", "_")
+                if key in params:
+                    shadowed[key] = params[key]
+                params[key] = value
         if side not in SIDES:
             raise InvalidArgumentError(f"side must be 'host' or 'remote', not {side!r}")
-        return cls(text=text, scheme=scheme.lower(), path=path, params=params, side=side)
+        return cls(text=text, scheme=scheme.lower(), path=path, params=params, side=side,
+                   shadowed=shadowed)
 
     def has(self, key: str) -> bool:
         return key in self.params
@@ -88,11 +116,13 @@ class TransportURL:
     def _error(self, key: str, raw: object, what: str) -> InvalidURLError:
         return InvalidURLError(f"{self.scheme}: option {key}={raw!r} {what}")
 
+    @_shadow_checked
     def get_str(self, key: str, default: str) -> str:
         self._used.add(key)
         value = self.params.get(key, default)
         return str(value)
 
+    @_shadow_checked
     def get_int(self, key: str, default: int, *, minimum: int | None = None,
                 maximum: int | None = None) -> int:
         self._used.add(key)
@@ -109,6 +139,7 @@ class TransportURL:
             raise self._error(key, value, f"is outside {low}..{high}")
         return value
 
+    @_shadow_checked
     def get_float(self, key: str, default: float, *, minimum: float = 0.0,
                   maximum: float = math.inf) -> float:
         """A finite number in ``minimum..maximum`` (NaN and infinities are refused)."""
@@ -124,6 +155,7 @@ class TransportURL:
             raise self._error(key, raw, f"is outside {minimum}..{maximum}")
         return value
 
+    @_shadow_checked
     def get_timeout(self, key: str, default: float | None) -> float | None:
         """Seconds to wait: a number >= 0, or ``none``/``inf`` for no limit (None)."""
         self._used.add(key)
@@ -141,6 +173,7 @@ class TransportURL:
         except RpmsgError as exc:
             raise InvalidURLError(str(exc)) from None
 
+    @_shadow_checked
     def get_bool(self, key: str, default: bool) -> bool:
         self._used.add(key)
         raw = self.params.get(key, default)
@@ -153,6 +186,7 @@ class TransportURL:
             return False
         raise self._error(key, raw, "is not a boolean (1/0, yes/no, on/off, true/false)")
 
+    @_shadow_checked
     def get_choice(self, key: str, default: T, choices: Mapping[str, T]) -> T:
         self._used.add(key)
         raw = self.params.get(key)

@@ -1,0 +1,32 @@
+"""Keyword options of rpmsg.open override the URL's query, but the query is still checked:
+a wrong URL stays wrong whatever replaces its values."""
+
+from __future__ import annotations
+
+import pytest
+
+import rpmsg
+from rpmsg.registry import prepare
+
+
+@pytest.mark.parametrize(("url", "keywords", "match"), [
+    ("loop:o?timeout=nan", {"timeout": 1}, "timeout"),
+    ("loop:o?timeout=-1", {"timeout": "none"}, "timeout"),
+    ("shm:o?buffers=abc", {"buffers": 4}, "buffers"),
+    ("shm:o?buffer_size=17.5", {"buffer-size": 512}, "buffer_size"),
+    ("loop:o?policy=bsd", {"policy": "linux"}, "policy"),
+    ("loop:o?capture_max=-5", {"capture_max": 0}, "capture_max"),
+])
+def test_an_overridden_query_value_is_still_checked(url: str, keywords: dict[str, object],
+                                                    match: str) -> None:
+    with pytest.raises(rpmsg.InvalidURLError, match=match):
+        prepare(url, keywords)
+    with pytest.raises(rpmsg.InvalidURLError, match=match):
+        rpmsg.open(url, **keywords)
+
+
+def test_the_keyword_wins_over_a_valid_query_value() -> None:
+    assert prepare("loop:o?timeout=2", {"timeout": 1}).timeout == 1
+    assert prepare("loop:o?policy=nuttx", {"policy": "linux"}).policy == rpmsg.LINUX
+    with rpmsg.open("loop:o?timeout=2", timeout=1) as dev:
+        assert dev.policy.name == "openamp"
