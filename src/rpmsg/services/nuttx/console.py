@@ -22,6 +22,7 @@ import re
 import threading
 from collections.abc import Callable
 
+from rpmsg import checks
 from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint
 from rpmsg.errors import (
@@ -49,6 +50,8 @@ log = logging.getLogger("rpmsg.services.nuttx")
 #: Chip output kept until read; beyond it the chip is held (partial accept, then WAKEUP).
 BUFFER_SIZE = 64 * 1024
 SEND_TIMEOUT = 5.0
+#: Most a :meth:`Console.read_until` (and so :meth:`Console.command`) reads without a match.
+READ_UNTIL_MAX = 4 * 1024 * 1024
 #: NSH's prompt at the start of a line (``nsh> ``, ``proxy> ``), then VT100 erase-line.
 DEFAULT_PROMPT = re.compile(rb"(?:^|\n)[\w@:/.~-]*> (?:\x1b\[K)?$")
 _ERASE = re.compile(rb"\x1b\[K")
@@ -235,25 +238,35 @@ class Console:
                 raise deadline.timeout_error(f"reading from {self.name}")
         return True
 
-    def read_until(self, expected: bytes | re.Pattern[bytes],
-                   timeout: float | None = None) -> bytes:
+    def read_until(self, expected: bytes | re.Pattern[bytes], timeout: float | None = None,
+                   size: int | None = None) -> bytes:
         """Read until ``expected`` (bytes, or a regex searched in what came so far);
-        returns everything up to and including the match. Bytes after it stay unread."""
+        returns everything up to and including the match. Bytes after it stay unread.
+
+        As pyserial's ``read_until``, it also returns once ``size`` bytes came without a
+        match (default :data:`READ_UNTIL_MAX`: a chip that never prints the pattern cannot
+        grow the caller's memory without bound); check the end of what it returns.
+        """
+        limit = READ_UNTIL_MAX if size is None else checks.count(size, "size", minimum=0)
         deadline = Deadline(timeout)
         got = bytearray()
+        searched = 0  # bytes: where a match could still start
         while True:
             if isinstance(expected, bytes):
-                at = got.find(expected)
+                at = got.find(expected, searched)
                 end = at + len(expected) if at >= 0 else -1
+                searched = max(0, len(got) - len(expected) + 1)
             else:
-                m = expected.search(bytes(got))
+                m = expected.search(got)
                 end = m.end() if m else -1
-            if end >= 0:
+            if end < 0 and len(got) >= limit:
+                end = limit
+            if 0 <= end <= limit:
                 with self._cond:
                     self._buf[0:0] = got[end:]
                 return bytes(got[:end])
             try:
-                got += self.read(timeout=deadline.remaining())
+                got += self.read(limit - len(got), timeout=deadline.remaining())
             except RpmsgError:
                 with self._cond:
                     self._buf[0:0] = got
@@ -330,6 +343,9 @@ class Console:
         if echo:
             self.read_until(typed.encode(), timeout=deadline.remaining())
         raw = self.read_until(prompt, timeout=deadline.remaining())
+        if prompt.search(raw) is None:  # READ_UNTIL_MAX bytes came and no prompt
+            raise RpmsgError(f"{self.name}: {len(raw)} bytes of output from {line!r} and no "
+                             "prompt; the rest stays unread")
         text = _ERASE.sub(b"", raw).replace(b"\r\n", b"\n")
         m = prompt.search(text)
         if m:
