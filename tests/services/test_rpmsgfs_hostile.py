@@ -393,3 +393,39 @@ def test_directories_being_read_count_every_descriptor_they_hold(
         assert len(handles) == 40 // 2
         client.shutdown()
         server.close()
+
+
+def test_listdir_against_a_server_that_never_ends_the_listing() -> None:
+    """A chip's rpmsgfs server that answers every READDIR with another entry and never
+    -ENOENT: listdir stops at max_entries with a ProtocolError (the list grew for ever), the
+    directory is closed all the same, and scandir still streams for a caller who wants it."""
+    closed: list[int] = []
+    with rpmsg.open("loop:fs-endless", policy="nuttx") as pc, \
+            rpmsg.open("loop:fs-endless", policy="nuttx") as chip:
+        counter = iter(range(1 << 30))
+
+        def serve(ept: object, data: bytes, src: int) -> None:
+            req = decode_request(data)
+            if req.command == FsCommand.READDIR:
+                name = b"e%d\0" % next(counter)
+                chip_ept.send(encode_response(req, 0, name, type=8), timeout=10)
+                return
+            if req.command == FsCommand.CLOSEDIR:
+                closed.append(req.fields["fd"])  # type: ignore[arg-type]
+            chip_ept.send(encode_response(req, 5 if req.command == FsCommand.OPENDIR
+                                          else 0), timeout=10)
+
+        client = FsClient(pc, timeout=30)
+        chip.wait_service(client.name, 10)
+        chip_ept = chip.create_endpoint(client.name, callback=serve)
+        client.wait_bound(10)
+        with pytest.raises(rpmsg.ProtocolError, match="more than 300 entries"):
+            client.listdir("/d", max_entries=300)
+        assert closed == [5]
+        with pytest.raises(rpmsg.InvalidArgumentError):
+            client.listdir("/d", max_entries=-1)
+        entries = client.scandir("/d")
+        assert [next(entries)[0] for _ in range(3)] == ["e301", "e302", "e303"]
+        entries.close()  # type: ignore[attr-defined]
+        assert closed == [5, 5]
+        client.shutdown()

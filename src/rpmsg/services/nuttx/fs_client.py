@@ -18,9 +18,15 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from rpmsg import checks
 from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint
-from rpmsg.errors import DecodeError, EndpointClosedError, RemoteDisconnectedError
+from rpmsg.errors import (
+    DecodeError,
+    EndpointClosedError,
+    ProtocolError,
+    RemoteDisconnectedError,
+)
 from rpmsg.transport import Deadline
 from rpmsg.wire.nuttx_errno import from_nuttx, name_of
 from rpmsg.wire.nuttx_rpmsgfs import (
@@ -40,6 +46,8 @@ _ids = itertools.count(0x1000)
 #: Violations described (and logged) per client; a server that keeps sending junk is only
 #: counted after these, so it cannot grow the client's memory or flood the log.
 VIOLATIONS_KEPT = 100
+#: Most entries :meth:`FsClient.listdir` collects from one directory by default.
+MAX_DIR_ENTRIES = 65536
 
 
 @dataclass(frozen=True)
@@ -254,10 +262,19 @@ class FsClient:
         resp = self._call(FsCommand.IOCTL, fd=fd, request=request, data=arg)
         return resp.result, resp.tail
 
-    def listdir(self, path: str = "/") -> list[tuple[str, int]]:
+    def listdir(self, path: str = "/", max_entries: int = MAX_DIR_ENTRIES
+                ) -> list[tuple[str, int]]:
         """Names and ``DT_*`` types of a directory (OPENDIR, READDIR until -ENOENT,
-        CLOSEDIR)."""
-        return list(self.scandir(path))
+        CLOSEDIR). A server that lists more than ``max_entries`` (one that never says
+        -ENOENT) is a ProtocolError, not a list that grows for ever."""
+        limit = checks.count(max_entries, "max_entries", minimum=0)
+        out: list[tuple[str, int]] = []
+        for entry in self.scandir(path):
+            if len(out) == limit:
+                raise ProtocolError(f"rpmsgfs: {path!r} lists more than {limit} entries "
+                                    "(raise max_entries for a directory that big)")
+            out.append(entry)
+        return out
 
     def scandir(self, path: str = "/") -> Iterator[tuple[str, int]]:
         handle = self._call(FsCommand.OPENDIR, path).result
