@@ -7,6 +7,8 @@ meaning, the error also derives from it (``RpmsgTimeoutError`` is a ``TimeoutErr
 
 from __future__ import annotations
 
+import errno
+
 
 class RpmsgError(Exception):
     """Base class of every error raised by this library."""
@@ -77,6 +79,21 @@ class InvalidURLError(InvalidArgumentError):
     """A transport URL could not be understood (bad scheme, path or option)."""
 
 
+class BufferInUseError(InvalidArgumentError, BufferError):
+    """A zero-copy buffer cannot be released while views of its memory still exist."""
+
+
+class ResourceLimitError(RpmsgError, OSError):
+    """The system refused a resource the call needed (file descriptors: EMFILE/ENFILE,
+    memory: ENOMEM); ``errno`` is the system's."""
+
+    def __init__(self, code: int | None, message: str) -> None:
+        super().__init__(code, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class NotAvailableError(RpmsgError):
     """The requested transport or device does not exist on this system."""
 
@@ -104,11 +121,27 @@ class TransportBrokenError(ProtocolError):
     """The transport was marked broken (corrupt ring, bad frame); it can no longer be used."""
 
 
+#: errno values of a system out of what a call needs: descriptors, memory.
+RESOURCE_LIMITS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM))
+
+
+def unavailable(exc: BaseException, message: str) -> RpmsgError:
+    """The typed error for a system call that failed for a reason no caller handles more
+    precisely: :class:`ResourceLimitError` (errno kept) for a system out of descriptors or
+    memory, which is not about the path or device at all, else :class:`NotAvailableError`."""
+    code = getattr(exc, "errno", None)
+    if code in RESOURCE_LIMITS:
+        return ResourceLimitError(code, message)
+    return NotAvailableError(message)
+
+
 __all__ = [
+    "RESOURCE_LIMITS",
     "AccessDeniedError",
     "AddressInUseError",
     "AlreadyOpenError",
     "ArgumentTypeError",
+    "BufferInUseError",
     "DecodeError",
     "EndpointClosedError",
     "InvalidArgumentError",
@@ -120,8 +153,10 @@ __all__ = [
     "NotBoundError",
     "ProtocolError",
     "RemoteDisconnectedError",
+    "ResourceLimitError",
     "RpmsgError",
     "RpmsgTimeoutError",
     "TransportBrokenError",
     "WouldBlockError",
+    "unavailable",
 ]

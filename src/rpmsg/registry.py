@@ -21,9 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from rpmsg.core.policy import Policy, get_policy
 from rpmsg.errors import (
+    RESOURCE_LIMITS,
     ArgumentTypeError,
     InvalidURLError,
     NotAvailableError,
+    ResourceLimitError,
+    RpmsgError,
     RpmsgTimeoutError,
 )
 from rpmsg.transport import Deadline, Link
@@ -182,8 +185,14 @@ class Prepared:
     capture: CaptureOptions | None
 
     def open_link(self) -> Link:
-        """Connect, within the open's timeout."""
-        return self.connect(Opening(self.url.text, self.timeout))
+        """Connect, within the open's timeout. A system out of descriptors or memory is a
+        :class:`ResourceLimitError` whatever transport asked for them."""
+        try:
+            return self.connect(Opening(self.url.text, self.timeout))
+        except OSError as exc:
+            if isinstance(exc, RpmsgError) or exc.errno not in RESOURCE_LIMITS:
+                raise
+            raise ResourceLimitError(exc.errno, f"{self.url.text}: {exc.strerror}") from exc
 
 
 def prepare(url: str, options: Mapping[str, Any] | None = None, *, side: str = "host",

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from rpmsg.boundary import Taken
-from rpmsg.errors import EndpointClosedError, InvalidArgumentError
+from rpmsg.errors import BufferInUseError, EndpointClosedError, unavailable
 from rpmsg.transport import Delivery, Release
 from rpmsg.wire.layout import Buffer
 
@@ -76,9 +76,10 @@ class RxBuffer:
         """Give the buffer back to the transport; ``data`` is unusable from then on.
 
         While views made from ``data`` still exist (``numpy.frombuffer``,
-        ``struct.iter_unpack``...) the buffer is kept and :class:`InvalidArgumentError` says
-        so: the transport would hand that memory to the next message under the views. Drop
-        them and release again (a buffer collected unreleased goes back regardless).
+        ``struct.iter_unpack``...) the buffer is kept and
+        :class:`~rpmsg.errors.BufferInUseError` says so: the transport would hand that memory
+        to the next message under the views. Drop them and release again (a buffer
+        collected unreleased goes back regardless).
         """
         release, self._release = self._release, None  # one caller gives it back
         if release is None:
@@ -87,7 +88,7 @@ class RxBuffer:
             self.data.release()
         except BufferError:
             self._release = release
-            raise InvalidArgumentError(
+            raise BufferInUseError(
                 f"RxBuffer from {self.src:#x}: views of its data still exist; drop them "
                 "before release() (the buffer is kept until then)") from None
         release()
@@ -600,10 +601,14 @@ class RxQueue:
 def _make_fds() -> tuple[int, int]:
     """A non-blocking wake-up descriptor: an eventfd where the OS has one, else a pipe."""
     make = getattr(os, "eventfd", None)
-    if make is not None:
-        fd: int = make(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        return fd, fd
-    r, w = os.pipe()
+    try:
+        if make is not None:
+            fd: int = make(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            return fd, fd
+        r, w = os.pipe()
+    except OSError as exc:  # EMFILE, ENFILE
+        raise unavailable(exc, f"no descriptor for the endpoint's fileno(): "
+                          f"{exc.strerror}") from None
     os.set_blocking(r, False)
     os.set_blocking(w, False)
     return r, w

@@ -37,6 +37,7 @@ from rpmsg.errors import (
     InvalidURLError,
     NotAvailableError,
     ProtocolError,
+    unavailable,
 )
 from rpmsg.virtio.memory import FlatMemory
 from rpmsg.wire.virtio import ResourceTable
@@ -164,7 +165,7 @@ def listen_socket(path: str, perm: int, what: str) -> tuple[socket.socket, tuple
         if exc.errno in (errno.EACCES, errno.EPERM):
             raise AccessDeniedError(f"no permission to create the {what} {path}: "
                                     f"{exc.strerror}; choose another path") from None
-        raise NotAvailableError(f"cannot listen on {what} {path}: {exc.strerror}") from None
+        raise unavailable(exc, f"cannot listen on {what} {path}: {exc.strerror}") from None
     sock.setblocking(False)
     return sock, (st.st_dev, st.st_ino)
 
@@ -183,7 +184,7 @@ def take_over_stale_socket(path: str, what: str) -> None:
         raise AccessDeniedError(f"no permission to look at the {what} {path}: "
                                 f"{exc.strerror}; choose another path") from None
     except OSError as exc:  # a file where a directory should be, a name too long
-        raise NotAvailableError(f"cannot use {path} for the {what}: {exc.strerror}") from None
+        raise unavailable(exc, f"cannot use {path} for the {what}: {exc.strerror}") from None
     if not stat.S_ISSOCK(st.st_mode):
         raise NotAvailableError(f"{path} exists and is not a socket; refusing to replace "
                                 f"it: remove it or choose another path for the {what}")
@@ -436,7 +437,7 @@ class ShmFile:
             fcntl.fcntl(self._locking_fd(), fcntl.F_OFD_SETLK, arg)
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise NotAvailableError(f"cannot lock {self.path}: {exc.strerror}") from None
+                raise unavailable(exc, f"cannot lock {self.path}: {exc.strerror}") from None
             holders = lock_holders(os.fstat(self.fd), byte)
             who = ", ".join(describe_pid(p) for p in holders) or \
                 "a process this user cannot see"
@@ -512,7 +513,7 @@ def _open_error(path: str, exc: OSError) -> Exception:
         return AccessDeniedError(
             f"no permission to open {path}: {exc.strerror}. Its owner may widen it with "
             "perm=0660 (group) or perm=0666, or run both sides as the same user")
-    return NotAvailableError(f"cannot open shared memory {path}: {exc.strerror}")
+    return unavailable(exc, f"cannot open shared memory {path}: {exc.strerror}")
 
 
 def _unmap(m: mmap.mmap, memory: FlatMemory) -> None:

@@ -24,7 +24,7 @@ import stat
 import struct
 import time
 
-from rpmsg.errors import AccessDeniedError, AlreadyOpenError, NotAvailableError
+from rpmsg.errors import AccessDeniedError, AlreadyOpenError, NotAvailableError, unavailable
 
 #: ``struct flock`` with the platform's alignment (``off_t`` is 64-bit in CPython builds).
 _FLOCK = struct.Struct("@hhqqi")
@@ -97,7 +97,7 @@ class BusLock:
                 raise AccessDeniedError(
                     f"spisim:{self.bus}: {self.path} is a symbolic link; refusing to follow "
                     "it (remove it or choose another path)") from None
-            raise NotAvailableError(f"spisim:{self.bus}: cannot open {self.path}: {exc}") \
+            raise unavailable(exc, f"spisim:{self.bus}: cannot open {self.path}: {exc}") \
                 from None
         try:
             check_ours(fd, self.path, self.bus, shared=bool(self.perm & 0o077))

@@ -16,7 +16,7 @@ import time
 import tty
 from typing import Any, Protocol
 
-from rpmsg.errors import AccessDeniedError, AlreadyOpenError, NotAvailableError
+from rpmsg.errors import AccessDeniedError, AlreadyOpenError, NotAvailableError, unavailable
 
 #: Stream read timeout: how often the RX thread notices close().
 READ_TIMEOUT = 0.1
@@ -271,7 +271,7 @@ def _open_error(path: str, exc: Exception) -> Exception:
         return AccessDeniedError(
             f"serial port {path}: permission denied; add your user to the device's group "
             f"(ls -l {path}; usually `dialout`) or fix its permissions")
-    return NotAvailableError(f"cannot open serial port {path!r}: {exc}")
+    return unavailable(exc, f"cannot open serial port {path!r}: {exc}")
 
 
 __all__ = ["READ_TIMEOUT", "PtyStream", "Stream", "line_owner", "open_serial"]
