@@ -60,7 +60,14 @@ from rpmsg.wire.rpmsg import HEADER_SIZE, RPMSG_HEADER
 
 
 class TruncatedCaptureError(DecodeError):
-    """The capture ends inside a block: everything before it was read."""
+    """The capture ends inside a block: everything before it was read.
+
+    A program killed while its capture is being written leaves one (a fatal signal cuts a
+    large ``write`` between pages). :func:`read_capture` puts the whole records before the
+    cut in :attr:`records`, so they are not lost with the exception."""
+
+    #: The records before the cut (filled by :func:`read_capture`).
+    records: tuple[Record, ...] = ()
 
 
 class _Restarted(Exception):
@@ -488,11 +495,19 @@ _RECORD_TYPES: dict[int, Callable[[int, Interface, str, int, str, bytes], Record
 
 
 def read_capture(source: str | os.PathLike[str] | BinaryIO | bytes) -> list[Record]:
-    """Every record of a whole capture (a path, a stream or the bytes of a file)."""
+    """Every record of a whole capture (a path, a stream or the bytes of a file). A capture
+    cut inside its last block raises :class:`TruncatedCaptureError` holding the records
+    before the cut (``exc.records``)."""
     if isinstance(source, bytes):
         source = io.BytesIO(source)
+    out: list[Record] = []
     with CaptureReader(source) as reader:
-        return list(reader)
+        try:
+            out.extend(reader)
+        except TruncatedCaptureError as exc:  # a crashed writer: keep what was whole
+            exc.records = tuple(out)
+            raise
+    return out
 
 
 __all__ = [
