@@ -168,6 +168,7 @@ class PortLink(Link):
         self._sink: LinkSink | None = None
         self._up = False
         self._closed = False
+        self._forked = False  # in a fork() child (see forked)
         self._broken: Exception | None = None
         self._lock = threading.Lock()
         self._trailer = config.protocol == "current"
@@ -237,7 +238,17 @@ class PortLink(Link):
         def commit(src: int, dst: int, length: int) -> None:
             self._commit(buf, src, dst, length)
 
-        return TxBuffer(payload, commit, lambda: self.txq.return_buffer(buf))
+        return TxBuffer(payload, commit, lambda: self._return_tx(buf))
+
+    def _return_tx(self, buf: PortBuffer) -> None:
+        if not self._forked:
+            self.txq.return_buffer(buf)
+
+    def forked(self) -> None:
+        """A ``fork()`` child: the line, the threads serving it and the buffer queues are the
+        parent's (a queue lock may have been held at the fork); a buffer released here goes
+        nowhere and close() touches nothing (see Link.forked)."""
+        self._forked = self._closed = True
 
     def close(self, timeout: float | None = None) -> None:
         """Flush the frames queued before the call, stop the backend, wake every waiter.
@@ -444,6 +455,8 @@ class PortLink(Link):
         self._free_rx(buf)
 
     def _free_rx(self, buf: PortBuffer) -> None:
+        if self._forked:
+            return
         self.rxq.return_buffer(buf)
         self.backend.notify_rx_free()
 
