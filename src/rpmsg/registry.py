@@ -47,6 +47,8 @@ DEFAULT_OPEN_TIMEOUT = 30.0
 #: Options :func:`prepare` takes for itself, whatever the scheme.
 GENERIC_OPTIONS = ("policy", "timeout", "capture", "capture_level", "capture_max")
 CAPTURE_LEVELS = ("messages", "frames")
+#: ``capture=`` values that turn capture off for one link (an inherited RPMSG_CAPTURE too).
+CAPTURE_OFF = ("", "off", "none", "0")
 
 
 class Opening:
@@ -201,7 +203,8 @@ def prepare(url: str, options: Mapping[str, Any] | None = None, *, side: str = "
 
     Generic options, taken here for every scheme: ``policy`` (``linux``/``openamp``/``nuttx``),
     ``timeout`` (seconds the open may wait for the peer; default 30, ``none`` for no limit),
-    ``capture`` (pcapng path; env ``RPMSG_CAPTURE``), ``capture_level`` (``messages`` or
+    ``capture`` (pcapng path; env ``RPMSG_CAPTURE``; ``off`` or empty: not this link),
+    ``capture_level`` (``messages`` or
     ``frames``; env ``RPMSG_CAPTURE_LEVEL``) and ``capture_max`` (bytes).
     """
     env = os.environ if environ is None else environ
@@ -245,7 +248,9 @@ def require_other_process(url: str, command: str) -> None:
 
 def _capture_options(url: TransportURL, env: Mapping[str, str]) -> CaptureOptions | None:
     path = url.take("capture")
-    if path is None:
+    if path is False or (isinstance(path, str) and path.strip().lower() in CAPTURE_OFF):
+        path = False  # this link is not captured, whatever RPMSG_CAPTURE says
+    elif path is None:
         path = env.get("RPMSG_CAPTURE") or None
     level_default = env.get("RPMSG_CAPTURE_LEVEL") or "messages"
     level = url.get_choice("capture_level", level_default.lower(),
@@ -254,7 +259,7 @@ def _capture_options(url: TransportURL, env: Mapping[str, str]) -> CaptureOption
         raise InvalidURLError(f"RPMSG_CAPTURE_LEVEL={level_default!r} is not one of "
                               f"{', '.join(CAPTURE_LEVELS)}")
     max_bytes = url.get_int("capture_max", 0, minimum=0) or None  # 0: no cap
-    if path is None:
+    if path is None or path is False:
         return None
     return CaptureOptions(_capture_path(path), level, max_bytes)
 

@@ -30,3 +30,13 @@ def test_the_keyword_wins_over_a_valid_query_value() -> None:
     assert prepare("loop:o?policy=nuttx", {"policy": "linux"}).policy == rpmsg.LINUX
     with rpmsg.open("loop:o?timeout=2", timeout=1) as dev:
         assert dev.policy.name == "openamp"
+
+
+def test_capture_off_for_one_link_whatever_the_environment_says() -> None:
+    env = {"RPMSG_CAPTURE": "/tmp/inherited.pcapng"}
+    assert prepare("loop:c", environ=env).capture is not None
+    for off in ("loop:c?capture=", "loop:c?capture=off", "loop:c?capture=none"):
+        assert prepare(off, environ=env).capture is None
+    assert prepare("loop:c", {"capture": False}, environ=env).capture is None
+    assert prepare("loop:c?capture=/tmp/x.pcapng", {"capture": "off"}, environ=env
+                   ).capture is None
