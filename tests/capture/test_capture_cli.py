@@ -308,3 +308,31 @@ def test_shm_ring_events_at_frame_level(tmp_path: Path, shm_url: str) -> None:
     pings = [r for r in read_capture(str(path))
              if isinstance(r, CapturedMessage) and r.direction == "tx" and r.dst != NS_ADDR]
     assert len(pings) == 5
+
+
+def test_replay_of_a_capture_cut_by_a_crash_sends_what_is_whole(tmp_path: Path,
+                                                                 shm_url: str) -> None:
+    """A capture whose program was killed mid-write ends inside a block: replay says so on
+    stderr and sends the messages before the cut (it failed with TruncatedCaptureError)."""
+    host = tmp_path / "host.pcapng"
+    remote = Remote(shm_url, env=env_with())
+    try:
+        run("ping", shm_url, "--count", "10", "--size", "100",
+            env=env_with(RPMSG_CAPTURE=str(host)))
+    finally:
+        remote.stop()
+    whole = payloads(host, "tx")
+    assert len(whole) == 10
+    data = host.read_bytes()
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(data[:-10])  # into the last block (the link-down event or the last reply)
+    url2 = shm_url + "-2"
+    remote = Remote(url2, env=env_with())
+    try:
+        out = run("replay", str(cut), url2, "--speed", "max", "--json", env=env_with())
+    finally:
+        remote.stop()
+        for leftover in Path("/dev/shm").glob(url2.split(":")[1] + "*"):
+            leftover.unlink()
+    assert "ends inside a block" in out.stderr
+    assert json.loads(out.stdout)["sent"] == 10

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import rpmsg
-from rpmsg.capture import read_capture
+from rpmsg.capture import TruncatedCaptureError, read_capture
 from rpmsg.capture.replay import Replayer, plan_replay
 from rpmsg.cli.args import Given, add_policy, finite_seconds, open_timeout, seconds
 from rpmsg.cli.terminal import waiting
@@ -59,10 +59,17 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_other_process(args.url, "`rpmsg replay`")
-    plan = plan_replay(read_capture(args.file), args.dir, args.link)
 
     def say(text: str) -> None:
         print(f"rpmsg replay: {text}", file=sys.stderr, flush=True)
+
+    try:
+        records = read_capture(args.file)
+    except TruncatedCaptureError as exc:  # its program was killed while it wrote
+        records = list(exc.records)
+        say(f"{args.file} ends inside a block ({exc}); replaying the {len(records)} "
+            "record(s) before the cut")
+    plan = plan_replay(records, args.dir, args.link)
 
     with rpmsg.open(args.url, policy=args.policy, side=args.side,
                     **open_timeout(args, args.url, args.timeout)) as device:
