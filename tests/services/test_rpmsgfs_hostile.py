@@ -429,3 +429,26 @@ def test_listdir_against_a_server_that_never_ends_the_listing() -> None:
         entries.close()  # type: ignore[attr-defined]
         assert closed == [5, 5]
         client.shutdown()
+
+
+def test_a_lost_write_chunk_fails_only_its_own_write(session: FsSession, share: Path) -> None:
+    """The mark a lost cookie-0 chunk leaves ends with that write: when its last chunk is
+    dropped too (answered -EAGAIN at once by an overloaded server, so the chip's write
+    already failed), or when the chip closes the file. It stayed on the handle number: the
+    next write (a retry, or the first write to another file given the same number) had its
+    chunks skipped and failed with -EAGAIN although nothing of it was lost."""
+    (o,) = ask(session, encode_request(FsCommand.OPEN, 1, path=b"/f", flags=0x202))  # RDWR|TRUNC
+    fd = o.result
+    session.lose_write(encode_request(FsCommand.WRITE, 0, fd=fd, data=b"lost"))
+    session.lose_write(encode_request(FsCommand.WRITE, 2, fd=fd, data=b"last"))  # dropped too
+    (w,) = ask(session, encode_request(FsCommand.WRITE, 3, fd=fd, data=b"retry"))
+    assert w.result == 5 and (share / "f").read_bytes() == b"retry"
+
+    session.lose_write(encode_request(FsCommand.WRITE, 0, fd=fd, data=b"lost"))
+    (c,) = ask(session, encode_request(FsCommand.CLOSE, 4, fd=fd))
+    assert c.result == 0
+    (o2,) = ask(session, encode_request(FsCommand.OPEN, 5, path=b"/g", flags=0x241, mode=0o644))
+    assert o2.result == fd  # the lowest free handle: the same number
+    assert ask(session, encode_request(FsCommand.WRITE, 0, fd=fd, data=b"new ")) == []
+    (w,) = ask(session, encode_request(FsCommand.WRITE, 6, fd=fd, data=b"file"))
+    assert w.result == 4 and (share / "g").read_bytes() == b"new file"

@@ -298,13 +298,17 @@ class FsSession:
         is a WRITE chunk with cookie 0, the write it belongs to fails. Its file's next
         answered WRITE gets ``-EAGAIN`` and the cookie-0 chunks before that are not
         written (they would land at the wrong offset); the chip's write never succeeds
-        with a chunk missing."""
+        with a chunk missing. A dropped last chunk (cookie not 0) ends its write (the
+        chip's write failed already), so the mark goes: it must not fail the next write."""
         if len(raw) < READ_WRITE.size:
             return
         command, _result, cookie, fd, _count = READ_WRITE.unpack(raw)
-        if command == FsCommand.WRITE and cookie == 0 and 0 <= fd < MAX_FILES:
+        if command == FsCommand.WRITE and 0 <= fd < MAX_FILES:
             with self._lost_lock:
-                self._lost.add(fd)
+                if cookie == 0:
+                    self._lost.add(fd)
+                else:
+                    self._lost.discard(fd)
 
     def _write_lost(self, fd: int, final: bool) -> bool:
         """Whether this chunk's write lost a chunk (the final chunk clears the mark)."""
@@ -395,6 +399,8 @@ class FsSession:
     def _close(self, req: FsRequest) -> Replies:
         f = self._file(req)
         del self.files[req.num("fd")]
+        with self._lost_lock:  # a write that lost a chunk ends with its file
+            self._lost.discard(req.num("fd"))
         self.budget.give()
         os.close(f.fd)
         yield encode_response(req, 0)
