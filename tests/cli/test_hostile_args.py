@@ -63,6 +63,19 @@ def test_a_full_standard_output_is_one_line(argv: list[str]) -> None:
         "rpmsg: error: cannot write the output: No space left on device"
 
 
+@pytest.mark.parametrize("argv", [["transports"], ["udev-rules"], ["wireshark"]])
+def test_a_closed_standard_output_is_one_line(argv: list[str]) -> None:
+    """Started with stdout closed (>&-) Python has no sys.stdout; the wrapper that reports
+    a full disk called None.write: an AttributeError traceback (print() alone had written
+    nothing, silently)."""
+    out = subprocess.run([*CLI, *argv], stdout=None, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, text=True, timeout=WAIT, check=False,
+                         preexec_fn=lambda: os.close(1))
+    assert out.returncode == 1, out.stderr
+    assert one_line_error(out.stderr) == \
+        "rpmsg: error: cannot write the output: standard output is closed"
+
+
 def test_a_full_standard_output_is_a_json_error_with_json() -> None:
     with open("/dev/full", "w") as full:
         out = run_cli("transports", "--json", stdout=full.fileno())

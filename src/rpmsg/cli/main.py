@@ -122,12 +122,18 @@ def error_text(exc: RpmsgError) -> str:
 class _Output:
     """``sys.stdout`` while a command runs: a failed write or flush is an
     :class:`OutputError` (one line, exit 1) instead of a traceback; a reader that left
-    (``BrokenPipeError``) stays what it is (exit 141)."""
+    (``BrokenPipeError``) stays what it is (exit 141). Started with stdout closed (``>&-``:
+    no ``sys.stdout``), the first use of the output is that error, as ``ls >&-`` says."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO | None) -> None:
         self.stream = stream
 
+    def _closed(self) -> OutputError:
+        return OutputError("cannot write the output: standard output is closed")
+
     def write(self, text: str) -> int:
+        if self.stream is None:
+            raise self._closed()
         try:
             return self.stream.write(text)
         except BrokenPipeError:
@@ -137,6 +143,8 @@ class _Output:
             raise OutputError(f"cannot write the output: {exc.strerror or exc}") from None
 
     def flush(self) -> None:
+        if self.stream is None:
+            return
         try:
             self.stream.flush()
         except BrokenPipeError:
@@ -148,6 +156,8 @@ class _Output:
     def discard(self) -> None:
         """Point the file descriptor at /dev/null: what is left in the buffer goes there,
         so the interpreter's last flush at exit cannot fail again with a traceback."""
+        if self.stream is None:
+            return
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
             try:
@@ -158,6 +168,8 @@ class _Output:
             pass  # not a file (a test's StringIO): nothing is flushed at exit
 
     def __getattr__(self, name: str) -> Any:
+        if self.stream is None:
+            raise self._closed()
         return getattr(self.stream, name)
 
 
