@@ -219,9 +219,10 @@ class CaptureReader:
     def __init__(self, source: str | os.PathLike[str] | BinaryIO, *, follow: bool = False,
                  poll: float = 0.2) -> None:
         # Checked before the file is opened: 0, negative or NaN polled in a busy loop (a
-        # core at 100 %), None or inf never looked again after the end of the file.
-        seconds = checks.timeout(poll, "poll")
-        if seconds is None or not seconds > 0:
+        # core at 100 %), None or inf never looked again after the end of the file, one
+        # longer than a wait can last raised OverflowError there (checks.pause).
+        seconds = checks.pause(poll, "poll")
+        if not seconds > 0:
             raise InvalidArgumentError(f"poll must be a finite number of seconds > 0, "
                                        f"not {poll!r}")
         poll = seconds
