@@ -210,7 +210,9 @@ class Link(abc.ABC):
 
         Waits for a free buffer: forever if ``timeout`` is None, not at all if 0 (raising
         :class:`~rpmsg.errors.NoBufferError`), else up to ``timeout`` seconds (raising
-        :class:`~rpmsg.errors.RpmsgTimeoutError`). Raises
+        :class:`~rpmsg.errors.RpmsgTimeoutError`); a send that raises either must have
+        sent nothing of the message, since an endpoint waits in steps of
+        :data:`~rpmsg.endpoint.CLOSE_CHECK` and sends it again after each. Raises
         :class:`~rpmsg.errors.RemoteDisconnectedError` while the link is down and
         :class:`~rpmsg.errors.TransportBrokenError` once broken.
 
