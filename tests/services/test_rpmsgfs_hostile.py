@@ -452,3 +452,21 @@ def test_a_lost_write_chunk_fails_only_its_own_write(session: FsSession, share: 
     assert ask(session, encode_request(FsCommand.WRITE, 0, fd=fd, data=b"new ")) == []
     (w,) = ask(session, encode_request(FsCommand.WRITE, 6, fd=fd, data=b"file"))
     assert w.result == 4 and (share / "g").read_bytes() == b"new file"
+
+
+@pytest.mark.parametrize(("max_open", "error"), [
+    ("64", rpmsg.ArgumentTypeError), (1.5, rpmsg.ArgumentTypeError),
+    (True, rpmsg.ArgumentTypeError), (-1, rpmsg.InvalidArgumentError)])
+def test_a_wrong_max_open_is_a_typed_error_before_anything_is_made(
+        share: Path, max_open: object, error: type[Exception]) -> None:
+    """FsServer(max_open="64") raised a bare TypeError from min() after the shared
+    directory was opened (its descriptor stayed open); -1 made a server that refuses every
+    open with -EMFILE."""
+    before = len(os.listdir("/proc/self/fd"))
+    with rpmsg.open("loop:fs-max-open", policy="nuttx") as pc:
+        with pytest.raises(error, match="max_open"):
+            FsServer(pc, share, max_open=max_open)  # type: ignore[arg-type]
+        with pytest.raises(rpmsg.InvalidArgumentError, match="limit"):
+            binding.AnnouncementBinder(pc, bool, on_message=print, on_release=print,
+                                       limit=-1)
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from rpmsg import checks
 from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint
 from rpmsg.errors import RpmsgError
@@ -47,7 +48,7 @@ class AnnouncementBinder:
         self._on_message = on_message
         self._on_release = on_release
         self._on_bind = on_bind
-        self.limit = limit
+        self.limit = checks.count(limit, "limit", 0)
         #: Matching announcements not bound because ``limit`` bindings existed.
         self.refused = 0
         self._lock = threading.Lock()

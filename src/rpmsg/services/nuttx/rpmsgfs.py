@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from rpmsg import checks
 from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint
 from rpmsg.errors import DecodeError, RpmsgError
@@ -669,13 +670,14 @@ class FsServer:
     def __init__(self, device: Device, directory: str | os.PathLike[str], *,
                  read_only: bool = False, send_timeout: float = SEND_TIMEOUT,
                  max_open: int | None = None) -> None:
+        limit = MAX_OPEN if max_open is None else checks.count(max_open, "max_open", 0)
         self.device = device
         self.root = ConfinedDir(directory)
         self.read_only = read_only
         self.send_timeout = send_timeout
         self.stats = FsStats()
         #: Open files and directories of all mounts together (see :data:`MAX_OPEN`).
-        self.budget = HandleBudget.for_process(MAX_OPEN if max_open is None else max_open)
+        self.budget = HandleBudget.for_process(limit)
         self._sessions: dict[int, FsSession] = {}
         self._queue: deque[tuple[Endpoint, FsSession, bytes] | FsSession] = deque()
         self._cond = threading.Condition()
