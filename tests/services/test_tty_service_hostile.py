@@ -55,3 +55,40 @@ def test_a_command_that_cannot_run_is_a_typed_error_and_leaves_nothing(
         remote.wait_service("probe", 10)  # announcements arrive in order: rpmsg-tty before
         assert "rpmsg-tty" not in [name for name, _addr in remote.services]
         probe.close()
+
+
+_OUT_OF_DESCRIPTORS = r"""
+import os, resource, uuid
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+import rpmsg
+from rpmsg.services.tty import TtyService
+name = f"loop:{uuid.uuid4().hex}"
+with rpmsg.open(name, policy="nuttx") as pc, rpmsg.open(name, policy="nuttx") as remote:
+    hog = []
+    try:
+        while True:
+            hog.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    try:
+        TtyService(pc, command=["true"])
+    except rpmsg.ResourceLimitError as exc:
+        print("ResourceLimitError", exc.errno)
+    except rpmsg.RpmsgError as exc:
+        print(type(exc).__name__, exc)
+    for fd in hog:
+        os.close(fd)
+"""
+
+
+def test_a_process_out_of_descriptors_cannot_start_the_command_for_that_reason() -> None:
+    """Out of descriptors (the command's pipes cannot be made) is ResourceLimitError with
+    EMFILE (errors.unavailable's rule), not InvalidArgumentError 'cannot run the tty
+    command', which blamed the command line."""
+    import errno
+    import subprocess
+
+    run = subprocess.run([sys.executable, "-c", _OUT_OF_DESCRIPTORS], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"ResourceLimitError {errno.EMFILE}", run.stdout + run.stderr

@@ -19,7 +19,7 @@ import threading
 
 from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint
-from rpmsg.errors import InvalidArgumentError, RpmsgError
+from rpmsg.errors import RESOURCE_LIMITS, InvalidArgumentError, RpmsgError, unavailable
 
 log = logging.getLogger("rpmsg.services")
 
@@ -141,7 +141,12 @@ def _start(command: str | list[str]) -> subprocess.Popen[bytes]:
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=None, bufsize=0)
-    except (OSError, ValueError, TypeError) as exc:
+    except OSError as exc:
+        if exc.errno in RESOURCE_LIMITS:  # no pipe or memory left: not the command's fault
+            raise unavailable(exc, f"cannot start the tty command {argv[0]!r}: "
+                              f"{exc.strerror}") from None
+        raise InvalidArgumentError(f"cannot run the tty command {argv[0]!r}: {exc}") from None
+    except (ValueError, TypeError) as exc:
         raise InvalidArgumentError(f"cannot run the tty command {argv[0]!r}: {exc}") from None
     assert proc.stdin is not None
     os.set_blocking(proc.stdin.fileno(), False)
