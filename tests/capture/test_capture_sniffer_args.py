@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rpmsg.capture.sniffer import CRC_CHOICES, LineSniffer
-from rpmsg.errors import InvalidArgumentError
-from rpmsg.port.uart.framer import CURRENT, LEGACY
+from rpmsg.errors import ArgumentTypeError, InvalidArgumentError
+from rpmsg.port.crc import get_crc
+from rpmsg.port.uart.framer import CURRENT, LEGACY, FrameDecoder, get_protocol
 
 
 @pytest.mark.parametrize("crc", ["crc32", "", None, "ARC"])
@@ -26,3 +27,25 @@ def test_any_bytes_give_events(protocol: object, crc: str, chunks: list[bytes]) 
     for chunk in chunks:
         sniffer.feed(chunk)
     assert sniffer.bad_crc <= sniffer.frames
+
+
+@pytest.mark.parametrize(("direction", "protocol", "error"), [
+    ("sideways", CURRENT, InvalidArgumentError), (None, CURRENT, InvalidArgumentError),
+    ("rx", "current", ArgumentTypeError), ("tx", None, ArgumentTypeError)])
+def test_a_wrong_direction_or_protocol_is_a_typed_error(
+        direction: object, protocol: object, error: type[Exception]) -> None:
+    """LineSniffer('sideways', CURRENT) was accepted (its frames then named a direction no
+    capture knows); LineSniffer('rx', 'current') raised a bare AttributeError."""
+    with pytest.raises(error):
+        LineSniffer(direction, protocol)  # type: ignore[arg-type]
+
+
+def test_unknown_crc_and_protocol_names_are_typed_errors_where_they_are_looked_up() -> None:
+    """get_crc and get_protocol, the one place each name is looked up (the URL options, the
+    framers, the sniffer), raised bare ValueErrors."""
+    with pytest.raises(InvalidArgumentError, match="unknown CRC"):
+        get_crc("crc32")
+    with pytest.raises(InvalidArgumentError, match="unknown UART protocol"):
+        get_protocol("newest")
+    with pytest.raises(InvalidArgumentError, match="unknown CRC"):
+        FrameDecoder(CURRENT, crc="crc32")

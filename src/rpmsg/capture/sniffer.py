@@ -10,9 +10,10 @@ Frame boundaries, escapes and control bytes come from the UART framer of
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, fields
 
-from rpmsg.errors import InvalidArgumentError
+from rpmsg.errors import ArgumentTypeError, InvalidArgumentError
 from rpmsg.port.crc import CrcFunction, frame_crc, get_crc
 from rpmsg.port.uart.framer import Control, Frame, FrameDecoder, FrameError, UartProtocol
 from rpmsg.tap import Direction
@@ -20,6 +21,8 @@ from rpmsg.wire.port import PORT_HEADER
 
 #: CRC choices: a named algorithm, ``none`` (no check) or ``auto`` (ARC, else XMODEM).
 CRC_CHOICES = ("auto", "none", "arc", "xmodem")
+#: The directions a line can be sniffed in (those of :data:`rpmsg.tap.Direction`).
+DIRECTIONS: tuple[str, ...] = typing.get_args(Direction)
 #: The largest frame a sniffer accepts (the port header's u16 length).
 MAX_FRAME = 0xFFFF
 
@@ -77,6 +80,12 @@ class LineSniffer:
     """Bytes of one direction in, frames, control bytes and framing errors out."""
 
     def __init__(self, direction: Direction, protocol: UartProtocol, crc: str = "auto") -> None:
+        if direction not in DIRECTIONS:
+            raise InvalidArgumentError(f"direction must be one of {', '.join(DIRECTIONS)}, "
+                                       f"not {direction!r}")
+        if not isinstance(protocol, UartProtocol):
+            raise ArgumentTypeError(f"protocol must be a UartProtocol (get_protocol('current')"
+                                    f"), not {type(protocol).__name__}")
         if crc not in CRC_CHOICES:
             raise InvalidArgumentError(f"unknown CRC {crc!r}; choose one of "
                                        f"{', '.join(CRC_CHOICES)}")

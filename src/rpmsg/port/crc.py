@@ -21,6 +21,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Literal, Protocol, cast
 
+from rpmsg.errors import InvalidArgumentError
 from rpmsg.wire.layout import Buffer
 
 CrcName = Literal["none", "arc", "xmodem"]
@@ -162,12 +163,13 @@ CRC_FUNCTIONS: dict[str, CrcFunction | None] = {"none": None, **_active}
 
 
 def get_crc(name: str) -> CrcFunction | None:
-    """The CRC function called ``name`` (``none`` gives None); ValueError if unknown."""
+    """The CRC function called ``name`` (``none`` gives None); InvalidArgumentError (a
+    ValueError) if unknown."""
     try:
         fn = CRC_FUNCTIONS[name]
     except KeyError:
-        raise ValueError(f"unknown CRC {name!r}; choose one of {', '.join(CRC_FUNCTIONS)}") \
-            from None
+        raise InvalidArgumentError(f"unknown CRC {name!r}; choose one of "
+                                   f"{', '.join(CRC_FUNCTIONS)}") from None
     if fn is python_crc16_arc:
         _arc_masks()  # build the masks now, not inside the first frame's timing
     return fn

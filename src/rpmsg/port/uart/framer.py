@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from rpmsg.errors import InvalidArgumentError
 from rpmsg.port.crc import CrcFunction, frame_crc, get_crc
 from rpmsg.wire.layout import Buffer
 from rpmsg.wire.port import PORT_HEADER, PORT_HEADER_SIZE
@@ -425,11 +426,13 @@ class FrameDecoder:
 
 
 def get_protocol(name: str) -> UartProtocol:
-    """The protocol called ``current`` or ``legacy``; ValueError otherwise."""
+    """The protocol called ``current`` or ``legacy``; InvalidArgumentError (a ValueError)
+    otherwise."""
     try:
         return PROTOCOLS[name]
-    except KeyError:
-        raise ValueError(f"unknown UART protocol {name!r}; choose current or legacy") from None
+    except (KeyError, TypeError):  # TypeError: an unhashable name
+        raise InvalidArgumentError(f"unknown UART protocol {name!r}; choose current or "
+                                   "legacy") from None
 
 
 __all__ = [
