@@ -15,7 +15,7 @@ import struct
 import uuid
 
 import pytest
-from hostile_helpers import bind
+from hostile_helpers import bind, wait_until
 
 import rpmsg
 from rpmsg import BufferInUseError, InvalidArgumentError, RpmsgError
@@ -95,3 +95,50 @@ def test_transmit_buffers_dropped_unsent_go_back(
             gc.collect()
     client.send(b"still serving", timeout=20)
     assert server.recv(timeout=20) == b"still serving"
+
+
+def test_a_buffer_dropped_while_a_burst_waits_for_one_reaches_the_burst() -> None:
+    """loop: a transmit buffer dropped unsent goes to an orphan list (6235e11) that only a
+    sender looking for a buffer empties; a send_many already waiting without a timeout
+    slept on the pool's condition, which nothing notified: it waited for ever for a buffer
+    the pool had got back (the finaliser used to give it back and wake the waiters)."""
+    import threading
+    import warnings
+
+    name = f"loop:{uuid.uuid4().hex}?buffers=2"
+    with rpmsg.open(name) as host, rpmsg.open(name) as remote:
+        server = remote.create_endpoint("svc", queue=1, hold=None)  # keeps what it gets
+        client = host.create_endpoint("svc")
+        client.wait_bound(timeout=20)
+        buf = client.get_tx_buffer(timeout=20)  # one buffer is ours
+        sent = 0
+        while True:  # the server holds every other one for good (queue=1, never read)
+            try:
+                client.send(b"fill", timeout=0)
+                sent += 1
+                continue
+            except rpmsg.NoBufferError:
+                wait_until(lambda: server.pending == sent, timeout=20)  # noqa: B023
+            try:  # the one message copied into the server's queue freed its buffer
+                client.send(b"fill", timeout=0)
+                sent += 1
+            except rpmsg.NoBufferError:
+                break
+        outcome: list[object] = []
+
+        def burst() -> None:
+            try:
+                outcome.append(client.send_many([b"burst"], timeout=None))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=burst, daemon=True)
+        worker.start()
+        worker.join(0.5)  # usually waiting by now; earlier or later gives the same outcome
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del buf  # unsent: back to the pool, by way of the orphan list
+        worker.join(60)
+        assert not worker.is_alive(), "send_many still waits for the buffer that came back"
+        assert outcome == [1]
+        server.close()  # let the loop go

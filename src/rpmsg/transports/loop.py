@@ -84,6 +84,9 @@ class _Loop:
 
 
 log = logging.getLogger("rpmsg.loop")
+#: Longest single sleep of a sender waiting for a loop buffer: how late it sees a buffer
+#: that came back as an orphan (a TxBuffer dropped unsent), which nothing notifies.
+ORPHAN_CHECK = 0.05
 
 _LOOPS: dict[str, _Loop] = {}
 _LOOPS_LOCK = threading.Lock()
@@ -206,8 +209,12 @@ class LoopLink(Link):
                 raise NoBufferError("all loop buffers are in flight")
             if deadline is None:
                 deadline = Deadline(timeout)
-            if not out.cond.wait(deadline.remaining()) and deadline.expired():
+            # In slices: a buffer dropped unsent comes back through ``orphans`` with no
+            # notification (its finaliser cannot take the lock), so look again now and then.
+            left = deadline.remaining()
+            if left is not None and left <= 0:
                 raise deadline.timeout_error("waiting for a free loop buffer")
+            out.cond.wait(ORPHAN_CHECK if left is None else min(left, ORPHAN_CHECK))
 
     def alloc_tx(self, timeout: float | None) -> TxBuffer:
         """A transmit buffer taken now from the pool, as a vring's would be (the wait is
