@@ -9,7 +9,6 @@ schemes found in :mod:`rpmsg.registry`.
 from __future__ import annotations
 
 import abc
-import contextlib
 import functools
 import inspect
 import time
@@ -162,8 +161,10 @@ class TxBuffer:
 
     def _forget_payload(self) -> None:
         """Make ``payload`` unusable (views the program made of it stay its business)."""
-        with contextlib.suppress(BufferError):
+        try:  # not contextlib.suppress: this runs on every zero-copy send (~0.3 us less)
             self.payload.release()
+        except BufferError:
+            pass
 
     def __enter__(self) -> TxBuffer:
         return self
