@@ -219,7 +219,9 @@ class Endpoint:
         unbound (or waits for the binding within ``timeout`` if the policy says so),
         :class:`RemoteDisconnectedError` when unbound because the remote went away,
         :class:`NoBufferError` when ``timeout`` is 0 and no buffer is free,
-        :class:`RpmsgTimeoutError` when none came within ``timeout``; wrong arguments raise
+        :class:`RpmsgTimeoutError` when none came within ``timeout``,
+        :class:`EndpointClosedError` once closed (by another thread too: a send waiting for
+        a buffer sees it within :data:`CLOSE_CHECK`); wrong arguments raise
         :class:`InvalidArgumentError` / :class:`ArgumentTypeError` before anything happens.
         """
         payload = data if type(data) is bytes else checks.payload(data)

@@ -213,7 +213,9 @@ class CaptureReader:
     """Iterate the records of a capture: ``for rec in CaptureReader("x.pcapng"): ...``.
 
     ``source`` is a path or a binary stream. With ``follow`` the iterator waits at the end
-    of the file for more records (polling every ``poll`` seconds) until :meth:`close`.
+    of the file for more records (polling every ``poll`` seconds) until :meth:`close`; a
+    followed file that a new capture truncated is read again from its start
+    (:attr:`restarts` counts it).
     """
 
     def __init__(self, source: str | os.PathLike[str] | BinaryIO, *, follow: bool = False,
