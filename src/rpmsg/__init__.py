@@ -112,8 +112,14 @@ def _open_taps(options: CaptureOptions | None, url: str) -> Tap | None:
 
     capture: Tap | None = None
     if options is not None:
-        capture = open_capture(options.path, link_name=url, level=options.level,
-                               max_bytes=options.max_bytes)
+        try:
+            capture = open_capture(options.path, link_name=url, level=options.level,
+                                   max_bytes=options.max_bytes)
+        except RpmsgError as exc:
+            if not options.from_env:
+                raise
+            logging.getLogger("rpmsg.capture").warning(
+                "RPMSG_CAPTURE: %s; %s runs without capture", exc, url)
     return combine(capture, trace_tap(url) if tracing else None)
 
 

@@ -173,6 +173,9 @@ class CaptureOptions:
     path: str
     level: str = "messages"
     max_bytes: int | None = None
+    #: Asked for by ``RPMSG_CAPTURE`` rather than the URL: a capture that cannot be opened
+    #: (another process writes that file) is skipped with a warning, not the program's end.
+    from_env: bool = False
 
 
 @dataclass
@@ -248,10 +251,13 @@ def require_other_process(url: str, command: str) -> None:
 
 def _capture_options(url: TransportURL, env: Mapping[str, str]) -> CaptureOptions | None:
     path = url.take("capture")
+    from_env = False
     if path is False or (isinstance(path, str) and path.strip().lower() in CAPTURE_OFF):
         path = False  # this link is not captured, whatever RPMSG_CAPTURE says
     elif path is None:
-        path = env.get("RPMSG_CAPTURE") or None
+        inherited = env.get("RPMSG_CAPTURE") or ""
+        from_env = inherited.strip().lower() not in CAPTURE_OFF  # RPMSG_CAPTURE=off: none
+        path = inherited if from_env else None
     level_default = env.get("RPMSG_CAPTURE_LEVEL") or "messages"
     level = url.get_choice("capture_level", level_default.lower(),
                            {lvl: lvl for lvl in CAPTURE_LEVELS})
@@ -261,7 +267,7 @@ def _capture_options(url: TransportURL, env: Mapping[str, str]) -> CaptureOption
     max_bytes = url.get_int("capture_max", 0, minimum=0) or None  # 0: no cap
     if path is None or path is False:
         return None
-    return CaptureOptions(_capture_path(path), level, max_bytes)
+    return CaptureOptions(_capture_path(path), level, max_bytes, from_env)
 
 
 def _capture_path(path: object) -> str:

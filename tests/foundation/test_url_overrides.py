@@ -40,3 +40,10 @@ def test_capture_off_for_one_link_whatever_the_environment_says() -> None:
     assert prepare("loop:c", {"capture": False}, environ=env).capture is None
     assert prepare("loop:c?capture=/tmp/x.pcapng", {"capture": "off"}, environ=env
                    ).capture is None
+
+
+def test_rpmsg_capture_off_in_the_environment_is_no_capture() -> None:
+    for off in ("off", "OFF", "none", "0", " "):
+        assert prepare("loop:c", environ={"RPMSG_CAPTURE": off}).capture is None
+    assert prepare("loop:c", environ={"RPMSG_CAPTURE": "/tmp/x.pcapng"}).capture.from_env
+    assert not prepare("loop:c?capture=/tmp/x.pcapng", environ={}).capture.from_env
