@@ -853,7 +853,11 @@ _OPEN: weakref.WeakSet[Device] = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     for dev in list(_OPEN):
         if not dev._closed:
-            dev._inherited()
+            try:  # one Device that fails to let go must not leave the others usable
+                dev._inherited()
+            except Exception:  # nothing may escape an at-fork handler
+                dev.inherited, dev.usable = True, False
+                log.exception("%s: could not be marked inherited after fork()", dev.name)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -235,6 +235,11 @@ class Endpoint:
         if dst == ADDR_ANY:
             self._send_once_bound(payload, timeout)
             return
+        self._transmit(dst, payload, timeout)
+
+    def _transmit(self, dst: int, payload: Buffer, timeout: float | None) -> None:
+        """One link call when a buffer is free; a wait for one runs in steps of
+        :data:`CLOSE_CHECK` (see :meth:`_transmit_rest`)."""
         step = timeout if timeout is not None and timeout <= CLOSE_CHECK else CLOSE_CHECK
         try:  # a free buffer returns at once: the step only bounds a wait
             self._host.transmit(self._rec.addr, dst, payload, step)
@@ -291,13 +296,7 @@ class Endpoint:
         if dst == ADDR_ANY:
             raise NotBoundError("cannot send to ADDR_ANY")
         self._check_sendable(len(payload))
-        step = timeout if timeout is not None and timeout <= CLOSE_CHECK else CLOSE_CHECK
-        try:
-            self._host.transmit(self._rec.addr, dst, payload, step)
-        except (RpmsgTimeoutError, NoBufferError):
-            if step == timeout:
-                raise
-            self._transmit_rest(dst, payload, timeout, step)
+        self._transmit(dst, payload, timeout)
 
     def send_many(self, messages: Iterable[Buffer], timeout: float | None = None) -> int:
         """Send several messages to the bound destination with as few notifications as the

@@ -74,7 +74,8 @@ def test_timeouts_none_and_inf_mean_no_limit() -> None:
 def test_capture_from_the_environment_is_checked_too() -> None:
     prepared = prepare("loop:t", environ={"RPMSG_CAPTURE": "/tmp/c-%p.pcapng",
                                           "RPMSG_CAPTURE_LEVEL": "frames"})
-    assert prepared.capture == registry.CaptureOptions("/tmp/c-%p.pcapng", "frames", None)
+    assert prepared.capture == registry.CaptureOptions("/tmp/c-%p.pcapng", "frames", None,
+                                                       from_env=True)
     with pytest.raises(rpmsg.InvalidURLError, match="RPMSG_CAPTURE_LEVEL"):
         prepare("loop:t", environ={"RPMSG_CAPTURE": "/tmp/c", "RPMSG_CAPTURE_LEVEL": "x"})
     assert prepare("loop:t", environ={}).capture is None

@@ -7,6 +7,7 @@ check and its use; the chip sends what a NuttX client never would.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import threading
 import time
@@ -206,7 +207,7 @@ def test_close_cuts_a_huge_read_short(tmp_path: Path) -> None:
 
 
 def test_a_chip_announcing_mount_after_mount_leaves_addresses_for_the_rest(
-        share: Path) -> None:
+        share: Path, caplog: pytest.LogCaptureFixture) -> None:
     """200 rpmsgfs-* announcements: the server binds a bounded number of them and the host
     can still make endpoints, here the syslog binding the chip asks for afterwards. Every
     announcement used to take one of NuttX's 128 local addresses: after 128 of them no
@@ -224,6 +225,9 @@ def test_a_chip_announcing_mount_after_mount_leaves_addresses_for_the_rest(
         # (name-service messages are handled in order: all 200 were seen before it)
         assert len(server.mounts) == limit < 128
         assert server._binder.refused == 200 - limit
+        refusals = [r for r in caplog.records if r.levelno >= logging.WARNING
+                    and "not binding" in r.getMessage()]
+        assert len(refusals) == 1  # said once, not once per announcement (a log flood)
         chip_log.send(SyslogTransfer(b"still here\n").encode(), timeout=10)
         assert syslog.recv(10).text == "still here"
         syslog.close()

@@ -18,6 +18,7 @@ from rpmsg import checks
 from rpmsg.device import Device
 from rpmsg.endpoint import Endpoint
 from rpmsg.errors import MessageTooLargeError, RpmsgError, RpmsgTimeoutError
+from rpmsg.transport import Deadline
 from rpmsg.wire.ping import (
     PING_ACK,
     PING_CHECK,
@@ -145,7 +146,7 @@ def ping(
     service: str = PING_NAME,
     count: int = 10,
     size: int = 64,
-    timeout: float = 5.0,
+    timeout: float | None = 5.0,
     protocol: Literal["ping", "echo", "auto"] = "auto",
     check: bool = True,
     random_size: bool = False,
@@ -162,7 +163,7 @@ def ping(
     """
     checks.count(count, "count", minimum=0)
     checks.count(size, "size", minimum=0)
-    timeout = checks.pause(timeout, "timeout")  # a reply wait that ends
+    timeout = checks.timeout(timeout)  # None: a reply may take for ever
     interval = checks.pause(interval)
     proto = ("ping" if service == PING_NAME else "echo") if protocol == "auto" else protocol
     mtu = device.mtu
@@ -206,13 +207,13 @@ def _make_payload(proto: str, seq: int, n: int, check: bool) -> bytes:
     return _SEQ.pack(seq) + body
 
 
-def _await_reply(ept: Endpoint, proto: str, seq: int, sent: bytes, timeout: float,
+def _await_reply(ept: Endpoint, proto: str, seq: int, sent: bytes, timeout: float | None,
                  result: PingResult) -> bool:
     """Wait for the reply to ``seq``; older replies are counted late and skipped."""
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout)
     while True:
         try:
-            reply = ept.recv(max(0.0, deadline - time.monotonic()))
+            reply = ept.recv(deadline.remaining())
         except RpmsgTimeoutError:
             result.lost += 1
             return False

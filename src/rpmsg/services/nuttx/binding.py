@@ -69,9 +69,11 @@ class AnnouncementBinder:
             full = len(self._endpoints) >= self.limit
             if full:
                 self.refused += 1
-        if full:
-            log.warning("not binding %r at %#x: %d bindings of this service already exist",
-                        name, addr, self.limit)
+        if full:  # said once (a chip may announce without end); counted in refused
+            log.log(logging.WARNING if self.refused == 1 else logging.DEBUG,
+                    "not binding %r at %#x: %d bindings of this service already exist%s",
+                    name, addr, self.limit,
+                    "; further refusals are counted (refused)" if self.refused == 1 else "")
             return
         try:
             ept = device.create_endpoint(name, dst=addr, announce=False,
