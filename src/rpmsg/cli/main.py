@@ -18,14 +18,16 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from rpmsg import __version__
 from rpmsg.cli.args import OutputError
 from rpmsg.cli.terminal import printable
 from rpmsg.errors import AlreadyOpenError, RpmsgError
+
+_T = TypeVar("_T")
 
 #: Modules that add subcommands, in help order. Missing optional ones are skipped.
 COMMAND_MODULES = (
@@ -132,21 +134,20 @@ class _Output:
         return OutputError("cannot write the output: standard output is closed")
 
     def write(self, text: str) -> int:
-        if self.stream is None:
+        stream = self.stream
+        if stream is None:
             raise self._closed()
-        try:
-            return self.stream.write(text)
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            self.discard()
-            raise OutputError(f"cannot write the output: {exc.strerror or exc}") from None
+        return self._guarded(lambda: stream.write(text))
 
     def flush(self) -> None:
-        if self.stream is None:
-            return
+        stream = self.stream
+        if stream is not None:
+            self._guarded(stream.flush)
+
+    def _guarded(self, call: Callable[[], _T]) -> _T:
+        """``call()``, a failed write made one OutputError (a broken pipe stays itself)."""
         try:
-            self.stream.flush()
+            return call()
         except BrokenPipeError:
             raise
         except OSError as exc:
