@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -247,6 +248,20 @@ def require_other_process(url: str, command: str) -> None:
             f"{url}: both ends of a {transport.scheme}: link live in one process, so "
             f"{command} can have no peer there; use a URL another process can reach "
             f"(e.g. shm:NAME with `rpmsg remote shm:NAME`, uart:..., linux:...)")
+
+
+def remote_command(url: str) -> str:
+    """The shell command that starts the other end of ``url``: ``rpmsg remote`` with the
+    transport's own options (not this side's timeout, policy or capture), quoted for a
+    shell, for hints such as "start one with ..."."""
+    try:
+        parsed = TransportURL.parse(url)
+    except RpmsgError:
+        return "rpmsg remote URL"
+    own = "&".join(f"{k}={v}" for k, v in parsed.params.items()
+                   if k not in GENERIC_OPTIONS)
+    target = f"{parsed.scheme}:{parsed.path}" + (f"?{own}" if own else "")
+    return f"rpmsg remote {shlex.quote(target)}"
 
 
 def _capture_options(url: TransportURL, env: Mapping[str, str]) -> CaptureOptions | None:

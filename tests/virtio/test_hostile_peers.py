@@ -411,8 +411,17 @@ def test_a_long_wait_says_what_it_waits_for(name: str,
         rpmsg.open(f"shm:{name}?timeout=1.5")
     assert time.monotonic() - t0 < 3
     said = [r.getMessage() for r in caplog.records if r.name == "rpmsg.wait"]
+    # The hint is a command to paste: this side's timeout (or capture) is not the remote's.
     assert said == [f"waiting for a virtio device on shm:{name}?timeout=1.5 — start one with "
-                    f"`rpmsg remote shm:{name}?timeout=1.5`"]
+                    f"`rpmsg remote shm:{name}`"]
+
+
+def test_the_hint_keeps_the_layout_and_quotes_it_for_a_shell() -> None:
+    from rpmsg.registry import remote_command
+
+    assert remote_command("shm:lab?buffers=64&capture=x.pcapng&timeout=1") == \
+        "rpmsg remote 'shm:lab?buffers=64'"  # pasted unquoted, & sent it to the background
+    assert remote_command("shm:lab?policy=nuttx") == "rpmsg remote shm:lab"
 
 
 class _FrameTap:

@@ -30,7 +30,8 @@ def register(sub: Any) -> None:
         "(built with the system cc; skipped without one): round trip p50/p99, pipelined echo "
         "with 1/16/64 in flight and one-way streams for 16 and 496 bytes, ratios to C<->C, "
         "and the 1-byte kick ping-pong floor; uart = framing MB/s and goodput over a pty; "
-        "spi = exchanges per message and goodput over the simulated bus.")
+        "spi = exchanges per message and goodput over the simulated bus; capture = the CPU "
+        "a pcapng capture adds per message, with and without it in the same run.")
     p.add_argument("kind", nargs="?", choices=sorted(KINDS), default="shm",
                    help="which benchmark (default shm)")
     p.add_argument("--quick", action="store_true", help="shorter run, noisier figures")

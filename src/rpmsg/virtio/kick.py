@@ -20,7 +20,7 @@ import stat
 import time
 
 from rpmsg.errors import AccessDeniedError, NotAvailableError, RemoteDisconnectedError
-from rpmsg.registry import Opening
+from rpmsg.registry import Opening, remote_command
 from rpmsg.virtio.shm_files import (
     DEFAULT_PERM,
     check_owner,
@@ -261,7 +261,7 @@ def connect(path: str, kind: str = "socket", opening: Opening | None = None, *,
     """
     del kind
     opening = opening or Opening(path, None)
-    hint = f"start one with `rpmsg remote {opening.url}`"
+    hint = f"start one with `{remote_command(opening.url)}`"
     delay = 0.005
     while True:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)

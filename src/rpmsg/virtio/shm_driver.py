@@ -26,7 +26,7 @@ from rpmsg.errors import (
     ProtocolError,
     RpmsgError,
 )
-from rpmsg.registry import Opening
+from rpmsg.registry import Opening, remote_command
 from rpmsg.transport import Deadline
 from rpmsg.virtio.driver import DriverEngine
 from rpmsg.virtio.kick import (
@@ -194,7 +194,7 @@ class ShmDriverLink(ShmLink):
         remaining = opening.remaining()
         if remaining is not None and remaining <= 0:
             raise opening.timeout_error(what, seen)
-        opening.waiting(what, f"start the device with `rpmsg remote {self.config.url}`")
+        opening.waiting(what, f"start the device with `{remote_command(self.config.url)}`")
         sleep(0.01, self._wake_r)
 
     def _hello(self, chan: SocketKick, caps: ShmFlags,

@@ -333,10 +333,13 @@ class Console:
 
     def command(self, line: str, *, prompt: re.Pattern[bytes] = DEFAULT_PROMPT,
                 timeout: float | None = 10.0, echo: bool = True) -> str:
-        """Run one shell command and return its output: what the chip printed after its
+        r"""Run one shell command and return its output: what the chip printed after its
         echo of ``line`` and before the next prompt (``\r\n`` made ``\n``). Output that
         was waiting before the command is skipped. ``echo=False`` for a console that does
-        not echo input."""
+        not echo input. Raises :class:`~rpmsg.RpmsgTimeoutError` when the prompt does not
+        come within ``timeout``, and :class:`~rpmsg.RpmsgError` when
+        :data:`~rpmsg.services.nuttx.console.READ_UNTIL_MAX` bytes came without a prompt
+        (the rest stays unread)."""
         deadline = Deadline(timeout)
         typed = line.rstrip("\n")
         self.write(typed + "\n", timeout=deadline.remaining())
