@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rpmsgfs_helpers import ask
 
 import rpmsg
 from rpmsg.services.nuttx import FsClient, FsServer
@@ -28,7 +29,6 @@ from rpmsg.wire.nuttx_rpmsgfs import (
     FS_HEADER,
     FsCommand,
     FsStat,
-    decode_response,
     encode_request,
 )
 
@@ -270,19 +270,6 @@ def test_read_only(share: Path) -> None:
 
 
 # Raw requests: what FsClient never sends -----------------------------------------------------
-
-
-@pytest.fixture
-def session(share: Path) -> Iterator[FsSession]:
-    root = ConfinedDir(share)
-    s = FsSession(root, mtu=2008)
-    yield s
-    s.release()
-    root.close()
-
-
-def ask(session: FsSession, raw: bytes) -> list:
-    return [decode_response(r) for r in session.handle(raw)]
 
 
 def test_unknown_command_gets_no_answer_and_bad_request_einval(session: FsSession) -> None:

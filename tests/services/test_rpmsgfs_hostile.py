@@ -11,10 +11,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from rpmsgfs_helpers import ask
 
 import rpmsg
 from rpmsg.services.nuttx import (
@@ -50,19 +51,6 @@ def share(tmp_path: Path) -> Path:
     (tmp_path / "secret").write_bytes(b"outside\n")
     (tmp_path / "secret").chmod(0o600)
     return d
-
-
-@pytest.fixture
-def session(share: Path) -> Iterator[FsSession]:
-    root = ConfinedDir(share)
-    s = FsSession(root, mtu=2008)
-    yield s
-    s.release()
-    root.close()
-
-
-def ask(session: FsSession, raw: bytes) -> list:
-    return [decode_response(r) for r in session.handle(raw)]
 
 
 @pytest.mark.parametrize("flags", ["MODE", "MTIME", "SIZE"])
