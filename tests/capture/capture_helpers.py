@@ -7,12 +7,13 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rpmsg.capture import plugin_path
+from rpmsg.capture import CapturedMessage, CaptureReader, plugin_path
 from rpmsg.tap import Tap
 from rpmsg.wire.ping import PING_ACK, PING_CMD_RSP, PING_HEADER
 from rpmsg.wire.rpmsg import NS_ADDR, NsFlags, NsMessage
@@ -98,3 +99,27 @@ def finish(proc: subprocess.Popen[str], timeout: float = 30) -> str:
         proc.wait()
     assert proc.stdout is not None
     return proc.stdout.read()
+
+
+class Follower:
+    """``CaptureReader(path, follow=True)`` read on a thread into :attr:`got` (the message
+    payloads, in order) while the test writes; leaving the ``with`` closes the reader and
+    joins the thread."""
+
+    def __init__(self, path: Path | str, poll: float = 0.05) -> None:
+        self.reader = CaptureReader(str(path), follow=True, poll=poll)
+        self.got: list[bytes] = []
+        self.thread = threading.Thread(target=self._consume)
+
+    def _consume(self) -> None:
+        for rec in self.reader:
+            if isinstance(rec, CapturedMessage):
+                self.got.append(rec.payload)
+
+    def __enter__(self) -> Follower:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.reader.close()
+        self.thread.join(30)

@@ -7,12 +7,11 @@ for ever: the reader waited at the old end of file, past everything the new capt
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-from capture_helpers import wait_until
+from capture_helpers import Follower, wait_until
 
-from rpmsg.capture import CapturedMessage, CaptureReader, open_capture
+from rpmsg.capture import open_capture
 
 
 def test_a_followed_file_cut_by_a_new_capture_is_read_again(tmp_path: Path) -> None:
@@ -21,17 +20,8 @@ def test_a_followed_file_cut_by_a_new_capture_is_read_again(tmp_path: Path) -> N
     for i in range(50):
         first.message("tx", 1, 2, b"first %d" % i)
     first.close()
-    got: list[bytes] = []
-    reader = CaptureReader(str(path), follow=True, poll=0.05)
-
-    def consume() -> None:
-        for rec in reader:
-            if isinstance(rec, CapturedMessage):
-                got.append(rec.payload)
-
-    t = threading.Thread(target=consume)
-    t.start()
-    try:
+    with Follower(path) as follower:
+        got = follower.got
         assert wait_until(lambda: len(got) == 50, timeout=30)
         second = open_capture(str(path), link_name="loop:second")  # truncates
         try:
@@ -41,10 +31,7 @@ def test_a_followed_file_cut_by_a_new_capture_is_read_again(tmp_path: Path) -> N
             assert wait_until(lambda: len(got) == 53, timeout=30), got[50:]
         finally:
             second.close()
-    finally:
-        reader.close()
-        t.join(30)
-    assert not t.is_alive()
+    assert not follower.thread.is_alive()
     assert got[50:] == [b"second %d" % i for i in range(3)]
-    assert reader.restarts == 1
-    assert [i.name for i in reader.interfaces] == ["loop:second"]
+    assert follower.reader.restarts == 1
+    assert [i.name for i in follower.reader.interfaces] == ["loop:second"]

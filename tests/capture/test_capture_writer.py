@@ -14,13 +14,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from capture_helpers import ns, ping_payload, sample_session, wait_until
+from capture_helpers import Follower, ns, ping_payload, sample_session, wait_until
 
 from rpmsg.capture import (
     CapturedEvent,
     CapturedFrame,
     CapturedMessage,
-    CaptureReader,
     TruncatedCaptureError,
     open_capture,
     read_capture,
@@ -371,27 +370,16 @@ def test_reader_follows_a_file_being_written(tmp_path: Path) -> None:
     path = tmp_path / "follow.pcapng"
     tap = open_capture(str(path), link_name="loop:follow")
     tap.flush()  # type: ignore[attr-defined]
-    got: list[bytes] = []
-    reader = CaptureReader(str(path), follow=True, poll=0.05)
-
-    def consume() -> None:
-        for rec in reader:
-            if isinstance(rec, CapturedMessage):
-                got.append(rec.payload)
-
-    t = threading.Thread(target=consume)
-    t.start()
     try:
-        for i in range(5):
-            tap.message("tx", 1, 2, bytes([i]))
-            tap.flush()  # type: ignore[attr-defined]
-        assert wait_until(lambda: len(got) == 5, timeout=30)
+        with Follower(path) as follower:
+            for i in range(5):
+                tap.message("tx", 1, 2, bytes([i]))
+                tap.flush()  # type: ignore[attr-defined]
+            assert wait_until(lambda: len(follower.got) == 5, timeout=30)
     finally:
-        reader.close()
-        t.join(30)
         tap.close()
-    assert got == [bytes([i]) for i in range(5)]
-    assert not t.is_alive()
+    assert follower.got == [bytes([i]) for i in range(5)]
+    assert not follower.thread.is_alive()
 
 
 FORKS = textwrap.dedent("""
