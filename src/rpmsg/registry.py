@@ -265,14 +265,11 @@ def remote_command(url: str) -> str:
 
 
 def _capture_options(url: TransportURL, env: Mapping[str, str]) -> CaptureOptions | None:
-    path = url.take("capture")
-    from_env = False
-    if path is False or (isinstance(path, str) and path.strip().lower() in CAPTURE_OFF):
-        path = False  # this link is not captured, whatever RPMSG_CAPTURE says
-    elif path is None:
-        inherited = env.get("RPMSG_CAPTURE") or ""
-        from_env = inherited.strip().lower() not in CAPTURE_OFF  # RPMSG_CAPTURE=off: none
-        path = inherited if from_env else None
+    path = url.take("capture")  # off in the URL wins over RPMSG_CAPTURE
+    from_env = path is None
+    if from_env:
+        path = env.get("RPMSG_CAPTURE") or ""
+    off = path is False or (isinstance(path, str) and path.strip().lower() in CAPTURE_OFF)
     level_default = env.get("RPMSG_CAPTURE_LEVEL") or "messages"
     level = url.get_choice("capture_level", level_default.lower(),
                            {lvl: lvl for lvl in CAPTURE_LEVELS})
@@ -280,7 +277,7 @@ def _capture_options(url: TransportURL, env: Mapping[str, str]) -> CaptureOption
         raise InvalidURLError(f"RPMSG_CAPTURE_LEVEL={level_default!r} is not one of "
                               f"{', '.join(CAPTURE_LEVELS)}")
     max_bytes = url.get_int("capture_max", 0, minimum=0) or None  # 0: no cap
-    if path is None or path is False:
+    if off:
         return None
     return CaptureOptions(_capture_path(path), level, max_bytes, from_env)
 
